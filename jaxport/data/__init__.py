@@ -1,0 +1,33 @@
+"""Data layer: discovery, validated CSV parsing, alignment, chronological splits, synthetic data."""
+
+from jaxport.data.errors import DataError
+from jaxport.data.loader import (
+    DEFAULT_DATA_DIR,
+    FALLBACK_DATA_DIR,
+    align_frames,
+    find_symbol_file,
+    list_symbols,
+    load_market,
+    load_ohlcv_csv,
+    resolve_data_dir,
+)
+from jaxport.data.market import OHLCV_FIELDS, MarketData
+from jaxport.data.split import SplitBounds, describe_split, split_bounds, split_market
+
+__all__ = [
+    "DataError",
+    "DEFAULT_DATA_DIR",
+    "FALLBACK_DATA_DIR",
+    "MarketData",
+    "OHLCV_FIELDS",
+    "SplitBounds",
+    "align_frames",
+    "describe_split",
+    "find_symbol_file",
+    "list_symbols",
+    "load_market",
+    "load_ohlcv_csv",
+    "resolve_data_dir",
+    "split_bounds",
+    "split_market",
+]
