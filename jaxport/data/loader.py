@@ -26,6 +26,18 @@ def _csv_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
 
 
+def _require_csv_files(directory: Path) -> list[Path]:
+    """The CSVs in ``directory``; ``DataError`` saying why when there are none."""
+    files = _csv_files(directory)
+    if files:
+        return files
+    if not directory.exists():
+        raise DataError(f"{directory}: directory does not exist")
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a directory")
+    raise DataError(f"{directory}: directory holds no .csv files")
+
+
 def resolve_data_dir(path: str | Path | None = None, *, announce=None) -> Path:
     """The training-data folder to use.
 
@@ -50,19 +62,14 @@ def resolve_data_dir(path: str | Path | None = None, *, announce=None) -> Path:
 
 def list_symbols(directory: str | Path) -> list[str]:
     """Symbols available in ``directory``: the upper-cased stems of its CSV files, sorted."""
-    directory = Path(directory)
-    files = _csv_files(directory)
-    if not files:
-        raise DataError(f"{directory}: directory holds no .csv files")
+    files = _require_csv_files(Path(directory))
     return sorted({p.stem.upper() for p in files})
 
 
 def find_symbol_file(directory: str | Path, symbol: str) -> Path:
     """``SYM.csv`` (case-insensitive), else the single ``*SYM*.csv`` whose stem contains it."""
     directory = Path(directory)
-    files = _csv_files(directory)
-    if not files:
-        raise DataError(f"{directory}: directory holds no .csv files")
+    files = _require_csv_files(directory)
     sym = symbol.strip().upper()
     exact = [p for p in files if p.stem.upper() == sym]
     if len(exact) == 1:
@@ -122,7 +129,8 @@ def load_ohlcv_csv(path: str | Path, *, min_rows: int = 2) -> pd.DataFrame:
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise DataError(f"{name}: unparseable date {raw[date_col].iloc[row]!r} (data row {row + 1})")
-    frame.index = pd.DatetimeIndex(dates.dt.tz_localize(None), name="date")
+    # daily data: align on calendar days (a time of day, e.g. "05:00:00+00:00" timestamps, is dropped)
+    frame.index = pd.DatetimeIndex(dates.dt.tz_localize(None).dt.normalize(), name="date")
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()][0]
         raise DataError(f"{name}: duplicate date {dup.date()}")

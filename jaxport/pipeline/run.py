@@ -1,0 +1,624 @@
+"""The three-stage training pipeline behind ``jaxport train``.
+
+data -> generic forecaster (stage 1) -> per-symbol specialists (stage 2) -> forecast features ->
+portfolio RL per pair (stage 3: PPO and/or gradient ascent through the differentiable env) ->
+evaluation on the chronological test split against baselines.
+
+Every stage writes its checkpoints (orbax, atomically) and then the summary (atomically), so an
+interrupted run keeps what it finished and ``--resume`` continues from there. Random keys are derived
+from the seed and the stage/pair name, so a resumed run gives the same results as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import platform
+import shutil
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxport.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from jaxport.data import (
+    DataError,
+    MarketData,
+    describe_split,
+    list_symbols,
+    load_market,
+    resolve_data_dir,
+    split_bounds,
+)
+from jaxport.pipeline.config import (
+    ORIGINAL_BASE_STOCKS,
+    ORIGINAL_SPECIALIST_STOCKS,
+    PipelineConfig,
+)
+from jaxport.pipeline.summary import SUMMARY_SCHEMA_VERSION, read_summary
+from jaxport.pipeline.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+#: Entries the pipeline creates inside ``--output-dir`` (``--overwrite`` removes only these).
+RUN_ENTRIES = ("base", "specialists", "portfolio", "pipeline_summary.json", "report")
+TENSORBOARD_STAGES = ("base", "specialists", "portfolio")
+
+
+class RunInterrupted(Exception):
+    """Raised (after saving) when a run stops early: Ctrl-C or the ``stop_after`` test hook."""
+
+
+@dataclasses.dataclass
+class Reporter:
+    """Hooks the CLI uses to show progress; all optional (the library stays silent without them)."""
+
+    stage_start: Callable[[str, int], None] = lambda name, total: None
+    advance: Callable[[str, int, dict], None] = lambda name, n, metrics: None
+    stage_end: Callable[[str], None] = lambda name: None
+    say: Callable[[str], None] = lambda message: log.info(message)
+
+
+# ---------------------------------------------------------------------------- helpers
+def stage_seed(seed: int, *names: str) -> int:
+    """A 31-bit seed from the run seed and a stage/pair name (stable across processes)."""
+    digest = hashlib.sha256(("/".join([str(seed), *names])).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    names = ("jaxport", "jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax-checkpoint", "numpy",
+             "pandas", "tensorboardX", "torch", "gymnasium", "arch", "wandb")
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "num_devices": len(devices),
+        "host": platform.node(),
+        "processor": platform.machine(),
+    }
+
+
+def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to write into a non-empty folder unless ``resume`` or ``overwrite`` (one-line DataError)."""
+    if resume and overwrite:
+        raise DataError("--resume and --overwrite exclude each other")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"--output-dir {output_dir}: exists and is not a directory")
+    entries = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if resume:
+        if not (output_dir / "pipeline_summary.json").exists():
+            raise DataError(f"--resume: {output_dir} holds no pipeline_summary.json to resume from")
+        return
+    if not entries:
+        return
+    if not overwrite:
+        finished = (output_dir / "pipeline_summary.json").exists()
+        what = "a previous run" if finished else "files"
+        raise DataError(
+            f"--output-dir {output_dir}: already holds {what}; pass --resume to continue it, "
+            f"--overwrite to replace it, or choose another --output-dir"
+        )
+    foreign = [e for e in entries if e not in RUN_ENTRIES and not e.startswith(".")]
+    if foreign:
+        raise DataError(
+            f"--overwrite: {output_dir} holds files a jaxport run does not write ({', '.join(foreign[:5])}); "
+            "refusing to delete them"
+        )
+    for entry in entries:
+        target = output_dir / entry
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+# ---------------------------------------------------------------------------- symbols and data
+def resolve_symbols(config: PipelineConfig, data_dir: Path) -> tuple[list[str], list[str], list[list[str]]]:
+    """Base symbols, specialist symbols and RL pairs (original defaults when their files exist)."""
+    available = list_symbols(data_dir)
+    base = config.data.base_symbols
+    specialists = config.data.specialist_symbols
+    if base is None:
+        base = list(ORIGINAL_BASE_STOCKS) if set(ORIGINAL_BASE_STOCKS) <= set(available) else available
+    if specialists is None:
+        originals = set(ORIGINAL_SPECIALIST_STOCKS)
+        specialists = list(ORIGINAL_SPECIALIST_STOCKS) if originals <= set(available) else available[:3]
+    pairs = config.data.pairs
+    if pairs is None:
+        pairs = [[a, b] for a, b in zip(specialists, specialists[1:])]
+        if not pairs and len(base) >= 2:
+            pairs = [base[:2]]
+    return list(base), list(specialists), [list(p) for p in pairs]
+
+
+def min_rows_needed(config: PipelineConfig) -> int:
+    return max(config.base.context, config.data.sequence_length) + config.data.toto_horizon + 2
+
+
+# ---------------------------------------------------------------------------- the run
+class Pipeline:
+    """One ``jaxport train`` run. ``run()`` returns the summary dict (also written to disk)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        reporter: Reporter | None = None,
+        stop_after: str | None = None,
+    ):
+        self.config = config
+        self.resume = resume
+        self.overwrite = overwrite
+        self.reporter = reporter or Reporter()
+        self.stop_after = stop_after  # test hook: raise RunInterrupted after this stage/pair completes
+        self.output_dir = Path(config.output_dir)
+        self.summary_path = config.resolved_summary_path
+        self.summary: dict[str, Any] = {}
+        self.tracker: Tracker | None = None
+
+    # -- summary bookkeeping
+    def _save_summary(self) -> None:
+        atomic_write_json(self.summary_path, self.summary)
+
+    def _rel(self, path: Path) -> str:
+        return _rel(path, self.summary_path.parent)
+
+    def _abs(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.summary_path.parent / p
+
+    def _stage_done(self, *keys: str) -> bool:
+        node: Any = self.summary.get("stages", {})
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                return False
+            node = node[k]
+        return isinstance(node, dict) and node.get("status") == "completed"
+
+    def _checkpoint_point(self, name: str) -> None:
+        self._save_summary()
+        if self.stop_after == name:
+            raise RunInterrupted(f"stopped after {name} (stop_after hook)")
+
+    # -- entry point
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        prepare_output_dir(self.output_dir, resume=self.resume, overwrite=self.overwrite)
+        if self.resume:
+            previous = read_summary(self.summary_path)
+            self._check_resumable(previous)
+            self.summary = previous
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.overwrite and not self.resume:
+            for stage in TENSORBOARD_STAGES:
+                shutil.rmtree(Path(cfg.tensorboard_dir) / stage, ignore_errors=True)
+        started = time.time()
+        data_dir = resolve_data_dir(cfg.data.trainingdata_dir, announce=self.reporter.say)
+        base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
+        self.summary.setdefault("stages", {})
+        self.summary.setdefault("timings", {})
+        self.summary.update(
+            {
+                "schema_version": SUMMARY_SCHEMA_VERSION,
+                "status": "running",
+                "config": self._config_block(data_dir, base_syms, spec_syms, pairs),
+                "versions": package_versions(),
+                "device": device_description(),
+                "git_commit": _git_commit(),
+            }
+        )
+        self.tracker = Tracker(
+            cfg.tensorboard_dir, wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
+            run_config=self.summary["config"], announce=self.reporter.say,
+        )
+        self.summary["tracking"] = {
+            "tensorboard_dir": self._rel(Path(cfg.tensorboard_dir)),
+            "wandb": self.tracker.wandb_status,
+        }
+        try:
+            t0 = time.perf_counter()
+            all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
+            market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
+            bounds = split_bounds(market, cfg.data.split)
+            self.summary["data"] = {
+                "trainingdata_dir": str(data_dir),
+                **market.summary(),
+                "split": describe_split(market, bounds),
+                "split_fractions": list(cfg.data.split),
+            }
+            self.summary["timings"]["data"] = time.perf_counter() - t0
+            self._save_summary()
+
+            base = self._stage_base(market, bounds, base_syms)
+            models = self._stage_specialists(market, bounds, spec_syms, base)
+            if not cfg.skip_rl:
+                self._stage_portfolio(market, bounds, pairs, base, models)
+            self.summary["status"] = "completed"
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            self.summary["status"] = "interrupted"
+            self.summary["interrupted"] = str(exc) or "KeyboardInterrupt"
+            self._save_summary()
+            raise RunInterrupted(self.summary["interrupted"]) from None
+        finally:
+            self.summary["timings"]["total_this_session"] = time.time() - started
+            if self.tracker is not None:
+                self.tracker.close()
+        self._finalise_legacy_keys()
+        self._save_summary()
+        return self.summary
+
+    def _check_resumable(self, previous: dict) -> None:
+        old = previous.get("config", {})
+        mine = dataclasses.asdict(self.config)
+        for key in ("seed", "data", "base", "finetune", "rl"):
+            if key in old and old[key] != _jsonish(mine[key]):
+                raise DataError(
+                    f"--resume: the configuration differs from the interrupted run in [{key}]; "
+                    "resume with the same flags, or start a new --output-dir"
+                )
+
+    def _config_block(self, data_dir: Path, base_syms, spec_syms, pairs) -> dict[str, Any]:
+        cfg = self.config
+        block = _jsonish(dataclasses.asdict(cfg))
+        use_toto = cfg.data.features in ("toto", "toto+stat") and not cfg.data.disable_toto
+        # Keys of the original trainer's summary, so tools written against it keep working.
+        block.update(
+            {
+                "base_symbols": base_syms,
+                "specialist_symbols": spec_syms,
+                "pairs": pairs,
+                "trainingdata_dir": str(data_dir),
+                "output_dir": cfg.output_dir,
+                "tensorboard_dir": cfg.tensorboard_dir,
+                "toto": {
+                    "enabled": use_toto,
+                    "horizon": cfg.data.toto_horizon,
+                    "context_length": cfg.base.context if use_toto else cfg.data.sequence_length,
+                    "targets": list(cfg.data.toto_targets),
+                },
+            }
+        )
+        block["rl"].update(
+            {
+                "transaction_cost_bps": cfg.rl.transaction_cost_bps,
+                "risk_penalty": cfg.rl.risk_penalty,
+                "leverage_limit": cfg.rl.leverage_limit,
+                "borrowing_cost": cfg.rl.borrowing_cost,
+                "trading_days_per_year": cfg.rl.trading_days_per_year,
+            }
+        )
+        return block
+
+    # ------------------------------------------------------------------ stage 1: generic forecaster
+    def _forecaster_configs(self):
+        from jaxport.forecast import ForecasterConfig, TrainConfig
+
+        b, d = self.config.base, self.config.data
+        fcfg = ForecasterConfig(
+            context=b.context, patch=b.patch, d_model=b.d_model, num_layers=b.num_layers,
+            num_heads=b.num_heads, mlp_ratio=b.mlp_ratio, horizon=d.toto_horizon,
+            targets=tuple(d.toto_targets), dropout=b.dropout,
+        )
+        tcfg = TrainConfig(
+            learning_rate=b.learning_rate, batch_size=b.batch_size, epochs=b.epochs, max_steps=b.steps,
+            warmup_steps=b.warmup_steps, patience=b.patience, max_val_windows=b.max_val_windows,
+            log_every=b.log_every, seed=stage_seed(self.config.seed, "base"),
+        )
+        return fcfg, tcfg
+
+    def _log_fn(self, stage: str, progress_name: str | None = None):
+        tracker = self.tracker
+
+        def log_fn(step: int, scalars: dict) -> None:
+            tracker.log(stage, step, scalars)
+            if progress_name is not None:
+                self.reporter.advance(progress_name, 0, scalars)
+
+        return log_fn
+
+    def _stage_base(self, market: MarketData, bounds, base_syms: list[str]):
+        """Train (or restore) the generic forecaster; ``None`` when the statistical path is used."""
+        from jaxport.forecast import Forecaster, evaluate_forecaster, train_forecaster
+
+        cfg = self.config
+        stages = self.summary["stages"]
+        wants_model = cfg.data.features in ("toto", "toto+stat") and not cfg.data.disable_toto
+        if self._stage_done("base"):
+            entry = stages["base"]
+            if entry.get("checkpoint"):
+                self.reporter.say(f"resume: generic forecaster from {entry['checkpoint']}")
+                return Forecaster.load(self._abs(entry["checkpoint"]))
+            return None
+        t0 = time.perf_counter()
+        ckpt_dir = self.output_dir / "base"
+        entry: dict[str, Any] = {"status": "running", "symbols": base_syms}
+        forecaster = None
+        if cfg.base_checkpoint:
+            path = Path(cfg.base_checkpoint)
+            if not path.exists():
+                raise DataError(f"--base-checkpoint {path}: does not exist")
+            forecaster = Forecaster.load(path)
+            entry["restored_from"] = str(path)
+        elif cfg.skip_base or not wants_model:
+            why = "--skip-base" if cfg.skip_base else (
+                "--disable-toto" if cfg.data.disable_toto else f"--features {cfg.data.features}")
+            entry.update({"status": "completed", "skipped": True, "reason": why, "checkpoint": None})
+            self.reporter.say(f"stage 1 skipped ({why}): statistical forecast features are used")
+            stages["base"] = entry
+            self.summary["timings"]["base"] = time.perf_counter() - t0
+            self._checkpoint_point("base")
+            return None
+        else:
+            fcfg, tcfg = self._forecaster_configs()
+            self.reporter.stage_start("base", tcfg.max_steps or 0)
+            result = train_forecaster(
+                market, bounds, fcfg, tcfg, symbols=base_syms, log_fn=self._log_fn("base", "base"),
+                log_prefix="",
+            )
+            self.reporter.stage_end("base")
+            forecaster = Forecaster(fcfg, result.params)
+            entry["training"] = result.summary()
+        forecaster.save(ckpt_dir, extra={"symbols": base_syms, "stage": "base"})
+        evaluation = evaluate_forecaster(forecaster, market.select(base_syms), bounds)
+        entry.update(
+            {
+                "status": "completed",
+                "checkpoint": self._rel(ckpt_dir),
+                "num_params": forecaster.num_params,
+                "metrics": forecast_metrics(evaluation),
+            }
+        )
+        pooled = entry["metrics"]["test"]
+        self.tracker.log("base", 0, {f"test_{k}": v for k, v in pooled.items()})
+        stages["base"] = entry
+        self.summary["timings"]["base"] = time.perf_counter() - t0
+        self._checkpoint_point("base")
+        return forecaster
+
+    # ------------------------------------------------------------------ stage 2: specialists
+    def _stage_specialists(self, market, bounds, spec_syms: list[str], base) -> dict[str, Any]:
+        """Per-symbol forecasters: the specialist where kept, else the generic model (or None)."""
+        from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
+
+        cfg = self.config
+        stages = self.summary["stages"]
+        specs = stages.setdefault("specialists", {})
+        models: dict[str, Any] = {s: base for s in market.symbols}
+        if base is None or cfg.skip_specialists:
+            why = "--skip-specialists" if cfg.skip_specialists else "no generic forecaster"
+            for sym in spec_syms:
+                specs.setdefault(sym, {"status": "completed", "skipped": True, "reason": why,
+                                       "checkpoint": stages.get("base", {}).get("checkpoint"), "kept": False})
+            self._save_summary()
+            return models
+        t0 = time.perf_counter()
+        fcfg, tcfg = self._forecaster_configs()
+        f = cfg.finetune
+        self.reporter.stage_start("specialists", len(spec_syms))
+        for sym in spec_syms:
+            if self._stage_done("specialists", sym):
+                entry = specs[sym]
+                if entry.get("kept"):
+                    models[sym] = Forecaster.load(self._abs(entry["checkpoint"]))
+                self.reporter.advance("specialists", 1, {})
+                continue
+            spec_tc = dataclasses.replace(
+                tcfg, learning_rate=f.learning_rate, epochs=max(1, f.epochs), max_steps=f.max_steps,
+                warmup_steps=max(1, tcfg.warmup_steps // 4), max_val_windows=None,
+                seed=stage_seed(cfg.seed, "specialist", sym),
+            )
+            if f.epochs == 0:
+                result = None
+                kept = False
+            else:
+                result = finetune_specialist(
+                    base.params, base.config, market, bounds, sym, spec_tc,
+                    log_fn=self._log_fn("specialists", None),
+                )
+                kept = result.kept
+            entry: dict[str, Any] = {"status": "completed", "kept": kept}
+            if kept:
+                model = Forecaster(base.config, result.params)
+                ckpt = self.output_dir / "specialists" / sym
+                model.save(ckpt, extra={"symbols": [sym], "stage": "specialist"})
+                entry["checkpoint"] = self._rel(ckpt)
+                models[sym] = model
+            else:
+                entry["checkpoint"] = stages["base"]["checkpoint"]  # the generic model serves this symbol
+            evaluation = evaluate_forecaster(models[sym], market.select([sym]), bounds)
+            entry["metrics"] = {
+                "generic_val_nll": None if result is None else result.generic_val_nll,
+                "specialist_val_nll": None if result is None else result.specialist_val_nll,
+                **forecast_metrics(evaluation),
+            }
+            if result is not None:
+                entry["training"] = result.summary()
+            self.tracker.log("specialists", 0, {f"{sym}/test_{k}": v for k, v in entry["metrics"]["test"].items()})
+            specs[sym] = entry
+            self.reporter.advance("specialists", 1, {"symbol": sym, "kept": kept})
+            self._checkpoint_point(f"specialists/{sym}")
+        self.reporter.stage_end("specialists")
+        self.summary["timings"]["specialists"] = self.summary["timings"].get("specialists", 0.0) + (
+            time.perf_counter() - t0)
+        return models
+
+    # ------------------------------------------------------------------ features
+    def _pair_features(self, market: MarketData, symbols: list[str], models: dict[str, Any]):
+        """Forecast features ``[T, N, F]`` for ``symbols``, each from its own forecaster (or fallback)."""
+        from jaxport.forecast import compute_features
+
+        d = self.config.data
+        append_stat = d.features == "toto+stat"
+        parts, names, valid_from, sources = [], None, 0, {}
+        use_models = d.features in ("toto", "toto+stat") and not d.disable_toto
+        for sym in symbols:
+            model = models.get(sym) if use_models else None
+            out = compute_features(
+                model, market.select([sym]), targets=d.toto_targets, horizon=d.toto_horizon,
+                sequence_length=d.sequence_length, append_stat=append_stat,
+            )
+            parts.append(out.values)
+            names = out.names
+            valid_from = max(valid_from, out.valid_from)
+            sources[sym] = out.source
+        return np.concatenate(parts, axis=1), list(names), valid_from, sources
+
+    # ------------------------------------------------------------------ stage 3: portfolio RL
+    def _stage_portfolio(self, market, bounds, pairs, base, models) -> None:
+        stages = self.summary["stages"]
+        portfolio = stages.setdefault("portfolio", {})
+        t0 = time.perf_counter()
+        self.reporter.stage_start("portfolio", len(pairs))
+        for pair in pairs:
+            name = "_".join(pair)
+            if self._stage_done("portfolio", name):
+                self.reporter.advance("portfolio", 1, {})
+                continue
+            try:
+                portfolio[name] = self._train_pair(market, bounds, pair, models)
+            except (KeyboardInterrupt, RunInterrupted):
+                raise
+            except Exception as exc:  # one failing pair must not stop the others
+                log.debug("pair %s failed", name, exc_info=True)
+                portfolio[name] = {
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(limit=8),
+                }
+                self.reporter.say(f"pair {name} failed: {type(exc).__name__}: {exc}")
+            self.reporter.advance("portfolio", 1, {"pair": name})
+            self._checkpoint_point(f"portfolio/{name}")
+        self.reporter.stage_end("portfolio")
+        self.summary["timings"]["portfolio"] = self.summary["timings"].get("portfolio", 0.0) + (
+            time.perf_counter() - t0)
+
+    def _train_pair(self, market: MarketData, bounds, pair: list[str], models) -> dict[str, Any]:
+        from jaxport.pipeline.portfolio import PairData, train_and_evaluate_pair
+
+        cfg = self.config
+        name = "_".join(pair)
+        t0 = time.perf_counter()
+        sub = market.select(pair)
+        values, names, valid_from, sources = self._pair_features(sub, pair, models)
+        pair_data = PairData.build(sub, values, names, valid_from, bounds, cfg.rl)
+        result = train_and_evaluate_pair(
+            pair_data, cfg.rl, seed=stage_seed(cfg.seed, "portfolio", name),
+            log=lambda algo, series: self.tracker.log_series(f"portfolio/{name}/{algo}", series),
+        )
+        ckpt = self.output_dir / "portfolio" / name
+        save_checkpoint(ckpt, result.checkpoint_tree, result.checkpoint_metadata(sources), overwrite=True)
+        evaluation_file = ckpt.parent / f"{name}_evaluation.json"
+        atomic_write_json(evaluation_file, result.curves)
+        test = result.metrics["test"]
+        for i, value in enumerate(result.curves["equity_curve"]):
+            if i % 5 == 0 or i == len(result.curves["equity_curve"]) - 1:
+                self.tracker.log(f"portfolio/{name}", i, {"test_equity": value})
+        self.tracker.log(f"portfolio/{name}", 0, {f"test_{k}": v for k, v in test.items()})
+        return {
+            "status": "completed",
+            "symbols": pair,
+            "algo": result.algo,
+            "checkpoint": self._rel(ckpt),
+            "evaluation": self._rel(evaluation_file),
+            "feature_source": sources,
+            "num_features": len(names),
+            "metrics": result.metrics,
+            "candidates": result.candidates,
+            "wall_s": time.perf_counter() - t0,
+        }
+
+    # ------------------------------------------------------------------ legacy top-level keys
+    def _finalise_legacy_keys(self) -> None:
+        stages = self.summary.get("stages", {})
+        self.summary["base_checkpoint"] = stages.get("base", {}).get("checkpoint")
+        self.summary["specialists"] = {
+            sym: entry.get("checkpoint") for sym, entry in stages.get("specialists", {}).items()
+        }
+        pairs = {}
+        for name, entry in stages.get("portfolio", {}).items():
+            if entry.get("status") != "completed":
+                pairs[name] = {"status": entry.get("status"), "error": entry.get("error")}
+                continue
+            val = entry["metrics"].get("validation", {})
+            pairs[name] = {
+                "best_val_profit": val.get("total_return"),
+                "best_epoch": entry["candidates"][entry["algo"]].get("updates"),
+                "best_checkpoint": entry["checkpoint"],
+                "algo": entry["algo"],
+                "test_total_return": entry["metrics"]["test"].get("total_return"),
+                "test_sharpe": entry["metrics"]["test"].get("sharpe"),
+            }
+        self.summary["portfolio_pairs"] = pairs
+
+
+def forecast_metrics(evaluation: dict) -> dict[str, Any]:
+    """The forecast evaluation in the summary's shape: ``test`` (pooled), ``baselines``, per symbol."""
+    model = evaluation.get("model", {})
+    return {
+        "test": model.get("pooled", {}),
+        "per_symbol": model.get("per_symbol", {}),
+        "baselines": {name: table.get("pooled", {}) for name, table in evaluation.get("baselines", {}).items()},
+        "baselines_per_symbol": {
+            name: table.get("per_symbol", {}) for name, table in evaluation.get("baselines", {}).items()
+        },
+        "split": evaluation.get("split", {}),
+        "notes": evaluation.get("notes", []),
+    }
+
+
+def _jsonish(obj: Any) -> Any:
+    """Tuples -> lists recursively (what a JSON round trip gives), for comparisons with a read summary."""
+    if isinstance(obj, dict):
+        return {k: _jsonish(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonish(v) for v in obj]
+    return obj
+
+
+def run_pipeline(config: PipelineConfig, **kwargs) -> dict[str, Any]:
+    """Run the whole pipeline (see :class:`Pipeline`)."""
+    return Pipeline(config, **kwargs).run()
+
+
+def load_portfolio_policy(checkpoint_dir: str | Path):
+    """``(tree, metadata)`` of a portfolio checkpoint written by the pipeline."""
+    return load_checkpoint(checkpoint_dir)

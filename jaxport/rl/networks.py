@@ -1,0 +1,117 @@
+"""Actor-critic MLP (Flax linen) and the tanh-squashed Gaussian policy it parameterises.
+
+Parameter tree of ``ActorCritic(action_dim, hidden=(h_1, ..., h_L))`` (what the torch exporter must
+mirror; every ``Dense_k`` has ``kernel [in, out]`` and ``bias [out]``, ``y = x @ kernel + bias``)::
+
+    params:
+      Dense_0 .. Dense_{L-1}      actor hidden layers   (obs_dim -> h_1 -> ... -> h_L), activation after each
+      Dense_L                     actor mean head       (h_L -> action_dim), no activation
+      Dense_{L+1} .. Dense_{2L}   critic hidden layers  (obs_dim -> h_1 -> ... -> h_L), activation after each
+      Dense_{2L+1}                critic head           (h_L -> 1), squeezed to a scalar
+      log_std                     [action_dim], state-independent log standard deviation
+
+For the default ``hidden=(64, 64)``: actor = Dense_0, Dense_1, Dense_2; critic = Dense_3, Dense_4,
+Dense_5. Initialisation follows PureJaxRL: orthogonal(sqrt 2) hidden kernels, orthogonal(0.01) actor
+head, orthogonal(1.0) critic head, zero biases, ``log_std = init_log_std``.
+
+Policy (see :func:`sample_action`): the network's ``mean`` is the location of a Gaussian over the
+PRE-squash action ``u ~ N(mean, exp(log_std)^2)``; the executed exposure is
+``a = leverage_cap * tanh(u)`` (fraction of equity per asset, so every sampled exposure lies in
+``(-cap, cap)``; the env then scales the gross ``sum |a|`` down to its cap). PPO stores ``u`` and uses the
+exact change-of-variables likelihood ``log p(a) = log N(u) - sum log(cap * (1 - tanh(u)^2))``; the
+log-det term does not depend on the parameters, so it cancels in the PPO ratio and the ratio is
+computed from the Gaussian part alone. The entropy bonus is the (closed-form) entropy of the
+pre-squash Gaussian. The deterministic action is ``cap * tanh(mean)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen.initializers import constant, orthogonal
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu, "elu": nn.elu}
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def activation_fn(name: str):
+    """The activation called ``name`` (``tanh``, ``relu``, ``gelu``, ``silu``, ``elu``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLP towers; returns ``(mean, log_std, value)``.
+
+    ``mean`` [..., action_dim] is the pre-squash Gaussian location, ``log_std`` is broadcast to the
+    shape of ``mean``, ``value`` [...] is the critic's state value. ``value_only=True`` runs the critic
+    tower only and returns just ``value`` (uses the same parameters; for bootstrapping).
+    """
+
+    action_dim: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+
+    def _tower(self, x, first_index: int, out_dim: int, out_scale: float):
+        act = activation_fn(self.activation)
+        for i, width in enumerate(self.hidden):
+            x = nn.Dense(
+                width, kernel_init=orthogonal(np.sqrt(2.0)), bias_init=constant(0.0), name=f"Dense_{first_index + i}"
+            )(x)
+            x = act(x)
+        return nn.Dense(
+            out_dim, kernel_init=orthogonal(out_scale), bias_init=constant(0.0),
+            name=f"Dense_{first_index + len(self.hidden)}",
+        )(x)
+
+    @nn.compact
+    def __call__(self, x, value_only: bool = False):
+        depth = len(self.hidden)
+        value = jnp.squeeze(self._tower(x, depth + 1, 1, 1.0), axis=-1)
+        if value_only:
+            return value
+        mean = self._tower(x, 0, self.action_dim, 0.01)
+        log_std = self.param("log_std", constant(self.init_log_std), (self.action_dim,))
+        return mean, jnp.broadcast_to(log_std, mean.shape), value
+
+
+# ---------------------------------------------------------------- squashed Gaussian policy
+def gaussian_log_prob(u, mean, log_std):
+    """Log density of the diagonal Gaussian at the pre-squash action ``u``, summed over the last axis."""
+    z = (u - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z * z - log_std - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(log_std):
+    """Entropy of the diagonal Gaussian (nats), summed over the last axis."""
+    return jnp.sum(log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+
+
+def squash(u, leverage_cap):
+    """Executed exposure ``cap * tanh(u)`` (fraction of equity per asset)."""
+    return leverage_cap * jnp.tanh(u)
+
+
+def squash_log_det(u, leverage_cap):
+    """``sum log |d a / d u|`` of :func:`squash`, numerically stable (summed over the last axis)."""
+    # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u))
+    return jnp.sum(jnp.log(leverage_cap) + 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+def squashed_log_prob(u, mean, log_std, leverage_cap):
+    """Exact log density of the executed action ``a = cap * tanh(u)`` (change of variables)."""
+    return gaussian_log_prob(u, mean, log_std) - squash_log_det(u, leverage_cap)
+
+
+def sample_action(key, mean, log_std, leverage_cap):
+    """Sample ``u ~ N(mean, std^2)``; return ``(action = cap * tanh(u), u, log N(u))``."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    return squash(u, leverage_cap), u, gaussian_log_prob(u, mean, log_std)

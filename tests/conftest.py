@@ -1,0 +1,59 @@
+"""Shared fixtures: repository paths, the real shared data, small synthetic universes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jaxport.data import load_market
+from jaxport.data.synth import generate_synthetic_market
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_DATA_DIR = REPO_ROOT / "trainingdata"
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "trainingdata"
+REAL_SYMBOLS = ("AAPL", "AMZN", "GOOGL", "META", "MSFT", "NVDA", "TSLA")
+REAL_ROWS = 2768
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shipped_data_dir() -> Path:
+    """The project's embedded ``trainingdata/`` copy."""
+    return SHIPPED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """``../shared/trainingdata`` beside the repository (present locally and in CI)."""
+    if not any(SHARED_DATA_DIR.glob("*.csv")):
+        pytest.skip(f"{SHARED_DATA_DIR} not present")
+    return SHARED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_market(shared_data_dir):
+    """All seven real symbols, aligned (2013-01-02 .. 2023-12-29)."""
+    return load_market(shared_data_dir)
+
+
+@pytest.fixture(scope="session")
+def synthetic_market():
+    """A small synthetic universe (6 symbols x 400 business days, no planted signal)."""
+    return generate_synthetic_market(num_symbols=6, num_days=400, seed=0)
+
+
+@pytest.fixture
+def cli_runner(monkeypatch):
+    """A typer CliRunner whose rich console is wide enough not to fold table cells."""
+    from typer.testing import CliRunner
+
+    import jaxport.cli as cli
+
+    monkeypatch.setattr(cli.console, "_width", 250)
+    monkeypatch.setattr(cli.err_console, "_width", 250)
+    return CliRunner()
