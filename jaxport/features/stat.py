@@ -21,8 +21,8 @@ Features (``STAT_FEATURE_NAMES``, in order; all dimensionless):
 
 The first ``warmup_days()`` rows (60: the momentum look-back) are not fully defined and are all 0.
 Rolling sums use ``lax.reduce_window`` (a causal convolution); z-scores sum over the ``w`` lagged
-slices (static ``w``), so everything is vectorised, jit-able and
-differentiable (finite gradients, also on flat windows).
+slices (static ``w``), so everything is vectorised, jit-able and differentiable (finite gradients,
+also on flat windows).
 """
 
 from __future__ import annotations

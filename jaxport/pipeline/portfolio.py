@@ -211,6 +211,7 @@ def train_and_evaluate_pair(
     key = jax.random.PRNGKey(seed)
     candidates: dict[str, dict] = {}
     trained: dict[str, tuple] = {}
+    training_curves: dict[str, dict] = {}
     for i, algo in enumerate(algos):
         t0 = time.perf_counter()
         policy_fn, tree, config, metrics = TRAINERS[algo](pair, rl, jax.random.fold_in(key, i))
@@ -227,6 +228,8 @@ def train_and_evaluate_pair(
             "final_train_metrics": _last(metrics),
         }
         trained[algo] = (policy_fn, tree, config)
+        training_curves[algo] = {k: np.asarray(v).reshape(np.asarray(v).shape[0], -1).mean(axis=1).tolist()
+                                 for k, v in metrics.items() if np.asarray(v).ndim >= 1}
     best = max(algos, key=lambda a: _score(candidates[a]["validation"]))
     policy_fn, tree, config = trained[best]
     report = portfolio_report(pair.env, pair.test, policy_fn, pair.symbols)
@@ -245,6 +248,7 @@ def train_and_evaluate_pair(
         "baseline_curves": report["baseline_curves"],
         "leverage": report["leverage"],
         "weights": report["weights"],
+        "training_curves": training_curves,
     }
     return PairResult(best, tree, config, metrics, candidates, curves, pair)
 
@@ -252,3 +256,21 @@ def train_and_evaluate_pair(
 def _score(metrics: dict) -> float:
     value = metrics.get("total_return", float("-inf"))
     return float(value) if np.isfinite(value) else float("-inf")
+
+
+def policy_from_checkpoint(tree: dict, metadata: dict, env: PortfolioEnv) -> Callable:
+    """Deterministic ``policy_fn(key, obs)`` from a portfolio checkpoint's ``(tree, metadata)``."""
+    algo = metadata.get("algo")
+    if algo == "ppo":
+        from jaxport.rl.ppo import import_policy, make_policy_fn
+
+        params, obs_norm, cfg = import_policy({**tree, "config": metadata["config"]})
+        return make_policy_fn(params, obs_norm, cfg, deterministic=True)
+    if algo == "gradient":
+        from jaxport.rl.gradient import GradientConfig, make_gradient_policy_fn
+
+        raw = dict(metadata["config"])
+        cfg = GradientConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        params = jax.tree.map(np.asarray, tree["params"])
+        return make_gradient_policy_fn(params, cfg, env)
+    raise DataError(f"portfolio checkpoint: unknown algo {algo!r}")

@@ -45,7 +45,7 @@ from jaxport.pipeline.tracking import Tracker
 log = logging.getLogger(__name__)
 
 #: Entries the pipeline creates inside ``--output-dir`` (``--overwrite`` removes only these).
-RUN_ENTRIES = ("base", "specialists", "portfolio", "pipeline_summary.json", "report")
+RUN_ENTRIES = ("base", "specialists", "portfolio", "pipeline_summary.json", "report", "evaluation.json", "export")
 TENSORBOARD_STAGES = ("base", "specialists", "portfolio")
 
 
@@ -260,7 +260,7 @@ class Pipeline:
             market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
             bounds = split_bounds(market, cfg.data.split)
             self.summary["data"] = {
-                "trainingdata_dir": str(data_dir),
+                "trainingdata_dir": str(data_dir.resolve()),
                 **market.summary(),
                 "split": describe_split(market, bounds),
                 "split_fractions": list(cfg.data.split),
@@ -481,27 +481,6 @@ class Pipeline:
             time.perf_counter() - t0)
         return models
 
-    # ------------------------------------------------------------------ features
-    def _pair_features(self, market: MarketData, symbols: list[str], models: dict[str, Any]):
-        """Forecast features ``[T, N, F]`` for ``symbols``, each from its own forecaster (or fallback)."""
-        from jaxport.forecast import compute_features
-
-        d = self.config.data
-        append_stat = d.features == "toto+stat"
-        parts, names, valid_from, sources = [], None, 0, {}
-        use_models = d.features in ("toto", "toto+stat") and not d.disable_toto
-        for sym in symbols:
-            model = models.get(sym) if use_models else None
-            out = compute_features(
-                model, market.select([sym]), targets=d.toto_targets, horizon=d.toto_horizon,
-                sequence_length=d.sequence_length, append_stat=append_stat,
-            )
-            parts.append(out.values)
-            names = out.names
-            valid_from = max(valid_from, out.valid_from)
-            sources[sym] = out.source
-        return np.concatenate(parts, axis=1), list(names), valid_from, sources
-
     # ------------------------------------------------------------------ stage 3: portfolio RL
     def _stage_portfolio(self, market, bounds, pairs, base, models) -> None:
         stages = self.summary["stages"]
@@ -538,7 +517,7 @@ class Pipeline:
         name = "_".join(pair)
         t0 = time.perf_counter()
         sub = market.select(pair)
-        values, names, valid_from, sources = self._pair_features(sub, pair, models)
+        values, names, valid_from, sources = pair_features(cfg.data, sub, pair, models)
         pair_data = PairData.build(sub, values, names, valid_from, bounds, cfg.rl)
         result = train_and_evaluate_pair(
             pair_data, cfg.rl, seed=stage_seed(cfg.seed, "portfolio", name),
@@ -588,6 +567,41 @@ class Pipeline:
                 "test_sharpe": entry["metrics"]["test"].get("sharpe"),
             }
         self.summary["portfolio_pairs"] = pairs
+
+
+def pair_features(data_cfg, market: MarketData, symbols: list[str], models: dict[str, Any]):
+    """Forecast features ``[T, N, F]`` for ``symbols``, each from its own forecaster (or the fallback).
+
+    Returns ``(values, names, valid_from, sources)``; ``models`` maps symbol -> Forecaster or None.
+    """
+    from jaxport.forecast import compute_features
+
+    d = data_cfg
+    use_models = d.features in ("toto", "toto+stat") and not d.disable_toto
+    parts, names, valid_from, sources = [], None, 0, {}
+    for sym in symbols:
+        out = compute_features(
+            models.get(sym) if use_models else None, market.select([sym]), targets=d.toto_targets,
+            horizon=d.toto_horizon, sequence_length=d.sequence_length, append_stat=d.features == "toto+stat",
+        )
+        parts.append(out.values)
+        names = out.names
+        valid_from = max(valid_from, out.valid_from)
+        sources[sym] = out.source
+    return np.concatenate(parts, axis=1), list(names), valid_from, sources
+
+
+def config_from_summary(summary: dict) -> PipelineConfig:
+    """The PipelineConfig a summary was written with (extra legacy keys ignored)."""
+    from jaxport.pipeline.config import SECTIONS
+
+    raw = summary.get("config", {})
+    top = {f.name for f in dataclasses.fields(PipelineConfig)} - set(SECTIONS)
+    cfg = PipelineConfig(**{k: v for k, v in raw.items() if k in top})
+    for name, cls in SECTIONS.items():
+        known = {f.name for f in dataclasses.fields(cls)}
+        setattr(cfg, name, cls(**{k: v for k, v in raw.get(name, {}).items() if k in known}))
+    return cfg
 
 
 def forecast_metrics(evaluation: dict) -> dict[str, Any]:
