@@ -48,9 +48,14 @@ EXIT_PROBLEMS = 1  # the command ran and found problems
 EXIT_USAGE = 2  # bad input (DataError, bad flag)
 
 
+def print_error(message: str) -> None:
+    """``error: message`` as one red line on stderr."""
+    err_console.print(Text("error: ", style="bold red") + Text(" ".join(str(message).split()), style="red"))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print ``error: message`` as one red line on stderr and exit with ``code``."""
-    err_console.print(Text("error: ", style="bold red") + Text(" ".join(str(message).split()), style="red"))
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -85,6 +90,36 @@ class _JaxportGroup(typer.core.TyperGroup):
     def get_command(self, ctx, cmd_name):
         self._load_extensions()
         return super().get_command(ctx, cmd_name)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (unknown flag, malformed value) become ONE line on stderr and exit 2."""
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
+
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            if not standalone_mode:
+                raise
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        except UsageError as exc:
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            if not standalone_mode:
+                raise
+            print_error(f"{where}{exc.format_message()}")
+            raise SystemExit(EXIT_USAGE) from None
+        except (typer.Abort, KeyboardInterrupt):
+            if not standalone_mode:
+                raise
+            err_console.print(Text("interrupted", style="yellow"))
+            raise SystemExit(130) from None
+        except typer.Exit as exc:  # fail() raised outside a command context
+            if not standalone_mode:
+                raise
+            raise SystemExit(exc.exit_code) from None
+        if not standalone_mode:
+            return rv
+        raise SystemExit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:

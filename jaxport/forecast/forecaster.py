@@ -92,8 +92,7 @@ class Forecaster:
         if start <= T - 1:
             series = series_arrays(market, cfg.horizon)
             index = window_index(N, start, T - 1)
-            M = index.shape[0]
-            chunk = int(min(chunk, M))
+            M = index.shape[0]  # chunks are padded to ``chunk`` windows: one compiled program
             for a in range(0, M, chunk):
                 part = index[a : a + chunk]
                 n = part.shape[0]

@@ -116,21 +116,55 @@ def _window_nll(params, config: ForecasterConfig, series: SeriesArrays, index, *
     return -student_t_logpdf(y, loc, scale, dof)
 
 
-def _decay_mask(params):
-    return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+class _FlatGroups:
+    """Two flat vectors (``decay``: matrices, ``no_decay``: norms/biases) <-> the params tree.
+
+    The optimiser runs on these two vectors instead of ~10 leaves per block: identical maths
+    (AdamW is element-wise; the clipping norm is global), far fewer XLA ops, so faster compilation.
+    """
+
+    def __init__(self, params):
+        leaves, self.treedef = jax.tree_util.tree_flatten(params)
+        self.shapes = [tuple(leaf.shape) for leaf in leaves]
+        self.groups = {
+            "decay": [i for i, leaf in enumerate(leaves) if leaf.ndim >= 2],
+            "no_decay": [i for i, leaf in enumerate(leaves) if leaf.ndim < 2],
+        }
+
+    def flatten(self, tree) -> dict:
+        leaves = jax.tree_util.tree_leaves(tree)
+        return {g: jnp.concatenate([leaves[i].reshape(-1) for i in idx]) for g, idx in self.groups.items()}
+
+    def unflatten(self, flat: dict):
+        out = [None] * len(self.shapes)
+        for g, idx in self.groups.items():
+            off = 0
+            for i in idx:
+                n = int(np.prod(self.shapes[i], dtype=np.int64))
+                out[i] = flat[g][off : off + n].reshape(self.shapes[i])
+                off += n
+        return self.treedef.unflatten(out)
 
 
 def make_optimizer(grad_clip: float, weight_decay: float) -> optax.GradientTransformation:
-    """Clip then AdamW; the learning rate is an injected hyper-parameter set every step."""
+    """Clip then AdamW over ``{"decay", "no_decay"}`` flat groups (weight decay on matrices only);
+    the learning rate is an injected hyper-parameter set every step from the schedule."""
     return optax.chain(
         optax.clip_by_global_norm(grad_clip),
-        optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=weight_decay, mask=_decay_mask),
+        optax.inject_hyperparams(optax.adamw)(
+            learning_rate=0.0, weight_decay=weight_decay, mask={"decay": True, "no_decay": False}
+        ),
     )
+
+
+def init_optimizer(params, grad_clip: float, weight_decay: float):
+    return make_optimizer(grad_clip, weight_decay).init(_FlatGroups(params).flatten(params))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "grad_clip", "weight_decay"), donate_argnums=(0, 1))
 def _train_step(params, opt_state, series, index, lr, key, *, config, grad_clip, weight_decay):
     tx = make_optimizer(grad_clip, weight_decay)
+    groups = _FlatGroups(params)
     deterministic = config.dropout == 0.0
 
     def loss_fn(p):
@@ -138,8 +172,9 @@ def _train_step(params, opt_state, series, index, lr, key, *, config, grad_clip,
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     opt_state[1].hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    flat = groups.flatten(params)
+    updates, opt_state = tx.update(groups.flatten(grads), opt_state, flat)
+    return groups.unflatten(optax.apply_updates(flat, updates)), opt_state, loss
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -149,11 +184,11 @@ def _eval_sum(params, series, index, weight, *, config):
 
 
 def mean_window_nll(params, config: ForecasterConfig, series: SeriesArrays, index: np.ndarray, batch: int = 2048) -> float:
-    """Mean NLL per target element over windows ``index [M, 2]`` (fixed-size padded batches)."""
+    """Mean NLL per target element over windows ``index [M, 2]`` (batches padded to ``batch`` so every
+    call reuses one compiled program)."""
     M = int(index.shape[0])
     if M == 0:
         return float("nan")
-    batch = int(min(batch, M))
     total = 0.0
     for a in range(0, M, batch):
         chunk = index[a : a + batch]
@@ -226,7 +261,7 @@ def train_forecaster(
     init_key, drop_key = jax.random.split(key)
     params = init_params(config, init_key) if params is None else params
     params = jax.tree_util.tree_map(jnp.array, params)  # private copy (the step donates its buffers)
-    opt_state = make_optimizer(tc.grad_clip, tc.weight_decay).init(params)
+    opt_state = init_optimizer(params, tc.grad_clip, tc.weight_decay)
 
     M = train_idx.shape[0]
     batch = int(min(tc.batch_size, M))

@@ -227,13 +227,19 @@ class Pipeline:
             previous = read_summary(self.summary_path)
             self._check_resumable(previous)
             self.summary = previous
+        started = time.time()
+        # Data first: bad files fail before anything is written.
+        t0 = time.perf_counter()
+        data_dir = resolve_data_dir(cfg.data.trainingdata_dir, announce=self.reporter.say)
+        base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
+        all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
+        market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
+        bounds = split_bounds(market, cfg.data.split)
+        data_seconds = time.perf_counter() - t0
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.overwrite and not self.resume:
             for stage in TENSORBOARD_STAGES:
                 shutil.rmtree(Path(cfg.tensorboard_dir) / stage, ignore_errors=True)
-        started = time.time()
-        data_dir = resolve_data_dir(cfg.data.trainingdata_dir, announce=self.reporter.say)
-        base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
         self.summary.setdefault("stages", {})
         self.summary.setdefault("timings", {})
         self.summary.update(
@@ -244,8 +250,15 @@ class Pipeline:
                 "versions": package_versions(),
                 "device": device_description(),
                 "git_commit": _git_commit(),
+                "data": {
+                    "trainingdata_dir": str(data_dir.resolve()),
+                    **market.summary(),
+                    "split": describe_split(market, bounds),
+                    "split_fractions": list(cfg.data.split),
+                },
             }
         )
+        self.summary["timings"]["data"] = data_seconds
         self.tracker = Tracker(
             cfg.tensorboard_dir, wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
             run_config=self.summary["config"], announce=self.reporter.say,
@@ -255,19 +268,7 @@ class Pipeline:
             "wandb": self.tracker.wandb_status,
         }
         try:
-            t0 = time.perf_counter()
-            all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
-            market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
-            bounds = split_bounds(market, cfg.data.split)
-            self.summary["data"] = {
-                "trainingdata_dir": str(data_dir.resolve()),
-                **market.summary(),
-                "split": describe_split(market, bounds),
-                "split_fractions": list(cfg.data.split),
-            }
-            self.summary["timings"]["data"] = time.perf_counter() - t0
             self._save_summary()
-
             base = self._stage_base(market, bounds, base_syms)
             models = self._stage_specialists(market, bounds, spec_syms, base)
             if not cfg.skip_rl:

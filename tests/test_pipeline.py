@@ -1,0 +1,248 @@
+"""End-to-end tests of ``jaxport train`` / ``eval`` / ``report``: the README command on the shipped data,
+a synthetic universe, resume after an interruption, and refusal to overwrite a finished run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxport.checkpoint import load_checkpoint
+from jaxport.pipeline.summary import missing_paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A tiny but complete configuration (every stage runs) for the synthetic and resume tests.
+TINY_TOML = """
+seed = 3
+[data]
+features = "toto"
+[base]
+steps = 30
+batch_size = 32
+epochs = 2
+context = 32
+patch = 8
+d_model = 16
+num_layers = 1
+num_heads = 2
+max_val_windows = 256
+log_every = 10
+[finetune]
+epochs = 1
+max_steps = 6
+[rl]
+algo = "both"
+epochs = 4
+batch_size = 16
+num_steps = 16
+episode_length = 32
+hidden_size = 16
+num_layers = 1
+"""
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M).group(1)
+    return [line.strip() for line in block.strip().splitlines()]
+
+
+def readme_train_args() -> list[str]:
+    """The arguments of ``jaxport train`` in README's first command (after the install step)."""
+    first = readme_commands()[0]
+    train = first.split("&&")[-1].strip()
+    argv = shlex.split(train)
+    assert argv[:2] == ["jaxport", "train"], first
+    return argv[1:]
+
+
+def event_scalars(logdir: Path) -> dict[str, int]:
+    """tag -> number of scalar points in every TensorBoard event file under ``logdir``."""
+    from tensorboardX.proto import event_pb2
+
+    counts: dict[str, int] = {}
+    for path in logdir.rglob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = np.frombuffer(data[pos : pos + 8], dtype="<u8")
+            start = pos + 12
+            event = event_pb2.Event()
+            event.ParseFromString(data[start : start + int(length)])
+            for value in event.summary.value:
+                counts[value.tag] = counts.get(value.tag, 0) + 1
+            pos = start + int(length) + 4
+    return counts
+
+
+def assert_checkpoints_restore(summary: dict, root: Path) -> None:
+    from jaxport.forecast import Forecaster
+
+    stages = summary["stages"]
+    if stages["base"].get("checkpoint"):
+        Forecaster.load(root / stages["base"]["checkpoint"])
+    for entry in stages["specialists"].values():
+        if entry.get("checkpoint"):
+            Forecaster.load(root / entry["checkpoint"])
+    for name, entry in stages["portfolio"].items():
+        assert entry["status"] == "completed", (name, entry.get("error"))
+        tree, meta = load_checkpoint(root / entry["checkpoint"])
+        assert meta["algo"] == entry["algo"] and meta["symbols"] == entry["symbols"]
+        assert tree["params"], name
+
+
+def normalised(summary: dict) -> dict:
+    """The summary without what legitimately differs between two runs (timings, hosts, paths)."""
+    volatile = {"wall_s", "windows_per_s", "train_wall_s", "timings", "versions", "device", "git_commit",
+                "interrupted", "output_dir", "tensorboard_dir", "summary_path", "tracking"}
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k not in volatile}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(summary)
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory, cli_runner_module):
+    from jaxport.cli import app
+
+    out = tmp_path_factory.mktemp("synth")
+    result = cli_runner_module.invoke(app, ["data", "synth", "--out", str(out), "--symbols", "3", "--days", "700",
+                                            "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli_runner_module():
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    path.write_text(TINY_TOML, encoding="utf-8")
+    return path
+
+
+def train_args(data_dir: Path, run: Path, config: Path, *extra: str) -> list[str]:
+    return ["train", "--trainingdata-dir", str(data_dir), "--output-dir", str(run / "models"),
+            "--tensorboard-dir", str(run / "logs"), "--config", str(config), *extra]
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory, synth_dir, tiny_config, cli_runner_module):
+    """One uninterrupted tiny run on the synthetic universe."""
+    from jaxport.cli import app
+
+    run = tmp_path_factory.mktemp("synth_run")
+    result = cli_runner_module.invoke(app, train_args(synth_dir, run, tiny_config))
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_module):
+    """README's first command, run as written from a fresh folder holding the shipped trainingdata/."""
+    from jaxport.cli import app
+
+    (tmp_path / "trainingdata").symlink_to(REPO / "trainingdata", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner_module.invoke(app, readme_train_args())
+    assert result.exit_code == 0, result.output
+    summary_path = tmp_path / "runs" / "models" / "pipeline_summary.json"
+    assert str(summary_path.relative_to(tmp_path)) in result.output.replace("\n", "")
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "completed"
+    assert missing_paths(summary) == []
+    assert summary["config"]["base_symbols"] == ["AAPL", "AMZN", "MSFT", "NVDA", "GOOGL"]
+    assert summary["config"]["specialist_symbols"] == ["AAPL", "AMZN", "MSFT"]
+    assert set(summary["stages"]["portfolio"]) == {"AAPL_AMZN", "AMZN_MSFT"}
+    assert summary["config"]["rl"]["borrowing_cost"] == pytest.approx(0.0675)
+    assert summary["config"]["rl"]["leverage_limit"] == 2.0
+    assert_checkpoints_restore(summary, summary_path.parent)
+    tags = event_scalars(tmp_path / "runs" / "logs")
+    assert any(t.startswith("base/") for t in tags) and any(t.startswith("portfolio/") for t in tags), tags
+    # Evaluation from checkpoints reproduces the summary; the report renders its plots.
+    result = cli_runner_module.invoke(app, ["eval", "runs/models"])
+    assert result.exit_code == 0, result.output
+    result = cli_runner_module.invoke(app, ["report", "runs/models"])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "runs" / "models" / "report"
+    pngs = {p.name for p in report.glob("*.png")}
+    assert {"equity_AAPL_AMZN.png", "equity_AMZN_MSFT.png", "forecast_volatility.png",
+            "training_curves.png"} <= pngs
+    text = (report / "report.md").read_text()
+    assert all(f"]({name})" in text for name in pngs)
+
+
+def test_synthetic_universe_end_to_end(synth_run, cli_runner_module):
+    summary_path = synth_run / "models" / "pipeline_summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "completed"
+    assert missing_paths(summary) == []
+    # No original symbols here: all discovered symbols are base symbols, the first three specialists.
+    assert summary["config"]["base_symbols"] == ["SYN000", "SYN001", "SYN002"]
+    assert set(summary["stages"]["portfolio"]) == {"SYN000_SYN001", "SYN001_SYN002"}
+    for entry in summary["stages"]["portfolio"].values():
+        assert set(entry["candidates"]) == {"ppo", "gradient"}
+        assert entry["metrics"]["baselines"]["cash"]["total_return"] == 0.0
+        assert entry["metrics"]["test"]["max_leverage"] <= 2.0 + 1e-5
+    assert_checkpoints_restore(summary, summary_path.parent)
+    assert event_scalars(synth_run / "logs")
+    # Legacy keys of the original trainer's summary.
+    assert set(summary["portfolio_pairs"]) == set(summary["stages"]["portfolio"])
+    assert summary["base_checkpoint"] == summary["stages"]["base"]["checkpoint"]
+    for key in ("base_symbols", "specialist_symbols", "pairs", "trainingdata_dir", "output_dir",
+                "tensorboard_dir"):
+        assert key in summary["config"]
+    assert set(summary["config"]["toto"]) == {"enabled", "horizon", "context_length", "targets"}
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, synth_dir, tiny_config, synth_run):
+    from jaxport.pipeline.config import build_config
+    from jaxport.pipeline.run import Pipeline, RunInterrupted
+
+    overrides = {"output_dir": str(tmp_path / "models"), "tensorboard_dir": str(tmp_path / "logs"),
+                 "data": {"trainingdata_dir": str(synth_dir)}}
+    cfg = build_config("quick", tiny_config, overrides)
+    with pytest.raises(RunInterrupted):
+        Pipeline(cfg, stop_after="portfolio/SYN000_SYN001").run()
+    partial = json.loads((tmp_path / "models" / "pipeline_summary.json").read_text())
+    assert partial["status"] == "interrupted"
+    assert "SYN001_SYN002" not in partial["stages"]["portfolio"]
+    resumed = Pipeline(cfg, resume=True).run()
+    full = json.loads((synth_run / "models" / "pipeline_summary.json").read_text())
+    assert normalised(resumed) == normalised(full)
+
+
+def test_finished_run_is_never_overwritten_silently(synth_run, synth_dir, tiny_config, cli_runner_module):
+    from jaxport.cli import app
+
+    summary_file = synth_run / "models" / "pipeline_summary.json"
+    before = summary_file.read_bytes()
+    result = cli_runner_module.invoke(app, train_args(synth_dir, synth_run, tiny_config))
+    assert result.exit_code == 2
+    assert "already holds a previous run" in result.output and "--overwrite" in result.output
+    assert summary_file.read_bytes() == before
+
+
+def test_overwrite_refuses_foreign_files(tmp_path, synth_dir, tiny_config, cli_runner_module):
+    from jaxport.cli import app
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "notes.txt").write_text("mine")
+    result = cli_runner_module.invoke(app, train_args(synth_dir, tmp_path, tiny_config, "--overwrite"))
+    assert result.exit_code == 2
+    assert "refusing to delete" in result.output
+    assert (tmp_path / "models" / "notes.txt").read_text() == "mine"
