@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+import jax
+
+# Programs compiled by one test (e.g. a pipeline run) are reused by the next one compiling the same
+# computation (the resumed run): a per-session persistent compilation cache keeps CI fast.
+_CACHE_DIR = Path(__import__("tempfile").mkdtemp(prefix="jaxport-jit-cache-"))
+jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
 from jaxport.data import load_market
 from jaxport.data.synth import generate_synthetic_market
 

@@ -32,7 +32,7 @@ from jaxport.rl.gradient import (
 
 T, SPLIT = 1000, 800  # days; training uses days [0, SPLIT], the test episode runs SPLIT -> T - 1
 K_SIGNAL, SIGNAL_NOISE = 0.01, 0.002  # r_{t+1} = K * z_t + noise (per step)
-DRIFT, VOL = 0.0015, 0.01  # drift market: per-step mean and volatility, features uninformative
+DRIFT, VOL = 0.001, 0.01  # drift market: per-step mean and volatility, features uninformative
 ENV = PortfolioEnv(num_assets=2, num_features=1)
 CFG = GradientConfig(
     policy="mlp", hidden_sizes=(32, 32), num_envs=32, bptt_length=16, episode_length=64, num_updates=200, lr=3e-3
@@ -78,18 +78,10 @@ def signal():
 
 
 def _oracle_argmax(key, obs):
-    """Knows the signal: the whole cap on the asset with the largest predicted move, in its direction."""
+    """Knows the signal: the whole cap on the asset with the largest predicted move, in its direction
+    (beats spreading the cap in proportion to z or equally by sign on this market)."""
     z = obs[:2]
     return 2.0 * jnp.sign(z) * jax.nn.one_hot(jnp.argmax(jnp.abs(z)), 2)
-
-
-def _oracle_linear(key, obs):
-    z = obs[:2]
-    return 2.0 * z / jnp.sum(jnp.abs(z))
-
-
-def _oracle_sign(key, obs):
-    return jnp.sign(obs[:2])
 
 
 def test_metrics_shapes_and_finite(signal):
@@ -104,7 +96,7 @@ def test_learns_planted_signal(signal):
     """>= 80 % of the best signal-knowing policy's log growth on the unseen test days, same env."""
     _, test_p, out = signal
     learned = log_growth(evaluate_trained(out, test_p))
-    oracle = max(log_growth(evaluate_policy(ENV, test_p, p)) for p in (_oracle_argmax, _oracle_linear, _oracle_sign))
+    oracle = log_growth(evaluate_policy(ENV, test_p, _oracle_argmax))
     assert oracle > 0.01  # the planted signal is strong: ~2 %/day for a perfect-information policy
     assert learned >= 0.8 * oracle, (learned, oracle)
     m = out["metrics"]
@@ -132,7 +124,7 @@ def test_risk_penalty_lowers_return_variance():
         out = make_gradient_train(config, ENV, train_p)(jax.random.PRNGKey(2))
         vol[penalty] = evaluate_trained(out, test_p, config)["metrics"]["ann_volatility"]
         assert float(jnp.mean(out["metrics"]["return_std"][-20:])) > 0
-    # mean-variance optimum: gross ~ 2 * DRIFT / ((1 + 2 * penalty) * VOL**2) = 0.3 at penalty 50
+    # mean-variance optimum: gross ~ 2 * DRIFT / ((1 + 2 * penalty) * VOL**2) = 0.2 at penalty 50
     assert vol[50.0] < 0.5 * vol[0.0], vol
 
 
@@ -169,23 +161,35 @@ def test_transformer_policy_trains():
     assert np.all(np.isfinite(obj))
     assert obj[-10:].mean() > obj[:10].mean() + 0.005, (obj[:10].mean(), obj[-10:].mean())
     policy = make_gradient_policy_fn(out["params"], config, env)
-    chex.assert_shape(policy(key, jnp.zeros(env.obs_dim)), (2,))
-    trained = log_growth(evaluate_policy(env, test_p, policy))
-    untrained = make_gradient_policy_fn(init_policy_params(config, env, key), config, env)
-    assert trained > log_growth(evaluate_policy(env, test_p, untrained)) + 0.005
+    action = policy(key, jnp.zeros(env.obs_dim))
+    chex.assert_shape(action, (2,))
+    assert np.all(np.abs(np.asarray(action)) < config.leverage_cap)
+    apply = gradient_policy_apply(config, env)  # one compilation for both evaluations
+    trained = log_growth(evaluate_policy(env, test_p, apply, policy_params=out["params"]))
+    untrained = log_growth(evaluate_policy(env, test_p, apply, policy_params=init_policy_params(config, env, key)))
+    assert trained > untrained + 0.005, (trained, untrained)
 
 
 def test_objective_gradient_matches_finite_differences():
     """Backprop through a bptt chunk of env steps == central finite differences (float32, loose)."""
-    train_p, _ = split_params("signal", 6, fee_rate=0.001, annual_financing_rate=0.1)
+    train_p, _ = split_params("signal", 6, fee_rate=0.001, annual_financing_rate=0.5, short_borrow_rate=0.2)
     config = GradientConfig(
-        hidden_sizes=(8,), num_envs=4, bptt_length=8, episode_length=8, risk_penalty=2.0, output_init_scale=1.0
+        hidden_sizes=(8,), num_envs=4, bptt_length=8, episode_length=8, risk_penalty=2.0, output_init_scale=0.1
     )
     objective = make_objective_fn(config, ENV, train_p)
     key = jax.random.PRNGKey(7)
     params = init_policy_params(config, ENV, jax.random.PRNGKey(8))
-    value, grad = jax.jit(jax.value_and_grad(objective))(params, key)
-    f = jax.jit(objective)
+    # one long ~0.65x and one short ~0.5x: gross ~1.15 exercises fees, financing beyond 1x and short
+    # borrow on the smooth side of every kink (|w| at 0, gross at 1 and at the cap)
+    params["params"]["out"]["bias"] = jnp.array([0.3, -0.3])
+    actions = jax.vmap(make_gradient_policy_fn(params, config, ENV), in_axes=(None, 0))(
+        key, jax.random.normal(key, (16, ENV.obs_dim)) * 0.5
+    )
+    gross = np.abs(np.asarray(actions)).sum(axis=1)
+    assert np.all((gross > 1.02) & (gross < 1.9)), gross
+    value_and_grad = jax.jit(jax.value_and_grad(objective))  # one compilation for both sides
+    value, grad = value_and_grad(params, key)
+    f = lambda p, k: value_and_grad(p, k)[0]  # noqa: E731
     assert np.isfinite(float(value))
     leaves, treedef = jax.tree_util.tree_flatten(params)
     rng = np.random.default_rng(0)
@@ -197,7 +201,7 @@ def test_objective_gradient_matches_finite_differences():
         analytic = sum(float(jnp.vdot(g, d)) for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(direction)))
         shift = lambda s: jax.tree_util.tree_map(lambda p, d: p + s * eps * d, params, direction)  # noqa: E731
         numeric = (float(f(shift(1.0), key)) - float(f(shift(-1.0), key))) / (2 * eps)
-        np.testing.assert_allclose(analytic, numeric, rtol=0.05, atol=1e-5)
+        np.testing.assert_allclose(analytic, numeric, rtol=0.03, atol=1e-5)
 
 
 def test_config_validation():

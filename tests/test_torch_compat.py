@@ -26,13 +26,14 @@ from gymnasium.wrappers import ArrayConversion
 
 import torch_compat as tc
 from env_reference import reference_reset_state, reference_step
-from jaxport.data import DataError
+from jaxport.data import DataError, load_market
 from jaxport.features import STAT_FEATURE_NAMES, warmup_days
 
 ROOT = Path(__file__).resolve().parents[1]
 T, N, F = 48, 3, 2
-OPTS = dict(episode_length=5, fee_rate=0.001, annual_financing_rate=0.1, short_borrow_rate=0.05, leverage_cap=1.5)
+OPTS = dict(episode_length=3, fee_rate=0.001, annual_financing_rate=0.1, short_borrow_rate=0.05, leverage_cap=1.5)
 TOL = dict(rtol=1e-6, atol=1e-6)
+H = 4  # differentiable-episode length everywhere (one compiled program per kernel); > episode_length
 
 
 def _market(seed: int = 0):
@@ -197,18 +198,19 @@ def test_zero_copy_dlpack(venv):
     assert obs.data_ptr() == raw.last_obs.unsafe_buffer_pointer()
     # Torch -> JAX, "auto" on CPU: a NumPy view of the tensor's memory, copied by XLA at dispatch
     assert isinstance(raw.last_action, np.ndarray) and raw.last_action.ctypes.data == A.data_ptr()
-    # "dlpack": the JAX array aliases the tensor (aligned, contiguous) ...
-    dl = tc.TorchPortfolioVectorEnv(PRICES, FEATS, num_envs=3, action_transfer="dlpack", **OPTS)
-    dl.reset(seed=0)
-    dl_obs = dl.step(A)[0]
-    assert isinstance(dl.unwrapped.last_action, jax.Array)
-    assert dl.unwrapped.last_action.unsafe_buffer_pointer() == A.data_ptr()
-    np.testing.assert_array_equal(dl_obs.numpy(), obs.numpy())
+    for key in ("equity", "leverage", "closed_trade_pnl"):
+        assert info[key].data_ptr() == raw.last_info[key].unsafe_buffer_pointer()
+    # "dlpack" (the default off-CPU): the JAX array aliases an aligned contiguous tensor ...
+    from torch_compat.env import _env_action
+
+    as_jax = _env_action(A, "dlpack", jnp, None)
+    assert isinstance(as_jax, jax.Array) and as_jax.unsafe_buffer_pointer() == A.data_ptr()
     # ... but JAX copies a tensor at an unaligned offset
-    big = torch.zeros(3 * N + 1)
-    view = big[1:].reshape(3, N)
-    dl.step(view)
-    assert dl.unwrapped.last_action.unsafe_buffer_pointer() != view.data_ptr()
+    view = torch.zeros(3 * N + 1)[1:].reshape(3, N)
+    assert _env_action(view, "dlpack", jnp, None).unsafe_buffer_pointer() != view.data_ptr()
+    assert isinstance(_env_action(A, "auto", jnp, None), np.ndarray)  # CPU tensor, CPU JAX
+    with pytest.raises(DataError, match="action_transfer"):
+        tc.TorchPortfolioVectorEnv(PRICES, FEATS, num_envs=3, action_transfer="pinned", **OPTS)
     # editing returned tensors in place cannot touch the env state
     obs.zero_()
     state_before = np.asarray(venv.jax_state.weights).copy()
@@ -223,10 +225,10 @@ def test_gym_registration():
     obs, _ = env.reset(seed=0)
     assert isinstance(obs, torch.Tensor) and obs.shape == (N * F + N + 3,)
     assert isinstance(env.unwrapped, tc.JaxPortfolioGymEnv)
-    venv = gym.make_vec(tc.ENV_ID, num_envs=2, prices=PRICES, features=FEATS, episode_length=4)
+    venv = gym.make_vec(tc.ENV_ID, num_envs=3, prices=PRICES, features=FEATS, episode_length=4)
     assert isinstance(venv, tc.TorchPortfolioVectorEnv)
     obs, _ = venv.reset(seed=0)
-    assert obs.shape == (2, N * F + N + 3)
+    assert obs.shape == (3, N * F + N + 3)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
 
 
@@ -244,8 +246,11 @@ def test_from_csv_dir():
     assert bare.observation_space.shape == (2 + 3,)
     venv = tc.TorchPortfolioVectorEnv.from_csv_dir(data, symbols=["AAPL"], num_envs=2, features="none",
                                                    episode_length=3, return_mode="open_to_close")
-    obs, _ = venv.reset(seed=0)
-    assert obs.shape == (2, 1 + 3)
+    assert venv.observation_space.shape == (2, 1 + 3) and venv.action_space.shape == (2, 1)
+    assert venv.jax_env.return_mode == "open_to_close" and int(venv.params.episode_length) == 3
+    market = load_market(data, ["AAPL"])
+    np.testing.assert_allclose(np.asarray(venv.params.open_prices)[:, 0], market.open[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(venv.params.prices)[:, 0], market.close[:, 0], rtol=1e-6)
     with pytest.raises(DataError, match="features"):
         tc.TorchPortfolioEnv.from_csv_dir(data, symbols=["AAPL"], features="fancy")
     with pytest.raises(DataError):
@@ -281,49 +286,52 @@ def _central_diff(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 def test_episode_gradient_matches_finite_differences(env):
     env.reset(seed=0, options={"start": 6})
-    H = 4
     a0 = _actions(H, seed=3).astype(np.float64) * 0.8
     actions = torch.tensor(a0, requires_grad=True)  # float64 in -> float64 out (float32 inside)
     out = tc.differentiable_episode_reward(env, actions)
     assert out.total_reward.dtype == torch.float64 and out.rewards.shape == (H,) and out.equity.shape == (H,)
-    np.testing.assert_allclose(float(out.total_reward), _ref_episode_total(a0, 6), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.total_reward.item(), _ref_episode_total(a0, 6), rtol=1e-5, atol=1e-6)
+    assert bool(out.done) and out.rewards[-1].item() == 0.0  # truncated after episode_length steps
     out.total_reward.backward()
     fd = _central_diff(lambda a: _ref_episode_total(a, 6), a0)
     np.testing.assert_allclose(actions.grad.numpy(), fd, atol=2e-5)
     assert np.abs(fd).max() > 1e-3  # a real signal, not zeros
+    assert (actions.grad[OPTS["episode_length"]:] == 0).all()
 
 
 def test_step_gradient_chains_and_flows_through_state(env):
     env.reset(seed=0, options={"start": 6})
-    H = 4
+    L = OPTS["episode_length"]
     a0 = _actions(H, seed=4) * 0.8
     episode = torch.tensor(a0, requires_grad=True)
     tc.differentiable_episode_reward(env, episode).total_reward.backward()
     chained = torch.tensor(a0, requires_grad=True)
     state, total = None, torch.zeros(())
-    for k in range(H):
+    for k in range(L):
         out = tc.differentiable_reward(env, chained[k], state)
         total, state = total + out.reward, out.state
+    assert bool(out.truncated) and not bool(out.terminated)
     total.backward()
     np.testing.assert_allclose(chained.grad.numpy(), episode.grad.numpy(), rtol=1e-5, atol=1e-7)
-    assert int(state.t) == 6 + H and int(state.time) == H
+    assert int(state.t) == 6 + L and int(state.time) == L
     # gradient w.r.t. the starting weights and equity (state given as tensors)
     w0 = np.array([0.3, -0.2, 0.4])
     start = tc.state_to_torch(env.jax_state, dtype=torch.float64)
     weights = torch.tensor(w0, requires_grad=True)
     equity = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     start = start._replace(weights=weights, equity=equity)
-    a1 = a0[:2].astype(np.float64)
+    a1 = a0.astype(np.float64)
     out = tc.differentiable_episode_reward(env, torch.tensor(a1), state=start)
     out.total_reward.backward()
     fd = _central_diff(lambda w: _ref_episode_total(a1, 6, weights0=w), w0)
     np.testing.assert_allclose(weights.grad.numpy(), fd, atol=2e-5)
+    assert np.abs(fd).max() > 1e-4
     assert abs(float(equity.grad)) < 1e-5  # log-return reward: scale-free in E (fees are proportional)
 
 
 def test_batched_episode_and_done_mask(venv):
     venv.reset(seed=11)
-    B, H = 3, OPTS["episode_length"] + 2  # runs past truncation
+    B = 3
     acts = torch.tensor(_actions(H, batch=B).transpose(1, 0, 2), requires_grad=True)  # [B, H, N]
     out = tc.differentiable_episode_reward(venv, acts)
     assert out.rewards.shape == (B, H) and out.done.all()

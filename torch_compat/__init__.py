@@ -1,54 +1,83 @@
 """PyTorch interop for jaxport: Gymnasium envs with Torch tensors, a differentiable reward, and
 export of trained JAX models to plain PyTorch modules.
 
-Importing this package registers the Gymnasium id ``"jaxport/Portfolio-v0"``.
+* :mod:`torch_compat.env` -- ``TorchPortfolioEnv`` / ``TorchPortfolioVectorEnv`` (Gymnasium, DLPack).
+* :mod:`torch_compat.autograd` -- ``differentiable_reward`` / ``differentiable_episode_reward``.
+* :mod:`torch_compat.models` -- torch twins of the Flax models (imports only torch).
+* :mod:`torch_compat.export` -- ``export_policy``, ``export_forecaster``, ``export_run``.
+
+Importing this package registers the Gymnasium id ``"jaxport/Portfolio-v0"`` (entry points given as
+strings, so nothing heavy is imported until an env is made). Names are loaded lazily:
+``import torch_compat.models`` needs neither JAX nor jaxport.
 """
 
-from torch_compat.env import (
-    ENV_ID,
-    JaxPortfolioGymEnv,
-    JaxPortfolioVectorGymEnv,
-    TorchPortfolioEnv,
-    TorchPortfolioVectorEnv,
-    build_jax_env,
-    load_csv_arrays,
-    make_portfolio_env,
-    make_portfolio_vector_env,
-    register_envs,
-)
+from __future__ import annotations
 
-from torch_compat.autograd import (
-    EpisodeOutput,
-    JaxVJPFunction,
-    StepOutput,
-    TorchEnvState,
-    differentiable_episode_reward,
-    differentiable_reward,
-    differentiable_step,
-    state_from_torch,
-    state_to_torch,
-)
+import importlib
+
+ENV_ID = "jaxport/Portfolio-v0"
+
+_LAZY = {
+    "env": (
+        "JaxPortfolioGymEnv",
+        "JaxPortfolioVectorGymEnv",
+        "TorchPortfolioEnv",
+        "TorchPortfolioVectorEnv",
+        "build_jax_env",
+        "load_csv_arrays",
+        "make_portfolio_env",
+        "make_portfolio_vector_env",
+    ),
+    "autograd": (
+        "EpisodeOutput",
+        "JaxVJPFunction",
+        "StepOutput",
+        "TorchEnvState",
+        "differentiable_episode_reward",
+        "differentiable_reward",
+        "differentiable_step",
+        "state_from_torch",
+        "state_to_torch",
+    ),
+    "models": ("ActorCritic", "MLPAllocator", "PatchTransformerForecaster", "build_model", "load_exported"),
+    "export": ("export_forecaster", "export_policy", "export_run", "load_policy_checkpoint", "save_exported"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def register_envs() -> None:
+    """Register ``jaxport/Portfolio-v0`` with Gymnasium (idempotent; string entry points).
+
+    The passive env checker is off for this id (it expects NumPy observations and would call
+    ``np.asarray`` on CUDA tensors); ``gymnasium.utils.env_checker.check_env`` runs in the tests.
+    """
+    try:
+        import gymnasium as gym
+    except ImportError:  # pragma: no cover - models-only use without gymnasium
+        return
+    if ENV_ID in gym.registry:
+        return
+    gym.register(
+        id=ENV_ID,
+        entry_point="torch_compat.env:make_portfolio_env",
+        vector_entry_point="torch_compat.env:make_portfolio_vector_env",
+        disable_env_checker=True,
+    )
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'torch_compat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"torch_compat.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))
+
 
 register_envs()
 
-__all__ = [
-    "EpisodeOutput",
-    "JaxVJPFunction",
-    "StepOutput",
-    "TorchEnvState",
-    "differentiable_episode_reward",
-    "differentiable_reward",
-    "differentiable_step",
-    "state_from_torch",
-    "state_to_torch",
-    "ENV_ID",
-    "JaxPortfolioGymEnv",
-    "JaxPortfolioVectorGymEnv",
-    "TorchPortfolioEnv",
-    "TorchPortfolioVectorEnv",
-    "build_jax_env",
-    "load_csv_arrays",
-    "make_portfolio_env",
-    "make_portfolio_vector_env",
-    "register_envs",
-]
+__all__ = ["ENV_ID", "register_envs", *sorted(_WHERE)]

@@ -53,7 +53,7 @@ from gymnasium.wrappers.vector import JaxToTorch as VectorJaxToTorch
 from jaxport.data import DataError, load_market
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 
-ENV_ID = "jaxport/Portfolio-v0"
+from torch_compat import ENV_ID  # noqa: E402  ("jaxport/Portfolio-v0")
 FEATURE_MODES = ("stat", "none")
 
 #: keyword arguments of ``PortfolioEnv`` (``window`` also goes to ``EnvParams.from_arrays``)
@@ -397,7 +397,8 @@ class JaxPortfolioVectorGymEnv(VectorEnv):
         self.state: EnvState | None = None
         self._chain_keys = None
         self._autoreset = None
-        self.last_obs = None
+        self.last_obs = None  # last JAX outputs / input, kept for inspection (zero-copy checks)
+        self.last_info = None
         self.last_action = None
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
@@ -432,7 +433,7 @@ class JaxPortfolioVectorGymEnv(VectorEnv):
         obs, self.state, self._chain_keys, self._autoreset, reward, term, trunc, info = _step_batch(
             self.jax_env, self.state, self._chain_keys, self._autoreset, actions, self.params
         )
-        self.last_obs = obs
+        self.last_obs, self.last_info = obs, info
         return obs, reward, term, trunc, info
 
 
@@ -627,16 +628,7 @@ def make_portfolio_vector_env(num_envs: int = 1, prices=None, features=None, *, 
 
 
 def register_envs() -> None:
-    """Register ``jaxport/Portfolio-v0`` with Gymnasium (idempotent).
+    """Register ``jaxport/Portfolio-v0`` with Gymnasium (see ``torch_compat.register_envs``)."""
+    from torch_compat import register_envs as _register
 
-    The passive env checker is off for this id (it expects NumPy observations and would call
-    ``np.asarray`` on CUDA tensors); ``gymnasium.utils.env_checker.check_env`` is run in the tests.
-    """
-    if ENV_ID in gym.registry:
-        return
-    gym.register(
-        id=ENV_ID,
-        entry_point="torch_compat.env:make_portfolio_env",
-        vector_entry_point="torch_compat.env:make_portfolio_vector_env",
-        disable_env_checker=True,
-    )
+    _register()

@@ -9,6 +9,7 @@ trade's net profit is tracked per asset. All of it is differentiable in the acti
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -22,6 +23,36 @@ REWARD_MODES = ("log_return", "net_profit")
 RETURN_MODES = ("close_to_close", "open_to_close")
 _TINY = 1e-12
 _MIN_EQUITY_FRACTION = 1e-6
+
+
+def _fmix32(h: jnp.ndarray) -> jnp.ndarray:
+    """murmur3's 32-bit finaliser (a bijection with full avalanche) on uint32."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _key_hash(key: jax.Array) -> jnp.ndarray:
+    """A uint32 hash of one PRNG key's raw words (typed key or legacy ``uint32[2]``)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    words = jnp.asarray(key).astype(jnp.uint32).reshape(-1)
+    h = jnp.uint32(0x9E3779B9)
+    for i in range(words.shape[0]):
+        h = _fmix32(h ^ words[i])
+    return h
+
+
+def _mulhi_u32(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``floor(a * b / 2**32)`` for uint32 ``a, b`` without 64-bit ints (16-bit limbs)."""
+    lo = jnp.uint32(0xFFFF)
+    a0, a1 = a & lo, a >> 16
+    b0, b1 = b & lo, b >> 16
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> 16) + (p01 & lo) + (p10 & lo)
+    return p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
 
 
 class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
@@ -179,14 +210,30 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         return self.get_obs(new_state, params), new_state, reward, terminated, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jnp.ndarray, EnvState]:
+        state = self.initial_state(self.start_day(key, params), params)
+        return self.get_obs(state, params), state
+
+    def start_day(self, key: jax.Array, params: EnvParams) -> jnp.ndarray:
+        """First day of an episode: ``eval_start`` if >= 0, else uniform in ``[start_min, T-1-L]``.
+
+        The random day is ``start_min + floor(h * span / 2**32)`` with ``h`` a 32-bit hash
+        (murmur3 finaliser) of the key's raw words: a few integer ops per env instead of the
+        ``split`` + ``randint`` threefry rounds, which cost more than the whole transition on CPU.
+        Keys from ``jax.random.split``/``fold_in`` (typed or raw ``uint32[2]``) give independent
+        uniform draws; the bias from the 32-bit range reduction is below ``span / 2**32``.
+        """
         num_days = params.prices.shape[-2]
         last_start = jnp.maximum(num_days - 1 - params.episode_length, params.start_min)
-        random_start = jax.random.randint(key, (), params.start_min, last_start + 1)
-        t0 = jnp.where(params.eval_start >= 0, params.eval_start, random_start).astype(jnp.int32)
+        span = (last_start - params.start_min + 1).astype(jnp.uint32)
+        offset = _mulhi_u32(_key_hash(key), span).astype(jnp.int32)
+        return jnp.where(params.eval_start >= 0, params.eval_start, params.start_min + offset).astype(jnp.int32)
+
+    def initial_state(self, t0: jnp.ndarray, params: EnvParams) -> EnvState:
+        """State of a fresh episode on day ``t0``: E = E0, w = 0, totals 0."""
         zeros = jnp.zeros((self.num_assets,), jnp.float32)
         zero = jnp.zeros((), jnp.float32)
-        state = EnvState(
-            t=t0,
+        return EnvState(
+            t=jnp.asarray(t0, jnp.int32),
             time=jnp.zeros((), jnp.int32),
             equity=params.initial_equity.astype(jnp.float32),
             weights=zeros,
@@ -198,7 +245,35 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
             winning_trades=jnp.zeros((), jnp.int32),
             last_reward=zero,
         )
-        return self.get_obs(state, params), state
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: jnp.ndarray,
+        params: EnvParams | None = None,
+    ) -> tuple[jnp.ndarray, EnvState, jnp.ndarray, jnp.ndarray, jnp.ndarray, dict[str, Any]]:
+        """gymnax's auto-reset step (same signature, outputs and semantics), made cheaper.
+
+        ``(obs, state, reward, terminated, truncated, info)``: reward/flags/info are the step's;
+        where ``terminated | truncated`` the returned state and obs are a fresh episode starting on
+        :meth:`start_day` ``(key)`` (so ``reset(key)`` and an auto-reset with ``key`` agree).
+        Unlike gymnax's generic step it does not split the key (``step_env`` ignores it), draws the
+        start day with a hash instead of threefry, and builds ONE observation from the selected
+        state instead of a step and a reset observation plus a select. ``info["final_observation"]``
+        is the pre-reset observation (only computed when used).
+        """
+        if params is None:
+            params = self.default_params
+        obs_st, state_st, reward, terminated, info = self.step_env(key, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        state_re = self.initial_state(self.start_day(key, params), params)
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
+        obs = self.get_obs(state, params)
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info
 
     def get_obs(self, state: EnvState, params: EnvParams, key: jax.Array | None = None) -> jnp.ndarray:
         """``concat(features[t-K+1..t].ravel(), w, 1 - sum w, sum |w|, E/E0 - 1)`` as float32."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -59,24 +60,26 @@ def _metrics(y, loc, nll, crps, exp_abs, std) -> dict:
     }
 
 
-def _score(y, loc, kind, **p) -> dict:
-    """Per-symbol and pooled metrics; arrays ``[D, N]``."""
-    y64 = jnp.asarray(y, jnp.float32)
+@jax.jit
+def _t_terms(y, loc, scale, dof):
+    return (-student_t_logpdf(y, loc, scale, dof), student_t_crps(y, loc, scale, dof),
+            student_t_expected_abs(loc, scale, dof), student_t_std(scale, dof))
+
+
+@jax.jit
+def _gauss_terms(y, loc, sigma):
+    return -gaussian_logpdf(y, loc, sigma), gaussian_crps(y, loc, sigma), gaussian_expected_abs(loc, sigma), sigma
+
+
+def _score(y, loc, kind, **p) -> list:
+    """Per-day arrays ``[D, N]``: y, loc, nll, crps, E|y_pred|, predicted std (float64 host copies)."""
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    y, loc = np.broadcast_arrays(np.asarray(y), np.asarray(loc))
     if kind == "t":
-        scale, dof = jnp.asarray(p["scale"], jnp.float32), jnp.asarray(p["dof"], jnp.float32)
-        loc = jnp.asarray(loc, jnp.float32)
-        nll = -student_t_logpdf(y64, loc, scale, dof)
-        crps = student_t_crps(y64, loc, scale, dof)
-        ea = student_t_expected_abs(loc, scale, dof)
-        std = student_t_std(scale, dof)
+        terms = _t_terms(f32(y), f32(loc), f32(p["scale"]), f32(np.broadcast_to(p["dof"], y.shape)))
     else:
-        sigma, loc = jnp.asarray(p["sigma"], jnp.float32), jnp.asarray(loc, jnp.float32)
-        nll = -gaussian_logpdf(y64, loc, sigma)
-        crps = gaussian_crps(y64, loc, sigma)
-        ea = gaussian_expected_abs(loc, sigma)
-        std = sigma
-    arrs = [np.asarray(a, np.float64) for a in (y64, loc, nll, crps, ea, jnp.broadcast_to(std, y64.shape))]
-    return arrs
+        terms = _gauss_terms(f32(y), f32(loc), f32(p["sigma"]))
+    return [np.asarray(a, np.float64) for a in (y, loc, *terms)]
 
 
 def _table(arrs, symbols) -> dict:

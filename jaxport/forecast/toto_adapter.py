@@ -55,10 +55,10 @@ class TotoAdapter:
         model=None,
     ):
         try:
-            import torch
             from toto.data.util.dataset import MaskedTimeseries
             from toto.inference.forecaster import TotoForecaster
             from toto.model.toto import Toto
+            import torch
         except ImportError as exc:
             raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
         self._torch, self._masked = torch, MaskedTimeseries

@@ -24,7 +24,8 @@ Differences from the original (documented on purpose):
 
 Causality: the value at row ``t`` depends on data up to and including day ``t``'s close only.  Rows
 before ``valid_from`` (warm-up: not enough history for a full window plus one day for the residual)
-are 0.  ``valid_from`` is ``sequence_length + 1`` for the fallback and ``context + 1`` for a model.
+are 0.  ``valid_from`` is ``sequence_length + 1`` for the fallback and ``context + 1`` for a model
+(with ``append_stat``, at least the stat block's ``warmup_days()``); see :func:`feature_valid_from`.
 """
 
 from __future__ import annotations
@@ -192,10 +193,13 @@ def compute_features(
     names = feature_names(targets, horizon)
     if append_stat:
         try:
-            from jaxport.features.stat import market_stat_features
+            from jaxport.features import stat as stat_module
         except ImportError as exc:
             raise DataError(f"toto features: append_stat needs jaxport.features.stat ({exc})") from None
-        stat, stat_names = market_stat_features(market)
+        stat, stat_names = stat_module.market_stat_features(market)
+        warmup = getattr(stat_module, "warmup_days", None)
+        if callable(warmup):  # the stat block's own warm-up rows are zeros too
+            valid_from = min(max(valid_from, int(warmup())), T)
         stat = np.asarray(stat, np.float32)
         if stat.shape[:2] != (T, N) or stat.shape[2] != len(stat_names):
             raise DataError(f"toto features: stat features have shape {stat.shape} for {len(stat_names)} names")
@@ -224,12 +228,19 @@ def features(
     return out.values, out.names
 
 
-def feature_valid_from(model, *, sequence_length: int = 60) -> int:
+def feature_valid_from(model, *, sequence_length: int = 60, append_stat: bool = False) -> int:
     """First row of :func:`features` that is fully computed (earlier rows are warm-up zeros)."""
     model = _as_model(model)
     if model is None:
-        return int(sequence_length) + 1
-    cfg = getattr(model, "config", None)
-    if cfg is not None:
-        return int(cfg.context) + 1
-    return int(getattr(model, "context")) + 1
+        first = int(sequence_length) + 1
+    elif getattr(model, "config", None) is not None:
+        first = int(model.config.context) + 1
+    else:
+        first = int(getattr(model, "context")) + 1
+    if append_stat:
+        from jaxport.features import stat as stat_module
+
+        warmup = getattr(stat_module, "warmup_days", None)
+        if callable(warmup):
+            first = max(first, int(warmup()))
+    return first

@@ -326,7 +326,7 @@ def _train(
         updates, opt_state = tx.update(grads, opt_state, net_params)
         net_params = optax.apply_updates(net_params, updates)
         obs, state, done = jax.lax.stop_gradient((aux["obs"], aux["state"], aux["done"]))
-        metrics = dict(aux["metrics"], grad_norm=optax.global_norm(grads))
+        metrics = dict(aux["metrics"], grad_norm=optax.tree.norm(grads))
         return (net_params, opt_state, obs, state, done), metrics
 
     carry = (net_params, opt_state, obs, state, done)

@@ -334,7 +334,7 @@ def make_train(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams) -> C
             tr, adv, targets = batch
             (total, aux), grads = grad_fn(ts.params, tr, adv, targets)
             ts = ts.apply_gradients(grads=grads)
-            return ts, (total, *aux, optax.global_norm(grads))
+            return ts, (total, *aux, optax.tree.norm(grads))
 
         def update_epoch(carry, _):
             ts, tr, adv, targets, rng = carry

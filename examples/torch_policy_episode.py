@@ -1,0 +1,78 @@
+"""Run an exported jaxport policy for one episode in the PyTorch portfolio env (no JAX code).
+
+    jaxport train ... --output-dir runs/demo            # trains forecasters and portfolio policies
+    jaxport export runs/demo --to exported/             # -> exported/portfolio_AAPL_MSFT.{pt,json,env.npz}
+    python examples/torch_policy_episode.py exported/portfolio_AAPL_MSFT.pt --data trainingdata
+
+The policy is a plain ``torch.nn.Module`` (``torch_compat.models``); the env is a Gymnasium env whose
+observations, actions and info are ``torch.Tensor``. Observations: the exported ``.env.npz`` holds the
+features the policy was trained with (the pair's test episode); without it the env uses the
+statistical features of ``jaxport.features`` (``--features stat``) or none (``--features none``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from torch_compat import TorchPortfolioEnv
+from torch_compat.models import load_exported
+
+
+def make_env(policy_path: Path, arch: dict, data_dir: Path, features: str) -> TorchPortfolioEnv:
+    env_info = arch.get("env", {})
+    symbols = env_info.get("symbols") or None
+    options = dict(env_info.get("options", {}))
+    npz = policy_path.with_suffix(".env.npz")
+    if features == "auto":
+        features = "export" if npz.is_file() else "stat"
+    if features == "export":  # the exact test episode the policy was evaluated on (arrays from trainingdata)
+        with np.load(npz) as z:
+            return TorchPortfolioEnv(z["prices"], z["features"], open_prices=z["open_prices"],
+                                     symbols=[str(s) for s in z["symbols"]], eval_start=int(z["eval_start"]),
+                                     start_min=int(z["start_min"]), episode_length=None, **options)
+    # no exported features: a fresh evaluation episode over the last 252 days of the data
+    env = TorchPortfolioEnv.from_csv_dir(data_dir, symbols, features=features, **options)
+    start = max(int(env.params.start_min), int(env.params.num_days) - 1 - 252)
+    return TorchPortfolioEnv.from_csv_dir(data_dir, symbols, features=features, eval_start=start,
+                                          episode_length=None, **options)
+
+
+def main(argv: list[str] | None = None) -> float:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("policy", type=Path, help="exported policy .pt (with its .json beside it)")
+    parser.add_argument("--data", type=Path, default=Path("trainingdata"), help="directory of <SYMBOL>.csv files")
+    parser.add_argument("--features", default="auto", choices=["auto", "export", "stat", "none"])
+    parser.add_argument("--max-steps", type=int, default=None, help="stop the episode early (for a quick look)")
+    args = parser.parse_args(argv)
+
+    policy = load_exported(args.policy)  # torch.nn.Module, eval mode, strict state_dict load
+    arch = json.loads(args.policy.with_suffix(".json").read_text())
+    env = make_env(args.policy, arch, args.data, args.features)
+    if env.observation_space.shape[0] != policy.config["obs_dim"]:
+        raise SystemExit(f"observation size {env.observation_space.shape[0]} != policy input {policy.config['obs_dim']}: "
+                         "use the exported .env.npz (jaxport export) or the features the policy was trained with")
+
+    obs, info = env.reset(seed=0)
+    steps, total_reward = 0, 0.0
+    with torch.no_grad():
+        while True:
+            action = policy.act(obs)  # target exposure per asset, fraction of equity
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps += 1
+            total_reward += reward
+            if terminated or truncated or steps == args.max_steps:
+                break
+    equity = float(info["equity"])
+    print(f"symbols {', '.join(env.symbols)}: {steps} steps from day {int(info['t']) - steps}, "
+          f"final equity {equity:.4f} x initial ({100 * (equity - 1):+.2f} %), "
+          f"sum of rewards {total_reward:+.4f}")
+    return equity
+
+
+if __name__ == "__main__":
+    main()

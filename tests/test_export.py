@@ -1,0 +1,231 @@
+"""torch_compat.export / torch_compat.models: Flax models -> plain PyTorch modules.
+
+Parity: on 256 random inputs the Torch twin and the Flax model agree to 1e-5 (float32; both compute
+the same float32 graph, differences are summation order / transcendental implementations, measured
+max ~1e-6). Parameters are perturbed away from their init so every layer matters.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxport.checkpoint import save_checkpoint
+from jaxport.data import DataError
+from jaxport.env import PortfolioEnv
+from jaxport.features import STAT_FEATURE_NAMES
+from jaxport.forecast import ForecasterConfig, init_params, save_forecaster
+from jaxport.forecast.model import predict_distribution, predict_normalised
+from jaxport.rl import PPOConfig, RunningMeanStd, make_network, make_policy_apply
+from jaxport.rl import export_policy as ppo_tree
+from jaxport.rl.gradient import GradientConfig, make_policy_network
+from torch_compat.export import export_forecaster, export_policy, export_run
+from torch_compat.models import ActorCritic, MLPAllocator, PatchTransformerForecaster, build_model, load_exported
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = dict(rtol=1e-5, atol=1e-5)
+NUM = 256
+SYMBOLS = ["AAPL", "MSFT"]
+OBS_DIM = len(SYMBOLS) * len(STAT_FEATURE_NAMES) + len(SYMBOLS) + 3  # the stat-feature env of the example
+FCFG = ForecasterConfig(context=16, patch=4, d_model=16, num_layers=2, num_heads=2, mlp_ratio=2, horizon=3,
+                        targets=("close", "high"), dropout=0.0)
+
+
+def _perturb(tree, seed: int, scale: float = 0.3):
+    leaves, treedef = jax.tree.flatten(tree)
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(treedef, [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32)
+                                        for x in leaves])
+
+
+def _ppo(activation: str = "tanh", seed: int = 0):
+    cfg = PPOConfig(hidden=(16, 8), activation=activation, leverage_cap=1.5)
+    params = jax.jit(make_network(cfg, len(SYMBOLS)).init)(jax.random.PRNGKey(seed), jnp.zeros((OBS_DIM,)))
+    params = _perturb(params, seed)
+    rng = np.random.default_rng(seed + 1)
+    norm = RunningMeanStd(mean=jnp.asarray(rng.normal(size=OBS_DIM), jnp.float32),
+                          var=jnp.asarray(rng.uniform(0.5, 2.0, OBS_DIM), jnp.float32), count=jnp.float32(100.0))
+    return cfg, params, norm
+
+
+@pytest.fixture(scope="module")
+def forecaster():
+    return FCFG, _perturb(init_params(FCFG, jax.random.PRNGKey(0)), 3, scale=0.2)
+
+
+def _to_torch(sd, arch):
+    model = build_model(arch)
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_actor_critic_parity(activation):
+    cfg, params, norm = _ppo(activation)
+    sd, arch = export_policy(params, cfg, norm)
+    json.dumps(arch)
+    model = _to_torch(sd, arch)
+    assert isinstance(model, ActorCritic) and arch["config"]["obs_dim"] == OBS_DIM
+    x = np.random.default_rng(5).normal(0.0, 2.0, (NUM, OBS_DIM)).astype(np.float32)
+    mean, log_std, value = jax.jit(make_network(cfg, len(SYMBOLS)).apply)(params, jnp.asarray(x))
+    with torch.no_grad():
+        t_mean, t_log_std, t_value = model(torch.from_numpy(x))
+        t_act = model.act(torch.from_numpy(x))
+    np.testing.assert_allclose(t_mean.numpy(), np.asarray(mean), **TOL)
+    np.testing.assert_allclose(t_value.numpy(), np.asarray(value), **TOL)
+    np.testing.assert_allclose(t_log_std.detach().numpy(), np.asarray(log_std), **TOL)
+    assert np.abs(np.asarray(mean)).max() > 0.1  # not a trivially flat network
+    # the deterministic action on RAW observations includes the running normalisation and the squash
+    act = jax.jit(make_policy_apply(cfg, len(SYMBOLS)), static_argnums=4)(params, norm, jax.random.PRNGKey(0),
+                                                                          jnp.asarray(x), True)
+    np.testing.assert_allclose(t_act.numpy(), np.asarray(act), **TOL)
+
+
+def test_mlp_allocator_parity():
+    cfg = GradientConfig(policy="mlp", hidden_sizes=(12, 12), leverage_cap=1.5)
+    env = PortfolioEnv(len(SYMBOLS), len(STAT_FEATURE_NAMES))
+    params = _perturb(jax.jit(make_policy_network(cfg, env).init)(jax.random.PRNGKey(1), jnp.zeros(env.obs_dim)), 2)
+    sd, arch = export_policy(params, cfg)
+    model = _to_torch(sd, arch)
+    assert isinstance(model, MLPAllocator) and arch["config"]["obs_dim"] == env.obs_dim
+    x = np.random.default_rng(6).normal(0.0, 2.0, (NUM, env.obs_dim)).astype(np.float32)
+    want = jax.jit(make_policy_network(cfg, env).apply)(params, jnp.asarray(x))
+    with torch.no_grad():
+        got = model(torch.from_numpy(x))
+    np.testing.assert_allclose(got.numpy(), np.asarray(want), **TOL)
+
+
+def test_forecaster_parity(forecaster):
+    cfg, params = forecaster
+    sd, arch = export_forecaster(params, cfg)
+    model = _to_torch(sd, arch)
+    assert isinstance(model, PatchTransformerForecaster)
+    rng = np.random.default_rng(7)
+    x_norm = rng.normal(size=(NUM, cfg.context, 6)).astype(np.float32)
+    want = jax.jit(predict_normalised, static_argnums=1)(params, cfg, jnp.asarray(x_norm))
+    with torch.no_grad():
+        got = model(torch.from_numpy(x_norm))
+    for g, w in zip(got, want):
+        assert g.shape == (NUM, 2, 3)
+        np.testing.assert_allclose(g.numpy(), np.asarray(w), **TOL)
+    # raw windows: returns ~2 % a day, log-volume ~15 (the per-window normalisation is ported too)
+    raw = rng.normal(0.0, 0.02, (NUM, cfg.context, 6)).astype(np.float32)
+    raw[..., 4] = np.abs(raw[..., 0])
+    raw[..., 5] = 15.0 + rng.normal(0.0, 0.3, (NUM, cfg.context))
+    want = jax.jit(predict_distribution, static_argnums=1)(params, cfg, jnp.asarray(raw))
+    with torch.no_grad():
+        got = model.predict_distribution(torch.from_numpy(raw))
+    for g, w in zip(got, want):  # loc/scale are the normalised outputs times s ~ 0.02: 1e-5 * 0.02 absolute
+        np.testing.assert_allclose(g.numpy(), np.asarray(w), rtol=1e-5, atol=2e-7)
+
+
+def test_export_rejects_mismatched_trees(forecaster):
+    cfg, params, norm = _ppo()
+    with pytest.raises(DataError, match="ActorCritic"):
+        export_policy(params, PPOConfig(hidden=(16, 8, 4)), norm)
+    with pytest.raises(DataError, match="forecaster export"):
+        export_forecaster(forecaster[1], ForecasterConfig(**{**FCFG.to_dict(), "num_layers": 3}))
+    with pytest.raises(DataError, match="transformer"):
+        export_policy({"params": {}}, GradientConfig(policy="transformer"))
+
+
+# ---------------------------------------------------------------------------------- run export
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, forecaster):
+    """A pipeline-shaped RUN_DIR with tiny models saved by the project's own savers."""
+    root = tmp_path_factory.mktemp("run")
+    fcfg, fparams = forecaster
+    save_forecaster(root / "base", fparams, fcfg, extra={"note": "generic"})
+    save_forecaster(root / "specialists" / "AAPL", _perturb(fparams, 9, 0.05), fcfg)
+    cfg, params, norm = _ppo()
+    env_meta = {"num_assets": 2, "num_features": len(STAT_FEATURE_NAMES), "window": 1, "long_only": False,
+                "reward": "log_return", "return_mode": "close_to_close", "leverage_cap": 1.5, "fee_rate": 0.0005,
+                "annual_financing_rate": 0.0675, "periods_per_year": 252.0, "obs_dim": OBS_DIM}
+    save_checkpoint(root / "portfolio" / "AAPL_MSFT", {k: v for k, v in ppo_tree(params, norm, cfg).items()
+                                                       if k != "config"},
+                    {"kind": "jaxport.portfolio_policy", "algo": "ppo", "config": cfg.to_dict(), "symbols": SYMBOLS,
+                     "env": env_meta, "features": {"names": list(STAT_FEATURE_NAMES), "source": "stat"}})
+    gcfg = GradientConfig(policy="mlp", hidden_sizes=(8,), leverage_cap=1.5)
+    genv = PortfolioEnv(2, len(STAT_FEATURE_NAMES))
+    gparams = jax.jit(make_policy_network(gcfg, genv).init)(jax.random.PRNGKey(4), jnp.zeros(genv.obs_dim))
+    save_checkpoint(root / "portfolio" / "MSFT_NVDA", {"params": gparams},
+                    {"algo": "gradient", "config": {**gcfg.__dict__, "hidden_sizes": [8]}, "symbols": ["MSFT", "NVDA"],
+                     "env": env_meta})
+    summary = {"stages": {
+        "base": {"status": "completed", "checkpoint": "base"},
+        "specialists": {"AAPL": {"checkpoint": "specialists/AAPL", "kept": True},
+                        "MSFT": {"checkpoint": "base", "kept": False}},
+        "portfolio": {"AAPL_MSFT": {"status": "completed", "checkpoint": "portfolio/AAPL_MSFT", "algo": "ppo"},
+                      "MSFT_NVDA": {"status": "completed", "checkpoint": "portfolio/MSFT_NVDA", "algo": "gradient"},
+                      "AMZN_TSLA": {"status": "failed", "error": "boom"}},
+    }}
+    (root / "pipeline_summary.json").write_text(json.dumps(summary))
+    return root, (cfg, params, norm), (gcfg, gparams)
+
+
+def test_export_run(run_dir, tmp_path, forecaster):
+    root, (cfg, params, norm), (gcfg, gparams) = run_dir
+    out = tmp_path / "exported"
+    paths = export_run(root, out)
+    names = sorted(p.name for p in paths)
+    assert names == sorted([
+        "base_forecaster.pt", "base_forecaster.json", "specialist_AAPL.pt", "specialist_AAPL.json",
+        "portfolio_AAPL_MSFT.pt", "portfolio_AAPL_MSFT.json", "portfolio_MSFT_NVDA.pt", "portfolio_MSFT_NVDA.json",
+        "manifest.json",
+    ])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"base_forecaster", "specialist_AAPL", "portfolio_AAPL_MSFT",
+                                       "portfolio_MSFT_NVDA"}
+    assert "not written" in manifest["models"]["portfolio_AAPL_MSFT"]["env_data"]  # no run config in this summary
+    # every file loads in plain torch, strictly, and computes what the Flax model computes
+    x = np.random.default_rng(0).normal(size=(8, OBS_DIM)).astype(np.float32)
+    ppo = load_exported(out / "portfolio_AAPL_MSFT.pt")
+    assert ppo.arch["env"]["symbols"] == SYMBOLS and ppo.arch["env"]["options"]["leverage_cap"] == 1.5
+    want = jax.jit(make_policy_apply(cfg, 2), static_argnums=4)(params, norm, jax.random.PRNGKey(0), jnp.asarray(x),
+                                                                 True)
+    with torch.no_grad():
+        np.testing.assert_allclose(ppo.act(torch.from_numpy(x)).numpy(), np.asarray(want), **TOL)
+    grad = load_exported(out / "portfolio_MSFT_NVDA.pt")
+    want = jax.jit(make_policy_network(gcfg, PortfolioEnv(2, len(STAT_FEATURE_NAMES))).apply)(gparams, jnp.asarray(x))
+    with torch.no_grad():
+        np.testing.assert_allclose(grad(torch.from_numpy(x)).numpy(), np.asarray(want), **TOL)
+    base = load_exported(out / "base_forecaster.pt")
+    spec = load_exported(out / "specialist_AAPL.pt")
+    w = torch.from_numpy(np.random.default_rng(1).normal(size=(4, FCFG.context, 6)).astype(np.float32))
+    with torch.no_grad():
+        want = jax.jit(predict_normalised, static_argnums=1)(forecaster[1], FCFG, jnp.asarray(w.numpy()))[0]
+        np.testing.assert_allclose(base(w)[0].numpy(), np.asarray(want), **TOL)
+        assert not torch.allclose(base(w)[0], spec(w)[0])
+    assert base.arch["source"]["extra"] == {"note": "generic"}
+    # without a summary the layout is scanned
+    (root / "pipeline_summary.json").rename(root / "summary.bak")
+    try:
+        from torch_compat.export import _discover
+
+        forecasters, policies = _discover(root, {})
+        assert [n for n, _ in forecasters] == ["base_forecaster", "specialist_AAPL"]
+        assert [n for n, _ in policies] == ["portfolio_AAPL_MSFT", "portfolio_MSFT_NVDA"]
+    finally:
+        (root / "summary.bak").rename(root / "pipeline_summary.json")
+    with pytest.raises(DataError, match="no checkpoints"):
+        export_run(tmp_path, tmp_path / "x")
+
+
+def test_torch_example_runs_exported_policy(run_dir, tmp_path, capsys):
+    root = run_dir[0]
+    out = tmp_path / "exported"
+    export_run(root, out, env_data=False)
+    script = ROOT / "examples" / "torch_policy_episode.py"
+    main = runpy.run_path(str(script))["main"]
+    equity = main([str(out / "portfolio_AAPL_MSFT.pt"), "--data", str(ROOT / "trainingdata"), "--max-steps", "15"])
+    printed = capsys.readouterr().out
+    assert "AAPL, MSFT: 15 steps" in printed and f"{equity:.4f}" in printed
+    assert 0.5 < equity < 2.0 and equity != 1.0

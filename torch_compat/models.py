@@ -1,0 +1,286 @@
+"""Plain PyTorch twins of jaxport's Flax models, for checkpoints exported by ``torch_compat.export``.
+
+This module imports only ``torch`` (and the standard library): copy it next to an exported
+``.pt`` + ``.json`` pair and the model loads without JAX::
+
+    model = load_exported("out/portfolio_AAPL_MSFT.pt")      # reads the sibling .json, strict load
+    action = model.act(obs)                                  # obs: raw env observation tensor
+
+Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense`` kernels are
+``[in, out]``, so ``Linear.weight`` is the transpose):
+
+* :class:`ActorCritic` -- ``jaxport.rl.networks.ActorCritic`` (PPO), plus the observation
+  normalisation the trained policy was used with and the ``leverage_cap * tanh`` squash.
+* :class:`MLPAllocator` -- ``jaxport.rl.gradient.MLPAllocator`` (differentiable-RL MLP policy).
+* :class:`PatchTransformerForecaster` -- ``jaxport.forecast.model.ForecasterNet`` (Toto-style patch
+  transformer with a Student-T head) plus the per-window input normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMAT = "torch_compat.export/1"
+
+
+def activation(name: str) -> nn.Module:
+    """Torch twin of ``jaxport.rl.networks.ACTIVATIONS[name]`` (Flax ``gelu`` is the tanh approximation)."""
+    table = {
+        "tanh": nn.Tanh,
+        "relu": nn.ReLU,
+        "gelu": lambda: nn.GELU(approximate="tanh"),
+        "silu": nn.SiLU,
+        "elu": nn.ELU,
+    }
+    if name not in table:
+        raise ValueError(f"activation must be one of {sorted(table)}, got {name!r}")
+    return table[name]()
+
+
+def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), activation(act)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------------- policies
+class ActorCritic(nn.Module):
+    """PPO actor-critic (twin of ``jaxport.rl.networks.ActorCritic``) with its observation normaliser.
+
+    ``forward(x)`` on the NETWORK input (normalised observation) -> ``(mean, log_std, value)``
+    exactly like the Flax module. ``act(obs)`` on a RAW env observation: normalise with the stored
+    running statistics (``clip((obs - mean) / sqrt(var + 1e-8), +-obs_clip)``, when
+    ``normalize_obs``), then ``leverage_cap * tanh(mean)`` (deterministic) or of a Gaussian sample.
+    Actions are target exposures per asset (fractions of equity).
+    """
+
+    kind = "actor_critic"
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 leverage_cap: float = 2.0, normalize_obs: bool = True, obs_clip: float = 10.0,
+                 init_log_std: float = 0.0):
+        super().__init__()
+        self.config = dict(obs_dim=int(obs_dim), action_dim=int(action_dim), hidden=[int(h) for h in hidden],
+                           activation=activation, leverage_cap=float(leverage_cap), normalize_obs=bool(normalize_obs),
+                           obs_clip=float(obs_clip), init_log_std=float(init_log_std))
+        self.actor = _mlp(obs_dim, hidden, action_dim, activation)
+        self.critic = _mlp(obs_dim, hidden, 1, activation)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_var", torch.ones(obs_dim))
+
+    def forward(self, x: torch.Tensor):
+        mean = self.actor(x)
+        value = self.critic(x).squeeze(-1)
+        return mean, self.log_std.expand_as(mean), value
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.config["normalize_obs"]:
+            return obs
+        clip = self.config["obs_clip"]
+        z = (obs - self.obs_mean) * torch.rsqrt(self.obs_var + 1e-8)
+        return torch.clamp(z, -clip, clip)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None):
+        """Target exposures ``leverage_cap * tanh(u)`` for raw observations ``[..., obs_dim]``."""
+        mean, log_std, _ = self(self.normalize(obs))
+        u = mean
+        if not deterministic:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            u = mean + log_std.exp() * noise
+        return self.config["leverage_cap"] * torch.tanh(u)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(self.normalize(obs))[2]
+
+
+class MLPAllocator(nn.Module):
+    """Deterministic MLP policy (twin of ``jaxport.rl.gradient.MLPAllocator``).
+
+    ``forward(obs)`` = ``act(obs)`` -> ``leverage_cap * tanh(MLP(x))`` with tanh hidden layers, where
+    ``x`` is the raw observation without its last entry (E/E0 - 1) unless ``observe_equity``.
+    """
+
+    kind = "mlp_allocator"
+
+    def __init__(self, obs_dim: int, num_assets: int, hidden_sizes: Sequence[int] = (64, 64),
+                 leverage_cap: float = 2.0, observe_equity: bool = False):
+        super().__init__()
+        self.config = dict(obs_dim=int(obs_dim), num_assets=int(num_assets),
+                           hidden_sizes=[int(h) for h in hidden_sizes], leverage_cap=float(leverage_cap),
+                           observe_equity=bool(observe_equity))
+        in_dim = obs_dim if observe_equity else obs_dim - 1
+        self.net = _mlp(in_dim, hidden_sizes, num_assets, "tanh")
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs if self.config["observe_equity"] else obs[..., :-1]
+        return self.config["leverage_cap"] * torch.tanh(self.net(x))
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(obs)
+
+
+# ---------------------------------------------------------------------------------- forecaster
+def rope(x: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotary embedding of ``x [B, L, heads, d]`` (rotate-half), as ``jaxport.forecast.model.rope``."""
+    L, d = x.shape[-3], x.shape[-1]
+    half = d // 2
+    inv_freq = 1.0 / (base ** (torch.arange(half, dtype=torch.float32, device=x.device) / half))
+    ang = torch.arange(L, dtype=torch.float32, device=x.device)[:, None] * inv_freq[None, :]
+    cos, sin = torch.cos(ang)[:, None, :].to(x.dtype), torch.sin(ang)[:, None, :].to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, rope_base: float):
+        super().__init__()
+        self.num_heads, self.rope_base = num_heads, rope_base
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        H = self.num_heads
+        qkv = self.qkv(x).reshape(B, L, 3, H, D // H)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k = rope(q, self.rope_base), rope(k, self.rope_base)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        return self.out(out.transpose(1, 2).reshape(B, L, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, mlp_ratio: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, mlp_ratio * d_model)
+        self.fc2 = nn.Linear(mlp_ratio * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as the Flax model
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, rope_base: float):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(d_model, eps=1e-6)
+        self.attn = CausalSelfAttention(d_model, num_heads, rope_base)
+        self.mlp_norm = nn.RMSNorm(d_model, eps=1e-6)
+        self.mlp = MLP(d_model, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class PatchTransformerForecaster(nn.Module):
+    """Twin of ``jaxport.forecast.model.ForecasterNet`` (inference; dropout is not applied).
+
+    ``forward(x_norm [B, C, 6])`` -> ``(loc, scale, dof)`` each ``[B, K, H]`` in normalised units;
+    :meth:`predict_distribution` takes RAW channel windows (``r_close, r_open, r_high, r_low,
+    |r_close|, log1p(volume)``, see ``jaxport.forecast.windows``) and returns loc/scale in natural
+    log-return units of ``log(col[t+h] / close[t])`` (targets in ``config["targets"]`` order).
+    """
+
+    kind = "patch_transformer_forecaster"
+    MIN_SCALE = 1e-4
+
+    def __init__(self, context: int = 128, patch: int = 8, d_model: int = 192, num_layers: int = 4,
+                 num_heads: int = 6, mlp_ratio: int = 4, horizon: int = 8,
+                 targets: Sequence[str] = ("close", "open", "high", "low"), min_dof: float = 2.5,
+                 input_clip: float = 10.0, scale_eps: float = 1e-4, rope_base: float = 10000.0,
+                 num_channels: int = 6, dropout: float = 0.0):
+        super().__init__()
+        if context % patch or d_model % num_heads:
+            raise ValueError(f"context={context} must be a multiple of patch={patch}; d_model % num_heads must be 0")
+        self.config = dict(context=context, patch=patch, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                           mlp_ratio=mlp_ratio, horizon=horizon, targets=list(targets), min_dof=float(min_dof),
+                           input_clip=float(input_clip), scale_eps=float(scale_eps), rope_base=float(rope_base),
+                           num_channels=num_channels, dropout=float(dropout))
+        self.patch_embed = nn.Linear(patch * num_channels, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, num_heads, mlp_ratio, rope_base) for _ in range(num_layers))
+        self.final_norm = nn.RMSNorm(d_model, eps=1e-6)
+        self.head = nn.Linear(d_model, len(targets) * horizon * 3)
+
+    def forward(self, x: torch.Tensor):
+        cfg = self.config
+        B = x.shape[0]
+        h = self.patch_embed(x.reshape(B, cfg["context"] // cfg["patch"], cfg["patch"] * x.shape[-1]))
+        for block in self.blocks:
+            h = block(h)
+        z = self.final_norm(h)[:, -1]
+        raw = self.head(z).reshape(B, len(cfg["targets"]), cfg["horizon"], 3)
+        loc = raw[..., 0]
+        scale = F.softplus(raw[..., 1]) + self.MIN_SCALE
+        dof = cfg["min_dof"] + F.softplus(raw[..., 2])
+        return loc, scale, dof
+
+    def normalise_window(self, x: torch.Tensor):
+        """Raw ``[..., C, 6]`` -> (normalised ``[..., C, 6]``, window scale ``s [...]``), as JAX's."""
+        cfg = self.config
+        rc = x[..., 0]
+        s = torch.sqrt(torch.mean(rc * rc, dim=-1) + cfg["scale_eps"] ** 2)
+        rets = x[..., :5] / s[..., None, None]
+        lv = x[..., 5]
+        lv = (lv - lv.mean(dim=-1, keepdim=True)) / torch.sqrt(lv.var(dim=-1, unbiased=False, keepdim=True) + 1e-6)
+        out = torch.cat([rets, lv[..., None]], dim=-1)
+        return torch.clamp(out, -cfg["input_clip"], cfg["input_clip"]), s
+
+    def predict_distribution(self, x_raw: torch.Tensor):
+        """Raw windows ``[B, C, 6]`` -> Student-T ``(loc, scale, dof)`` ``[B, K, H]`` in log-return units."""
+        x, s = self.normalise_window(x_raw)
+        loc, scale, dof = self(x)
+        s = s[:, None, None]
+        return loc * s, scale * s, dof
+
+
+MODELS = {cls.kind: cls for cls in (ActorCritic, MLPAllocator, PatchTransformerForecaster)}
+
+
+# ---------------------------------------------------------------------------------- files
+def build_model(arch: dict) -> nn.Module:
+    """The (untrained) module described by an exported architecture JSON."""
+    kind = arch.get("kind")
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODELS)}")
+    return MODELS[kind](**arch["config"])
+
+
+def load_exported(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load ``NAME.pt`` (a ``state_dict``) with its architecture ``NAME.json``; strict, eval mode.
+
+    The exported JSON's ``config`` are the module's constructor arguments; other keys (``source``,
+    ``env``, ``observation``, ...) describe where the model came from and how to feed it, and are
+    kept on the module as ``model.arch``.
+    """
+    path = Path(path)
+    pt = path.with_suffix(".pt")
+    meta = path.with_suffix(".json")
+    if not pt.is_file() or not meta.is_file():
+        raise FileNotFoundError(f"{path}: need both {pt.name} and {meta.name}")
+    arch = json.loads(meta.read_text(encoding="utf-8"))
+    model = build_model(arch)
+    state = torch.load(pt, map_location=map_location, weights_only=True)
+    model.load_state_dict(state, strict=True)
+    model.arch = arch
+    return model.eval()
+
+
+__all__ = [
+    "FORMAT",
+    "MODELS",
+    "ActorCritic",
+    "MLPAllocator",
+    "PatchTransformerForecaster",
+    "build_model",
+    "load_exported",
+    "rope",
+]
