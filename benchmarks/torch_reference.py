@@ -87,11 +87,18 @@ def observation(state: TorchState, c: TorchConsts) -> torch.Tensor:
 
 def reset_state(starts: torch.Tensor, num_assets: int, c: TorchConsts) -> TorchState:
     """Fresh episodes starting on days ``starts [B]``: E = E0, w = 0, totals 0."""
-    B = starts.shape[0]
-    zf = torch.zeros(B, dtype=torch.float32, device=starts.device)
-    zi = torch.zeros(B, dtype=torch.int64, device=starts.device)
-    zw = torch.zeros(B, num_assets, dtype=torch.float32, device=starts.device)
-    return TorchState(starts, zi, zf + c.initial_equity, zw, zw, zf, zf, zf, zi, zi)
+    B, dev = starts.shape[0], starts.device
+
+    def zf():  # distinct tensors: aliased state fields would make torch.compile recompile
+        return torch.zeros(B, dtype=torch.float32, device=dev)
+
+    def zi():
+        return torch.zeros(B, dtype=torch.int64, device=dev)
+
+    def zw():
+        return torch.zeros(B, num_assets, dtype=torch.float32, device=dev)
+
+    return TorchState(starts, zi(), zf() + c.initial_equity, zw(), zw(), zf(), zf(), zf(), zi(), zi())
 
 
 def draw_starts(batch: int, c: TorchConsts, device) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Run an exported jaxport policy for one episode in the PyTorch portfolio env (no JAX code).
 
-    jaxport train ... --output-dir runs/demo            # trains forecasters and portfolio policies
-    jaxport export runs/demo --to exported/             # -> exported/portfolio_AAPL_MSFT.{pt,json,env.npz}
-    python examples/torch_policy_episode.py exported/portfolio_AAPL_MSFT.pt --data trainingdata
+    jaxport train --output-dir runs/models             # forecasters + a policy per pair (JAX)
+    jaxport export runs/models --to exported/          # -> exported/portfolio_<A>_<B>.{pt,json,env.npz}
+    python examples/torch_policy_episode.py exported/portfolio_AAPL_AMZN.pt --data trainingdata
 
 The policy is a plain ``torch.nn.Module`` (``torch_compat.models``); the env is a Gymnasium env whose
 observations, actions and info are ``torch.Tensor``. Observations: the exported ``.env.npz`` holds the
@@ -13,7 +13,6 @@ statistical features of ``jaxport.features`` (``--features stat``) or none (``--
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +44,16 @@ def make_env(policy_path: Path, arch: dict, data_dir: Path, features: str) -> To
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policy", type=Path, help="exported policy .pt (with its .json beside it)")
-    parser.add_argument("--data", type=Path, default=Path("trainingdata"), help="directory of <SYMBOL>.csv files")
+    parser.add_argument("--data", type=Path, default=Path("trainingdata"), help="directory of <SYMBOL>.csv files (used when there is no .env.npz)")
     parser.add_argument("--features", default="auto", choices=["auto", "export", "stat", "none"])
     parser.add_argument("--max-steps", type=int, default=None, help="stop the episode early (for a quick look)")
     args = parser.parse_args(argv)
 
     policy = load_exported(args.policy)  # torch.nn.Module, eval mode, strict state_dict load
-    arch = json.loads(args.policy.with_suffix(".json").read_text())
-    env = make_env(args.policy, arch, args.data, args.features)
+    env = make_env(args.policy, policy.arch, args.data, args.features)  # .arch: the exported JSON
     if env.observation_space.shape[0] != policy.config["obs_dim"]:
-        raise SystemExit(f"observation size {env.observation_space.shape[0]} != policy input {policy.config['obs_dim']}: "
+        raise SystemExit(f"observation size {env.observation_space.shape[0]} != policy input "
+                         f"{policy.config['obs_dim']}: "
                          "use the exported .env.npz (jaxport export) or the features the policy was trained with")
 
     obs, info = env.reset(seed=0)

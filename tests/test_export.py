@@ -7,6 +7,7 @@ max ~1e-6). Parameters are perturbed away from their init so every layer matters
 
 from __future__ import annotations
 
+import functools
 import json
 import runpy
 from pathlib import Path
@@ -45,6 +46,7 @@ def _perturb(tree, seed: int, scale: float = 0.3):
                                         for x in leaves])
 
 
+@functools.lru_cache(maxsize=None)
 def _ppo(activation: str = "tanh", seed: int = 0):
     cfg = PPOConfig(hidden=(16, 8), activation=activation, leverage_cap=1.5)
     params = jax.jit(make_network(cfg, len(SYMBOLS)).init)(jax.random.PRNGKey(seed), jnp.zeros((OBS_DIM,)))
@@ -171,10 +173,15 @@ def run_dir(tmp_path_factory, forecaster):
     return root, (cfg, params, norm), (gcfg, gparams)
 
 
-def test_export_run(run_dir, tmp_path, forecaster):
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    return out, export_run(run_dir[0], out)
+
+
+def test_export_run(run_dir, exported, tmp_path, forecaster):
     root, (cfg, params, norm), (gcfg, gparams) = run_dir
-    out = tmp_path / "exported"
-    paths = export_run(root, out)
+    out, paths = exported
     names = sorted(p.name for p in paths)
     assert names == sorted([
         "base_forecaster.pt", "base_forecaster.json", "specialist_AAPL.pt", "specialist_AAPL.json",
@@ -184,7 +191,7 @@ def test_export_run(run_dir, tmp_path, forecaster):
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["models"]) == {"base_forecaster", "specialist_AAPL", "portfolio_AAPL_MSFT",
                                        "portfolio_MSFT_NVDA"}
-    assert "not written" in manifest["models"]["portfolio_AAPL_MSFT"]["env_data"]  # no run config in this summary
+    assert "no pipeline config" in manifest["models"]["portfolio_AAPL_MSFT"]["env_data"]
     # every file loads in plain torch, strictly, and computes what the Flax model computes
     x = np.random.default_rng(0).normal(size=(8, OBS_DIM)).astype(np.float32)
     ppo = load_exported(out / "portfolio_AAPL_MSFT.pt")
@@ -219,10 +226,8 @@ def test_export_run(run_dir, tmp_path, forecaster):
         export_run(tmp_path, tmp_path / "x")
 
 
-def test_torch_example_runs_exported_policy(run_dir, tmp_path, capsys):
-    root = run_dir[0]
-    out = tmp_path / "exported"
-    export_run(root, out, env_data=False)
+def test_torch_example_runs_exported_policy(exported, capsys):
+    out = exported[0]
     script = ROOT / "examples" / "torch_policy_episode.py"
     main = runpy.run_path(str(script))["main"]
     equity = main([str(out / "portfolio_AAPL_MSFT.pt"), "--data", str(ROOT / "trainingdata"), "--max-steps", "15"])

@@ -198,7 +198,8 @@ def test_objective_gradient_matches_finite_differences():
         direction = jax.tree_util.tree_unflatten(
             treedef, [jnp.asarray(rng.standard_normal(x.shape), jnp.float32) for x in leaves]
         )
-        analytic = sum(float(jnp.vdot(g, d)) for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(direction)))
+        pairs = zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(direction))
+        analytic = sum(float(jnp.vdot(g, d)) for g, d in pairs)
         shift = lambda s: jax.tree_util.tree_map(lambda p, d: p + s * eps * d, params, direction)  # noqa: E731
         numeric = (float(f(shift(1.0), key)) - float(f(shift(-1.0), key))) / (2 * eps)
         np.testing.assert_allclose(analytic, numeric, rtol=0.03, atol=1e-5)

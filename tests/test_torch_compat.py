@@ -344,7 +344,10 @@ def test_batched_episode_and_done_mask(venv):
         a = acts.detach()[i].clone().requires_grad_(True)
         o = tc.differentiable_episode_reward((venv.jax_env, venv.params), a, state=tc.TorchEnvState(*single))
         o.total_reward.backward()
-        np.testing.assert_allclose(float(o.total_reward), float(out.total_reward[i]), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(o.total_reward.item(), out.total_reward[i].item(), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(a.grad.numpy(), acts.grad[i].numpy(), rtol=1e-5, atol=1e-7)
+    first = tc.differentiable_reward(venv, acts.detach()[:, 0])  # one batched step from the same states
+    assert first.reward.shape == (B,) and first.obs.shape == (B, N * F + N + 3)
+    np.testing.assert_allclose(first.reward.numpy(), out.rewards[:, 0].detach().numpy(), rtol=1e-6, atol=1e-7)
     with pytest.raises(DataError, match="action"):
         tc.differentiable_episode_reward(venv, torch.zeros(H, N))

@@ -21,7 +21,7 @@ turnover, the leverage cap, ``max(0, gross - 1)`` financing) get JAX's subgradie
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -267,7 +267,7 @@ def differentiable_episode_reward(env, actions: torch.Tensor,
     return EpisodeOutput(total, rewards, equity, _torch_state(new_f, new_i), done)
 
 
-__all__: list[Any] = [
+__all__ = [
     "EpisodeOutput",
     "JaxVJPFunction",
     "StepOutput",

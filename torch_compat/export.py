@@ -108,7 +108,8 @@ def export_policy(params, config, obs_norm=None, *, metadata: dict | None = None
             _linear(sd, f"net.{2 * i}", p[name])
         observe_equity = bool(cfg.get("observe_equity", False))
         in_dim = p["dense_0"]["kernel"].shape[0] if hidden else p["out"]["kernel"].shape[0]
-        arch_config = dict(obs_dim=int(in_dim + (0 if observe_equity else 1)), num_assets=int(p["out"]["kernel"].shape[1]),
+        arch_config = dict(obs_dim=int(in_dim + (0 if observe_equity else 1)),
+                           num_assets=int(p["out"]["kernel"].shape[1]),
                            hidden_sizes=hidden, leverage_cap=float(cfg.get("leverage_cap", 2.0)),
                            observe_equity=observe_equity)
         kind = "mlp_allocator"
@@ -353,7 +354,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, env_data: bool = Tru
         arch.setdefault("source", {})["checkpoint"] = str(path)
         files = save_exported(out_dir / name, sd, arch)
         entry = {"kind": arch["kind"], "algo": meta.get("algo"), "files": [f.name for f in files]}
-        if env_data:
+        if env_data and not summary.get("config"):
+            entry["env_data"] = "not written: the run summary has no pipeline config to rebuild the features from"
+        elif env_data:
             try:
                 arrays = _pair_env_arrays(summary, run_dir, list(meta.get("symbols", [])))
                 npz = out_dir / f"{name}.env.npz"

@@ -240,7 +240,8 @@ def baseline_specs(num_assets: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Targets ``[N + 2, N]``, hold flags and names of the baselines: buy-and-hold of each asset,
     ``equal_weight`` (1/N each, rebalanced every step) and ``cash`` (flat)."""
     eye = np.eye(num_assets, dtype=np.float32)
-    targets = np.concatenate([eye, np.full((1, num_assets), 1.0 / num_assets, np.float32), np.zeros((1, num_assets), np.float32)])
+    equal = np.full((1, num_assets), 1.0 / num_assets, np.float32)
+    targets = np.concatenate([eye, equal, np.zeros((1, num_assets), np.float32)])
     holds = np.array([True] * num_assets + [False, False])
     names = [f"buy_and_hold:{i}" for i in range(num_assets)] + ["equal_weight", "cash"]
     return targets, holds, names

@@ -162,8 +162,9 @@ def init_optimizer(params, grad_clip: float, weight_decay: float):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "grad_clip", "weight_decay"), donate_argnums=(0, 1))
-def _train_step(params, opt_state, series, index, lr, key, *, config, grad_clip, weight_decay):
+def _train_step(params, opt_state, series, index, lr, key, step, *, config, grad_clip, weight_decay):
     tx = make_optimizer(grad_clip, weight_decay)
+    key = jax.random.fold_in(key, step)
     groups = _FlatGroups(params)
     deterministic = config.dropout == 0.0
 
@@ -276,6 +277,7 @@ def train_forecaster(
         decay_steps=max(total_steps, 1),
         end_value=tc.learning_rate * tc.final_lr_fraction,
     )
+    lrs = np.asarray(jax.vmap(schedule)(jnp.arange(max(total_steps, 1))), dtype=np.float64)
     rng = np.random.default_rng(tc.seed)
     history = {k: [] for k in ("epoch", "steps", "train_loss", "val_loss", "windows_per_s", "wall_s")}
     initial_val = mean_window_nll(params, config, series, val_idx, tc.eval_batch_size)
@@ -293,9 +295,9 @@ def train_forecaster(
             if step >= total_steps:
                 break
             idx = jnp.asarray(train_idx[perm[b * batch : (b + 1) * batch]])
-            lr = float(schedule(step))
+            lr = float(lrs[step])
             params, opt_state, loss = _train_step(
-                params, opt_state, series, idx, lr, jax.random.fold_in(drop_key, step),
+                params, opt_state, series, idx, lr, drop_key, step,
                 config=config, grad_clip=tc.grad_clip, weight_decay=tc.weight_decay,
             )
             losses.append(loss)

@@ -190,6 +190,11 @@ def training_params(config: GradientConfig, env_params: EnvParams) -> EnvParams:
     )
 
 
+def _select(mask: jnp.ndarray, new: jnp.ndarray, old: jnp.ndarray) -> jnp.ndarray:
+    """Per-env ``where(mask, new, old)`` with ``mask [B]`` broadcast over trailing axes."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+
 def _reset_envs(env: PortfolioEnv, params: EnvParams, key: jax.Array, num_envs: int):
     return jax.vmap(env.reset_env, in_axes=(0, None))(jax.random.split(key, num_envs), params)
 
@@ -221,9 +226,8 @@ def chunk_objective(
         n_obs, n_state, reward, terminated, info = batched_step(dummy_key, state, action, params)
         valid = (~done) & (state.time < params.episode_length) & (state.t < num_days - 1)
         e_before = jnp.maximum(state.equity, 1e-12)
-        sel = lambda new, old: jnp.where(valid.reshape(valid.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
-        obs = sel(n_obs, obs)
-        state = jax.tree_util.tree_map(sel, n_state, state)
+        obs = _select(valid, n_obs, obs)
+        state = jax.tree_util.tree_map(partial(_select, valid), n_state, state)
         done = done | (valid & terminated)
         out = dict(
             valid=valid.astype(jnp.float32),
@@ -288,7 +292,11 @@ def _split_config(config: GradientConfig) -> tuple[GradientConfig, dict[str, jnp
 
 def _make_optimizer(config: GradientConfig, hp: dict[str, jnp.ndarray]) -> optax.GradientTransformation:
     if config.anneal_lr:
-        lr = lambda count: hp["lr"] * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count / config.num_updates, 1.0)))  # noqa: E731
+
+        def lr(count):  # cosine decay from hp["lr"] to 0 over num_updates
+            progress = jnp.minimum(count / config.num_updates, 1.0)
+            return hp["lr"] * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
     else:
         lr = hp["lr"]
     return optax.chain(
@@ -316,9 +324,8 @@ def _train(
         # Re-draw envs whose episode is over (time limit, bankruptcy or end of data).
         finished = done | (state.time >= params.episode_length) | (state.t >= num_days - 1)
         r_obs, r_state = _reset_envs(env, params, step_key, config.num_envs)
-        sel = lambda new, old: jnp.where(finished.reshape(finished.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
-        obs = sel(r_obs, obs)
-        state = jax.tree_util.tree_map(sel, r_state, state)
+        obs = _select(finished, r_obs, obs)
+        state = jax.tree_util.tree_map(partial(_select, finished), r_state, state)
         done = done & ~finished
 
         (_, aux), grads = grad_fn(net_params, network, config, env, params, obs, state, done, hp["risk_penalty"])
