@@ -85,16 +85,21 @@ def ref_config(args, num_envs: int) -> dict:
 
 
 def time_fn(fn, args_, repeats: int):
-    """Compile (timed separately), then run ``repeats`` times; return (compile_s, best_s, all_s)."""
+    """Compile (timed separately), then run ``repeats`` times.
+
+    Returns ``(compile_s, best_wall_s, all_wall_s, best_cpu_s)``; CPU seconds are the process's
+    user+system time over the run (all threads): a steadier measure of work on a shared machine.
+    """
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args_).compile()
     compile_s = time.perf_counter() - t0
-    runs = []
+    runs, cpus = [], []
     for i in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         jax.block_until_ready(compiled(*args_))
         runs.append(time.perf_counter() - t0)
-    return compile_s, min(runs), runs
+        cpus.append(time.process_time() - c0)
+    return compile_s, min(runs), runs, min(cpus)
 
 
 def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
@@ -114,13 +119,14 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
         ref_fn, ref_args = ref_train, (key,)
     out = {"num_envs": num_envs, "num_seeds": num_seeds, "env_steps": steps, "num_updates": cfg.num_updates}
     if not args.skip_reference:
-        c, best, runs = time_fn(ref_fn, ref_args, args.repeats)
-        out.update(reference_compile_s=c, reference_run_s=best, reference_runs_s=runs,
+        c, best, runs, cpu = time_fn(ref_fn, ref_args, args.repeats)
+        out.update(reference_compile_s=c, reference_run_s=best, reference_runs_s=runs, reference_cpu_s=cpu,
                    reference_env_steps_per_s=steps / best)
-    c, best, runs = time_fn(port_fn, port_args, args.repeats)
-    out.update(compile_s=c, run_s=best, runs_s=runs, env_steps_per_s=steps / best)
+    c, best, runs, cpu = time_fn(port_fn, port_args, args.repeats)
+    out.update(compile_s=c, run_s=best, runs_s=runs, cpu_s=cpu, env_steps_per_s=steps / best)
     if "reference_env_steps_per_s" in out:
         out["ratio"] = out["env_steps_per_s"] / out["reference_env_steps_per_s"]
+        out["cpu_time_ratio"] = out["reference_cpu_s"] / out["cpu_s"]  # > 1: portfolio does less work
     return out
 
 
@@ -184,8 +190,9 @@ def env_breakdown(args) -> dict:
         ("cartpole_step_autoreset", cartpole, cp_state),
         ("key_split_only", split_only, state),
     ]:
-        _, best, _ = time_fn(scan_of(fn), (key, st), args.repeats)
+        _, best, _, cpu = time_fn(scan_of(fn), (key, st), args.repeats)
         out[name + "_steps_per_s"] = total / best
+        out[name + "_steps_per_cpu_s"] = total / cpu
     return out
 
 
@@ -218,21 +225,24 @@ def main(argv=None) -> dict:
             rows.append(measure_pair(args, n))
     breakdown = env_breakdown(args) if args.breakdown else None
 
+    nan = float("nan")
     print(f"{'envs':>6} {'seeds':>5} {'updates':>7} {'portfolio steps/s':>18} {'cartpole steps/s':>17} "
-          f"{'ratio':>6} {'compile s':>9} {'ref compile s':>13}")
+          f"{'ratio':>6} {'cpu ratio':>9} {'compile s':>9} {'ref compile s':>13}")
     for r in rows:
         print(f"{r['num_envs']:>6} {r['num_seeds']:>5} {r['num_updates']:>7} {r['env_steps_per_s']:>18,.0f} "
-              f"{r.get('reference_env_steps_per_s', float('nan')):>17,.0f} {r.get('ratio', float('nan')):>6.3f} "
-              f"{r['compile_s']:>9.1f} {r.get('reference_compile_s', float('nan')):>13.1f}")
+              f"{r.get('reference_env_steps_per_s', nan):>17,.0f} {r.get('ratio', nan):>6.3f} "
+              f"{r.get('cpu_time_ratio', nan):>9.3f} {r['compile_s']:>9.1f} {r.get('reference_compile_s', nan):>13.1f}")
     if breakdown:
-        print("env-only (no network), steps/s:")
-        for k, v in breakdown.items():
-            print(f"  {k:<40} {v:>14,.0f}")
+        print("env-only (no network): steps/s (wall) and steps per CPU-second:")
+        names = sorted({k.rsplit("_steps_per", 1)[0] for k in breakdown})
+        for k in names:
+            print(f"  {k:<32} {breakdown[k + '_steps_per_s']:>14,.0f} {breakdown[k + '_steps_per_cpu_s']:>14,.0f}")
 
     result = {
         "env_steps_per_s": main_row["env_steps_per_s"],
         "reference_env_steps_per_s": main_row.get("reference_env_steps_per_s"),
         "ratio": main_row.get("ratio"),
+        "cpu_time_ratio": main_row.get("cpu_time_ratio"),
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "rows": rows,
         "env_breakdown": breakdown,
@@ -245,7 +255,7 @@ def main(argv=None) -> dict:
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio")}
+    print(json.dumps({k: result[k] for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio", "cpu_time_ratio")}
                      | {"num_envs": args.num_envs, "device": result["device"]}))
     return result
 

@@ -12,6 +12,8 @@ from jaxport.cli import console, fail
 
 
 def register(app: typer.Typer) -> None:
+    register_export(app)
+
     @app.command("eval")
     def eval_run(
         run_dir: Annotated[Path, typer.Argument(help="The --output-dir of a jaxport train run.")],
@@ -53,3 +55,21 @@ def register(app: typer.Typer) -> None:
         path = write_report(run_dir, out)
         pngs = sorted(p.name for p in path.parent.glob("*.png"))
         console.print(f"report: {path} ({len(pngs)} plots: {', '.join(pngs)})")
+
+
+def register_export(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        run_dir: Annotated[Path, typer.Argument(help="The --output-dir of a jaxport train run.")],
+        to: Annotated[Path, typer.Option("--to", help="Output folder for the .pt state_dicts and JSON configs.")],
+        env_data: Annotated[bool, typer.Option("--env-data/--no-env-data", help="Also write each pair's test-episode arrays (.env.npz) for Torch-only replay.")] = True,
+    ) -> None:
+        """Export the forecasters and portfolio policies of a run as Torch checkpoints (plain nn.Module)."""
+        from torch_compat.export import export_run  # torch is imported only for this command
+
+        if not Path(run_dir).exists():
+            fail(f"{run_dir}: no such run directory")
+        paths = export_run(run_dir, to, env_data=env_data)
+        for path in paths:
+            console.print(str(path))
+        console.print(f"exported {len(paths)} file(s) to {to}")

@@ -246,3 +246,20 @@ def test_overwrite_refuses_foreign_files(tmp_path, synth_dir, tiny_config, cli_r
     assert result.exit_code == 2
     assert "refusing to delete" in result.output
     assert (tmp_path / "models" / "notes.txt").read_text() == "mine"
+
+
+def test_export_then_torch_only_episode_reproduces_summary(synth_run, tmp_path, cli_runner_module):
+    """`jaxport export` of a finished run, then the README's Torch-only example: same final equity."""
+    import runpy
+
+    from jaxport.cli import app
+
+    result = cli_runner_module.invoke(app, ["export", str(synth_run / "models"), "--to", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((synth_run / "models" / "pipeline_summary.json").read_text())
+    example = runpy.run_path(str(REPO / "examples" / "torch_policy_episode.py"))
+    for name, entry in summary["stages"]["portfolio"].items():
+        if entry["algo"] == "gradient" and summary["config"]["rl"]["policy"] == "transformer":
+            continue  # no Torch twin of the transformer allocator
+        equity = example["main"]([str(tmp_path / "exp" / f"portfolio_{name}.pt")])
+        assert equity == pytest.approx(entry["metrics"]["test"]["final_equity"], rel=1e-5), name
