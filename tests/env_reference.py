@@ -1,4 +1,4 @@
-"""Plain NumPy (float64) reference of one PortfolioEnv step, written literally from notes/env_spec.md.
+"""Plain NumPy (float64) reference of one PortfolioEnv step, literal to notes/env_spec.md.
 
 Independent of ``jaxport.env`` on purpose: the tests compare the JAX env against this file.
 

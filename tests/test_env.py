@@ -1,11 +1,14 @@
-"""Tests of jaxport.env.PortfolioEnv against notes/env_spec.md and the NumPy reference (env_reference.py).
+"""Tests of jaxport.env.PortfolioEnv against notes/env_spec.md and the NumPy reference.
+
+The reference (tests/env_reference.py) is written from the spec text, independently of the env.
 
 Tolerances: the env runs in float32, the reference in float64. Parity is checked step by step (the
 reference is fed the env's own float32 state before every step, so errors cannot compound):
-rtol 1e-5 plus atol 1e-6 * E0 for money amounts / weights / rewards (a float32 ulp of E ~ 1e-7 * E, so
-a log-return or a per-asset pnl near zero needs an absolute floor). The free-running equity path
-(reference run on its own float64 state) is checked separately with rtol 1e-4 (float32 compounding
-over 1,000 steps; measured max drift 2.2e-6 on the three non-bankrupt cases).
+rtol 1e-5 plus atol 1e-6 * E0 for money amounts / weights / rewards (a float32 ulp of E is
+~1e-7 * E, so a log-return or a per-asset pnl near zero needs an absolute floor). The
+free-running equity path (reference run on its own float64 state) is checked separately with
+rtol 1e-4 (float32 compounding over 1,000 steps; measured max drift 2.2e-6 on the three
+non-bankrupt cases).
 """
 
 from __future__ import annotations
@@ -374,37 +377,42 @@ def test_reference_parity_real_prices(name):
     assert_close("reset obs", obs0, want0)
     chex.assert_shape(obs0, (env.window * close.shape[1] * feats.shape[2] + close.shape[1] + 3,))
 
-    # step by step: the reference gets the env's own state before every step
-    n_closed = n_term = 0
+    # step by step: the reference gets the env's own state before every step; the per-step results
+    # are stacked and compared at once (the message names the first failing step)
+    ref_rows = []
     for s in range(PARITY_STEPS):
         before = state_at(state0) if s == 0 else state_at(out["state"], s - 1)
         ref_state, ref_obs, ref_rew, ref_term, _, ref_info = reference_step(
             before, actions[s], before["t"], close, opn, pd_, md, features=feats
         )
-        got = state_at(out["state"], s)
-        atol = 1e-6 * e0
-        assert got["t"] == ref_state["t"] and got["time"] == ref_state["time"], f"t/time at {s}"
-        assert bool(out["terminated"][s]) == ref_term, f"terminated at step {s}"
-        assert_close("equity", got["equity"], ref_state["equity"], atol=atol, step=s)
-        assert_close("weights", got["weights"], ref_state["weights"], atol=1e-6, step=s)
-        assert_close("open_trade_pnl", got["open_trade_pnl"], ref_state["open_trade_pnl"],
-                     atol=atol, step=s)
-        for k in MONEY_KEYS:
-            assert_close(f"state.{k}", got[k], ref_state[k], atol=atol, step=s)
-        assert got["num_trades"] == ref_state["num_trades"], f"num_trades at step {s}"
-        assert got["winning_trades"] == ref_state["winning_trades"], f"winning_trades at step {s}"
-        assert_close("reward", out["reward"][s], ref_rew, atol=1e-6, step=s)
-        assert_close("obs", out["obs"][s], ref_obs, atol=1e-6, step=s)
-        info = out["info"]
-        for k in ("equity", "fees", "financing", "gross_pnl"):
-            assert_close(f"info[{k!r}]", info[k][s], ref_info[k], atol=atol, step=s)
-        for k in ("leverage", "turnover", "portfolio_return"):
-            assert_close(f"info[{k!r}]", info[k][s], ref_info[k], atol=1e-6, step=s)
-        assert_close("info['closed_trade_pnl']", info["closed_trade_pnl"][s],
-                     ref_info["closed_trade_pnl"], atol=atol, step=s)
-        assert int(info["num_closed"][s]) == ref_info["num_closed"], f"num_closed at step {s}"
-        n_closed += ref_info["num_closed"]
-        n_term += ref_term
+        ref_rows.append(dict(state=ref_state, obs=ref_obs, reward=ref_rew, terminated=ref_term,
+                             info={k: ref_info[k] for k in out["info"] if k in ref_info}))
+    ref_out = jax.tree.map(lambda *xs: np.stack(xs), *ref_rows)
+    got_state = {k: np.asarray(getattr(out["state"], k)) for k in ref_out["state"]}
+    atol = 1e-6 * e0
+    exact = ("t", "time", "num_trades", "winning_trades")
+    money = ("equity", "open_trade_pnl") + MONEY_KEYS
+    pairs = [(f"state.{k}", got_state[k], ref_out["state"][k], k in money)
+             for k in ref_out["state"]]
+    pairs += [(k, out[k], ref_out[k], False) for k in ("obs", "reward", "terminated")]
+    pairs += [(f"info[{k!r}]", out["info"][k], ref_out["info"][k],
+               k in ("equity", "fees", "financing", "gross_pnl", "closed_trade_pnl"))
+              for k in ("equity", "leverage", "turnover", "fees", "financing", "portfolio_return",
+                        "closed_trade_pnl", "num_closed", "gross_pnl")]
+    for label, got, want, is_money in pairs:
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        assert got.shape == want.shape, (label, got.shape, want.shape)
+        if label.split(".")[-1] in exact or label in ("terminated", "info['num_closed']"):
+            bad = got != want
+        else:
+            bad = ~np.isclose(got, want, rtol=1e-5, atol=atol if is_money else 1e-6)
+        bad = bad.reshape(PARITY_STEPS, -1).any(-1)
+        if bad.any():
+            s = int(np.argmax(bad))
+            pytest.fail(f"{name}: {label} differs from the reference at {bad.sum()} steps; first "
+                        f"at step {s}: env {got[s]} vs reference {want[s]}")
+    n_closed = int(ref_out["info"]["num_closed"].sum())
+    n_term = int(ref_out["terminated"].sum())
     assert n_closed > 100, f"too few closed trades exercised ({n_closed})"
     if name == "log_o2c_w2_bankrupt":
         assert n_term > 0, "this case is meant to exercise bankruptcy"
@@ -599,7 +607,9 @@ def test_grad_of_episode_reward_matches_finite_differences():
     with jax.enable_x64(True):
         params = EnvParams.from_arrays(close, feats, leverage_cap=2.0, eval_start=t0,
                                        episode_length=1000)
-        to64 = lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+        def to64(x):
+            return x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
         params = jax.tree.map(to64, params)
         obs0, s0 = env.reset(KEY0, params)
         obs0, s0 = jax.tree.map(to64, (obs0, s0))
@@ -789,7 +799,19 @@ def test_bankruptcy_terminates_floors_equity_and_liquidates():
         assert float(o2["state"].equity[1]) == 1.0 and int(o2["state"].t[1]) == 1
         assert int(o2["state"].time[1]) == 0
         assert_close("reward of the bankrupt step", o2["reward"][1], np.log(floor / e1), rtol=1e-5)
-    # net_profit reward of the bankrupt step is (E'_floored - E) / E0 (spec items 7 then 9)
+    # 1x long through the same crash: E' = 0.4 E0 -> terminated with bf=0.5, survives with bf=0.3,
+    # and bf=0.4 is the boundary (E' == bf * E0 in float32 terminates: the test is <=)
+    acts1 = np.zeros((SYN_S, SYN_N), np.float32)
+    acts1[:2, 0] = 1.0
+    for bf, term in ((0.5, True), (0.3, False), (0.4, True)):
+        _, _, out = run_episode(SYN_ENV, _crash_params(bf), acts1)
+        assert bool(out["terminated"][1]) == term, (bf, out["terminated"][:2])
+
+
+def test_net_profit_reward_on_bankruptcy_uses_floored_equity():
+    """Spec items 7 then 9: E' is floored first, the reward uses that E' (as log_return does)."""
+    acts = np.zeros((SYN_S, SYN_N), np.float32)
+    acts[0, 0], acts[1, 0] = 1.0, 2.0  # flat day, then 2x long into the -60% crash
     env_np = PortfolioEnv(num_assets=SYN_N, num_features=SYN_F, reward="net_profit")
     for bf, floor in ((0.0, 1e-6), (0.5, 0.5)):
         _, _, out = run_episode(env_np, _crash_params(bf), acts)
@@ -798,16 +820,11 @@ def test_bankruptcy_terminates_floors_equity_and_liquidates():
         raw = e1 * (1 + 2 * -0.6) - e1 * 1.0 * 0.0675 / 252  # what E' was before the floor
         got = float(out["reward"][1])
         assert abs(got - (floor - e1)) < 1e-5, (
-            f"ENV BUG? net_profit reward on bankruptcy (bf={bf}) should use the floored equity: "
-            f"expected (floor - E)/E0 = {floor - e1:.6f}, got {got:.6f} "
+            f"ENV BUG (env_spec.md items 7+9): net_profit reward on bankruptcy (bf={bf}) "
+            f"should use the floored equity: expected (floor - E)/E0 = {floor - e1:.6f}, "
+            f"got {got:.6f} "
             f"(unfloored (E' - E)/E0 would be {raw - e1:.6f})"
         )
-    # 1x long through the same crash: E' = 0.4 E0 -> terminated with bf=0.5, survives with bf=0.3
-    acts1 = np.zeros((SYN_S, SYN_N), np.float32)
-    acts1[:2, 0] = 1.0
-    for bf, term in ((0.5, True), (0.3, False), (0.4, True)):
-        _, _, out = run_episode(SYN_ENV, _crash_params(bf), acts1)
-        assert bool(out["terminated"][1]) == term, (bf, out["terminated"][:2])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -816,7 +833,10 @@ def test_bankruptcy_terminates_floors_equity_and_liquidates():
 
 
 def test_shapes_and_dtypes():
-    cases = ((SYN_ENV, syn_params(0)[0], V_RESET), (W3_ENV, _w3_params(eval_start=4)[0], W3_V_RESET))
+    cases = (
+        (SYN_ENV, syn_params(0)[0], V_RESET),
+        (W3_ENV, _w3_params(eval_start=4)[0], W3_V_RESET),
+    )
     for env, params, vreset in cases:
         window, N, F = env.window, env.num_assets, env.num_features
         obs, s = jit_reset(env, KEY0, params)

@@ -264,25 +264,27 @@ def test_checkpoint_roundtrip_identical_predictions(tmp_path, trained, market):
 
 
 def test_student_t_closed_forms_match_numerics():
-    scipy_stats = pytest.importorskip("scipy.stats")
+    stats = pytest.importorskip("scipy.stats")
     integrate = pytest.importorskip("scipy.integrate")
-    for loc, scale, dof, y in [(0.001, 0.02, 3.5, 0.03), (-0.01, 0.01, 8.0, -0.002), (0.0, 0.05, 2.6, -0.2)]:
-        dist = scipy_stats.t(dof, loc=loc, scale=scale)
-        assert float(student_t_logpdf(y, loc, scale, dof)) == pytest.approx(dist.logpdf(y), rel=1e-4)
-        assert float(student_t_cdf(y, loc, scale, dof)) == pytest.approx(dist.cdf(y), abs=1e-5)
-        crps_num = integrate.quad(lambda v: dist.cdf(v) ** 2, -np.inf, y)[0] + integrate.quad(
-            lambda v: (1 - dist.cdf(v)) ** 2, y, np.inf
+    loc, scale, dof, y = (np.array(v) for v in zip((0.001, 0.02, 3.5, 0.03), (-0.01, 0.01, 8.0, -0.002), (0.0, 0.05, 2.6, -0.2)))
+    closed = jax.jit(
+        lambda *a: (student_t_logpdf(*a), student_t_cdf(*a), student_t_crps(*a), student_t_expected_abs(*a[1:]))
+    )
+    logpdf, cdf, crps, eabs = (np.asarray(v) for v in closed(y, loc, scale, dof))
+    np.testing.assert_allclose(logpdf, stats.t.logpdf(y, dof, loc, scale), rtol=1e-4)
+    np.testing.assert_allclose(cdf, stats.t.cdf(y, dof, loc, scale), atol=1e-5)
+    for i in range(3):
+        F = lambda v: stats.t.cdf(v, dof[i], loc[i], scale[i])  # noqa: E731
+        f = lambda v: stats.t.pdf(v, dof[i], loc[i], scale[i])  # noqa: E731
+        crps_num = integrate.quad(lambda v: F(v) ** 2, -np.inf, y[i])[0] + integrate.quad(
+            lambda v: (1 - F(v)) ** 2, y[i], np.inf
         )[0]
-        assert float(student_t_crps(y, loc, scale, dof)) == pytest.approx(crps_num, rel=1e-3)
-        eabs = integrate.quad(lambda v: -v * dist.pdf(v), -np.inf, 0)[0] + integrate.quad(
-            lambda v: v * dist.pdf(v), 0, np.inf
-        )[0]
-        assert float(student_t_expected_abs(loc, scale, dof)) == pytest.approx(eabs, rel=1e-3)
+        assert crps[i] == pytest.approx(crps_num, rel=1e-3)
+        eabs_num = integrate.quad(lambda v: -v * f(v), -np.inf, 0)[0] + integrate.quad(lambda v: v * f(v), 0, np.inf)[0]
+        assert eabs[i] == pytest.approx(eabs_num, rel=1e-3)
     # Gaussian CRPS closed form vs quadrature
-    norm = scipy_stats.norm(0.001, 0.02)
-    num = integrate.quad(lambda v: norm.cdf(v) ** 2, -np.inf, 0.01)[0] + integrate.quad(
-        lambda v: (1 - norm.cdf(v)) ** 2, 0.01, np.inf
-    )[0]
+    G = lambda v: stats.norm.cdf(v, 0.001, 0.02)  # noqa: E731
+    num = integrate.quad(lambda v: G(v) ** 2, -np.inf, 0.01)[0] + integrate.quad(lambda v: (1 - G(v)) ** 2, 0.01, np.inf)[0]
     assert float(gaussian_crps(0.01, 0.001, 0.02)) == pytest.approx(num, rel=1e-3)
 
 

@@ -161,13 +161,14 @@ def test_transformer_policy_trains():
     assert np.all(np.isfinite(obj))
     assert obj[-10:].mean() > obj[:10].mean() + 0.005, (obj[:10].mean(), obj[-10:].mean())
     policy = make_gradient_policy_fn(out["params"], config, env)
-    action = policy(key, jnp.zeros(env.obs_dim))
+    action = jax.jit(policy)(key, jnp.zeros(env.obs_dim))
     chex.assert_shape(action, (2,))
     assert np.all(np.abs(np.asarray(action)) < config.leverage_cap)
-    apply = gradient_policy_apply(config, env)  # one compilation for both evaluations
-    trained = log_growth(evaluate_policy(env, test_p, apply, policy_params=out["params"]))
-    untrained = log_growth(evaluate_policy(env, test_p, apply, policy_params=init_policy_params(config, env, key)))
-    assert trained > untrained + 0.005, (trained, untrained)
+    # the untrained policy starts ~flat (output_init_scale=0.01): ~0 log growth; trained one profits
+    # from the signal on the unseen test days
+    assert np.abs(obj[0]) < 1e-3
+    trained = log_growth(evaluate_policy(env, test_p, policy))
+    assert trained > 0.005, trained
 
 
 def test_objective_gradient_matches_finite_differences():
@@ -182,7 +183,7 @@ def test_objective_gradient_matches_finite_differences():
     # one long ~0.65x and one short ~0.5x: gross ~1.15 exercises fees, financing beyond 1x and short
     # borrow on the smooth side of every kink (|w| at 0, gross at 1 and at the cap)
     params["params"]["out"]["bias"] = jnp.array([0.3, -0.3])
-    actions = jax.vmap(make_gradient_policy_fn(params, config, ENV), in_axes=(None, 0))(
+    actions = jax.jit(jax.vmap(make_gradient_policy_fn(params, config, ENV), in_axes=(None, 0)))(
         key, jax.random.normal(key, (16, ENV.obs_dim)) * 0.5
     )
     gross = np.abs(np.asarray(actions)).sum(axis=1)

@@ -33,6 +33,7 @@ from jaxport.rl import (
     load_policy,
     make_policy_fn,
     make_train,
+    metrics_per_update,
     save_policy,
     squash,
     squash_log_det,
@@ -195,6 +196,11 @@ def test_debug_callback_reports_every_update(runs):
     assert set(RECORDED[0]) == set(METRIC_NAMES)
     logged = np.sort([r["policy_loss"] for r in RECORDED])
     np.testing.assert_allclose(logged, np.sort(out["metrics"]["policy_loss"].ravel()), rtol=1e-6)
+    rows = metrics_per_update(out["metrics"], seed=1)
+    assert len(rows) == u and rows[-1]["env_steps"] == u * LEARN_CFG.batch_size
+    assert rows[3]["reward"] == pytest.approx(float(out["metrics"]["reward"][1, 3]))
+    with pytest.raises(DataError):
+        metrics_per_update(out["metrics"])  # [seeds, updates] needs seed=
 
 
 # ---------------------------------------------------------------- pieces

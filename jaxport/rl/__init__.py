@@ -26,6 +26,7 @@ from jaxport.rl.ppo import (
     make_policy_apply,
     make_policy_fn,
     make_train,
+    metrics_per_update,
     save_policy,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "make_policy_apply",
     "make_policy_fn",
     "make_train",
+    "metrics_per_update",
     "normalize",
     "sample_action",
     "save_policy",

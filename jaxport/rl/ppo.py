@@ -17,8 +17,17 @@ Algorithm (one update = one rollout + ``update_epochs`` x ``num_minibatches`` Ad
   clipping and optional linear LR annealing to 0.
 
 Metrics: ``train(key)["metrics"]`` is a dict of ``[num_updates]`` arrays (``[seeds, num_updates]``
-under vmap), see :data:`METRIC_NAMES`; the caller logs them after the run. Host callbacks are only
-used when ``config.debug_callback`` is set.
+under vmap), see :data:`METRIC_NAMES`; the caller logs them after the run (:func:`metrics_per_update`).
+Host callbacks are only used when ``config.debug_callback`` is set.
+
+Usage::
+
+    cfg = PPOConfig(num_envs=256, num_steps=64, total_timesteps=2_000_000, leverage_cap=2.0)
+    train = jax.jit(make_train(cfg, env, env_params))
+    out = train(jax.random.PRNGKey(0))                 # or train(key, other_env_params_same_shapes)
+    rows = metrics_per_update(out["metrics"])          # list of {name: float}, one per update
+    policy_fn = make_policy_fn(out["params"], out["obs_norm"], cfg)   # (key, obs) -> action
+    save_policy("ppo.npz", out["params"], out["obs_norm"], cfg)       # or export_policy(...) for orbax
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from flax.training.train_state import TrainState
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.rl.networks import (
+    ACTIVATIONS,
     ActorCritic,
     gaussian_entropy,
     gaussian_log_prob,
@@ -136,8 +146,6 @@ class PPOConfig:
                 raise DataError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.hidden or min(self.hidden) < 1:
             raise DataError(f"PPOConfig.hidden must be non-empty positive widths, got {self.hidden}")
-        from jaxport.rl.networks import ACTIVATIONS
-
         if self.activation not in ACTIVATIONS:
             raise DataError(f"PPOConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         return self
@@ -402,6 +410,24 @@ def make_train(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams) -> C
     return train
 
 
+def metrics_per_update(metrics: dict, seed: int | None = None) -> list[dict[str, float]]:
+    """``train(key)["metrics"]`` -> one ``{name: float}`` per update, for tensorboard-style logging.
+
+    ``seed`` picks one run of a vmapped ``train`` (metrics ``[seeds, num_updates]``). Example::
+
+        for i, row in enumerate(metrics_per_update(out["metrics"])):
+            for name, value in row.items():
+                writer.add_scalar(f"ppo/{name}", value, int(row["env_steps"]))
+    """
+    arrays = {k: np.asarray(v) for k, v in metrics.items()}
+    if seed is not None:
+        arrays = {k: v[seed] for k, v in arrays.items()}
+    if any(v.ndim != 1 for v in arrays.values()):
+        raise DataError("metrics_per_update: metrics must be [num_updates] (pass seed= for a vmapped run)")
+    n = len(next(iter(arrays.values())))
+    return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
+
+
 # ---------------------------------------------------------------------- trained policy
 def make_policy_apply(config: PPOConfig, action_dim: int) -> Callable:
     """Pure ``apply(params, obs_norm, key, obs, deterministic) -> action`` (arrays traced; for evaluators).
@@ -444,9 +470,7 @@ def export_policy(params, obs_norm: RunningMeanStd | None, config: PPOConfig) ->
     ``{"params": {"params": {"Dense_0": {"kernel", "bias"}, ..., "log_std"}},
     "obs_norm": {"mean", "var", "count"}, "config": PPOConfig.to_dict()}``.
     """
-    to_np = lambda tree: jax.tree.map(lambda x: np.asarray(x), tree)  # noqa: E731
-    params = jax.tree.map(lambda x: x, dict(params))  # FrozenDict/dict -> dict
-    out = {"params": to_np(_to_plain(params)), "config": config.to_dict()}
+    out = {"params": jax.tree.map(np.asarray, _to_plain(params)), "config": config.to_dict()}
     if obs_norm is None:
         obs_norm = RunningMeanStd.create(int(np.shape(out["params"]["params"]["Dense_0"]["kernel"])[0]))
     out["obs_norm"] = {"mean": np.asarray(obs_norm.mean), "var": np.asarray(obs_norm.var), "count": np.asarray(obs_norm.count)}
@@ -454,6 +478,7 @@ def export_policy(params, obs_norm: RunningMeanStd | None, config: PPOConfig) ->
 
 
 def _to_plain(tree):
+    """Nested mappings (dict / FrozenDict) -> nested plain dicts."""
     if hasattr(tree, "items"):
         return {str(k): _to_plain(v) for k, v in tree.items()}
     return tree
