@@ -180,9 +180,9 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         if self.reward_mode == "log_return":
             reward = jnp.log(safe_equity / E)
         else:
-            reward = (new_equity - E) / params.initial_equity
+            reward = (safe_equity - E) / params.initial_equity
 
-        num_closed = jnp.sum(closing.astype(jnp.int32))
+        num_closed = jnp.sum(closing.astype(jnp.int32)).astype(jnp.int32)
         new_state = EnvState(
             t=state.t + 1,
             time=state.time + 1,
@@ -193,7 +193,7 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
             fees=state.fees + jnp.sum(cost),
             financing=state.financing + financing + jnp.sum(borrow),
             num_trades=state.num_trades + num_closed,
-            winning_trades=state.winning_trades + jnp.sum((closing & (closed_pnl > 0)).astype(jnp.int32)),
+            winning_trades=state.winning_trades + jnp.sum((closing & (closed_pnl > 0)).astype(jnp.int32)).astype(jnp.int32),
             last_reward=reward,
         )
         info = {

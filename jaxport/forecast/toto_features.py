@@ -75,7 +75,7 @@ def _vs_prev_close(market: MarketData, col: str) -> np.ndarray:
 @functools.partial(jax.jit, static_argnames=("length",))
 def _rolling_mean_std(x, ends, *, length):
     """Mean and population std over days ``ends-length+1 .. ends`` of ``x [T, ...]`` -> ``[c, ...]``."""
-    idx = ends[:, None] - length + 2 + jnp.arange(length)[None, :]
+    idx = ends[:, None] - length + 1 + jnp.arange(length)[None, :]
     w = x[jnp.clip(idx, 0, x.shape[0] - 1)]
     m = jnp.mean(w, axis=1)
     sd = jnp.sqrt(jnp.mean((w - m[:, None]) ** 2, axis=1))
