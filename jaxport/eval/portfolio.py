@@ -57,8 +57,11 @@ POLICY_METRIC_KEYS = EQUITY_METRIC_KEYS + (
 )
 
 
+_NEGLIGIBLE = 1e-12  # per-period std / downside / drawdown below this is float noise: treated as 0
+
+
 def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 else 0.0
+    return float(num / den) if den > _NEGLIGIBLE else 0.0
 
 
 def metrics_from_equity(equity_curve: Sequence[float], periods_per_year: float = 252.0) -> dict[str, float]:
@@ -85,13 +88,15 @@ def metrics_from_equity(equity_curve: Sequence[float], periods_per_year: float =
     out["num_periods"] = int(n)
     out["years"] = float(years)
     peak = np.maximum.accumulate(eq)
-    out["max_drawdown"] = float(np.max(1.0 - eq / peak))
+    drawdown = float(np.max(1.0 - eq / peak))
+    out["max_drawdown"] = drawdown if drawdown > _NEGLIGIBLE else 0.0
     if n == 0:
         return out
     out["cagr"] = float(np.expm1(min(np.log(growth) / years, 700.0)))
     r = eq[1:] / eq[:-1] - 1.0
     mean = float(np.mean(r))
     std = float(np.std(r, ddof=1)) if n > 1 else 0.0
+    std = std if std > _NEGLIGIBLE else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)))
     out["ann_volatility"] = std * np.sqrt(ppy)
     out["sharpe"] = _ratio(mean, std) * np.sqrt(ppy)
