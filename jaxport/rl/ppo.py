@@ -364,7 +364,8 @@ def make_train(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams) -> C
             adv, targets = compute_gae(
                 traj.reward, traj.value, traj.done, traj.bootstrap, last_val, config.gamma, config.gae_lambda
             )
-            learn = traj._replace(info={})
+            # only what the loss reads is shuffled into minibatches
+            learn = traj._replace(info={}, reward=None, terminated=None, done=None, bootstrap=None)
             (ts, _, _, _, rng), losses = jax.lax.scan(
                 update_epoch, (ts, learn, adv, targets, rng), None, config.update_epochs
             )
