@@ -1,8 +1,11 @@
 """End-to-end PPO throughput: portfolio env (jaxport.rl.ppo) vs a PureJaxRL CartPole-v1 reference.
 
 Both runs use the same PPO settings (envs, steps per rollout, epochs, minibatches, 64x64 tanh MLPs)
-and are timed in the same process, after compilation, with ``block_until_ready``. Env steps/s =
-``num_updates * num_envs * num_steps / wall seconds`` of one full ``train(key)`` call.
+and are timed in the same process, after compilation, with ``block_until_ready``, round-robin
+(reference rep 1, portfolio rep 1, reference rep 2, ...; best of ``--repeats``), so drifting load on a
+shared machine hits both alike. Env steps/s = ``num_updates * num_envs * num_steps / wall seconds`` of
+one full ``train(key)`` call (all seeds counted under ``--num-seeds``). Portfolio market: synthetic
+random walk from :func:`jaxport.bench.synthetic_arrays` (``--num-features`` N(0,1) features per asset).
 
     python benchmarks/ppo_throughput.py --num-envs 2048 --num-steps 64 --total-steps 2000000
     python benchmarks/ppo_throughput.py --num-seeds 4            # also vmap(train) over 4 seeds
@@ -17,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,30 +31,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cartpole_ppo_reference as ref  # noqa: E402
+from common import interleaved_best, write_results  # noqa: E402
 
+from jaxport.bench import DEFAULT_NUM_FEATURES, machine_info, synthetic_arrays  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 from jaxport.rl import PPOConfig, make_train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ppo_throughput.json"
 
 
-def synthetic_market(num_assets: int, num_features: int, num_days: int, seed: int = 0):
-    """Random-walk closes and ``num_features`` causal features per asset (lagged returns, scaled)."""
-    rng = np.random.default_rng(seed)
-    r = rng.normal(0.0003, 0.015, size=(num_days, num_assets))
-    r[0] = 0.0
-    prices = 100.0 * np.cumprod(1.0 + r, axis=0)
-    feats = np.zeros((num_days, num_assets, num_features), np.float32)
-    for k in range(num_features):
-        feats[k + 1 :, :, k] = r[1 : num_days - k] / 0.015
-    return prices, feats
-
-
 def portfolio_setup(args):
-    prices, feats = synthetic_market(args.num_assets, args.num_features, args.num_days)
-    params = EnvParams.from_arrays(
-        prices, feats, episode_length=args.episode_length, start_min=args.num_features, fee_rate=0.0005
-    )
+    prices, feats = synthetic_arrays(args.num_assets, args.num_days, args.num_features)
+    params = EnvParams.from_arrays(prices, feats, episode_length=args.episode_length, fee_rate=0.0005)
     env = PortfolioEnv(args.num_assets, args.num_features)
     return env, params
 
@@ -84,26 +73,28 @@ def ref_config(args, num_envs: int) -> dict:
     return cfg
 
 
-def time_fn(fn, args_, repeats: int):
-    """Compile (timed separately), then run ``repeats`` times.
-
-    Returns ``(compile_s, best_wall_s, all_wall_s, best_cpu_s)``; CPU seconds are the process's
-    user+system time over the run (all threads): a steadier measure of work on a shared machine.
-    """
+def compile_fn(fn, args_):
+    """``(compiled, compile_s)``; one warm-up call is made so the first timed rep is steady."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args_).compile()
     compile_s = time.perf_counter() - t0
-    runs, cpus = [], []
-    for i in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        jax.block_until_ready(compiled(*args_))
-        runs.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return compile_s, min(runs), runs, min(cpus)
+    jax.block_until_ready(compiled(*args_))
+    return compiled, compile_s
+
+
+def time_fn(fn, args_, repeats: int):
+    """Compile, warm up, run ``repeats`` times: ``(compile_s, best_wall_s, best_cpu_s)``."""
+    compiled, compile_s = compile_fn(fn, args_)
+    t = interleaved_best({"f": lambda i: jax.block_until_ready(compiled(*args_))}, repeats)["f"]
+    return compile_s, t["best_s"], t["cpu_best_s"]
 
 
 def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
-    """Portfolio PPO and CartPole reference at ``num_envs``; steps/s counted over all seeds."""
+    """Portfolio PPO and CartPole reference at ``num_envs``, timed round-robin; steps/s over all seeds.
+
+    CPU seconds are the process's user+system time over a run (all threads): a steadier measure of
+    work on a shared machine (``cpu_time_ratio`` = reference CPU s / portfolio CPU s).
+    """
     env, params = portfolio_setup(args)
     cfg = ppo_config(args, num_envs)
     steps = cfg.num_updates * cfg.batch_size * num_seeds
@@ -118,13 +109,18 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
         port_fn, port_args = (lambda k, p: train(k, p)), (key, params)
         ref_fn, ref_args = ref_train, (key,)
     out = {"num_envs": num_envs, "num_seeds": num_seeds, "env_steps": steps, "num_updates": cfg.num_updates}
+    fns = {}
+    port_c, out["compile_s"] = compile_fn(port_fn, port_args)
+    fns["portfolio"] = lambda i: jax.block_until_ready(port_c(*port_args))
     if not args.skip_reference:
-        c, best, runs, cpu = time_fn(ref_fn, ref_args, args.repeats)
-        out.update(reference_compile_s=c, reference_run_s=best, reference_runs_s=runs, reference_cpu_s=cpu,
-                   reference_env_steps_per_s=steps / best)
-    c, best, runs, cpu = time_fn(port_fn, port_args, args.repeats)
-    out.update(compile_s=c, run_s=best, runs_s=runs, cpu_s=cpu, env_steps_per_s=steps / best)
-    if "reference_env_steps_per_s" in out:
+        ref_c, out["reference_compile_s"] = compile_fn(ref_fn, ref_args)
+        fns = {"reference": lambda i: jax.block_until_ready(ref_c(*ref_args)), **fns}
+    t = interleaved_best(fns, args.repeats)
+    out.update(run_s=t["portfolio"]["best_s"], cpu_s=t["portfolio"]["cpu_best_s"],
+               env_steps_per_s=steps / t["portfolio"]["best_s"])
+    if "reference" in t:
+        out.update(reference_run_s=t["reference"]["best_s"], reference_cpu_s=t["reference"]["cpu_best_s"],
+                   reference_env_steps_per_s=steps / t["reference"]["best_s"])
         out["ratio"] = out["env_steps_per_s"] / out["reference_env_steps_per_s"]
         out["cpu_time_ratio"] = out["reference_cpu_s"] / out["cpu_s"]  # > 1: portfolio does less work
     return out
@@ -190,7 +186,7 @@ def env_breakdown(args) -> dict:
         ("cartpole_step_autoreset", cartpole, cp_state),
         ("key_split_only", split_only, state),
     ]:
-        _, best, _, cpu = time_fn(scan_of(fn), (key, st), args.repeats)
+        _, best, cpu = time_fn(scan_of(fn), (key, st), args.repeats)
         out[name + "_steps_per_s"] = total / best
         out[name + "_steps_per_cpu_s"] = total / cpu
     return out
@@ -204,12 +200,12 @@ def main(argv=None) -> dict:
     p.add_argument("--update-epochs", type=int, default=4)
     p.add_argument("--num-minibatches", type=int, default=4)
     p.add_argument("--num-assets", type=int, default=2)
-    p.add_argument("--num-features", type=int, default=8)
+    p.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES)
     p.add_argument("--num-days", type=int, default=2768)
     p.add_argument("--episode-length", type=int, default=252)
     p.add_argument("--num-seeds", type=int, default=1, help="also measure jax.vmap(train) over K seeds")
     p.add_argument("--sweep-envs", type=str, default="", help="comma list of num_envs for a steps/s sweep")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per measurement (best is reported)")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per measurement, round-robin (best is kept)")
     p.add_argument("--breakdown", action="store_true", help="also time env-only step costs")
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--output", type=str, default=str(RESULTS))
@@ -246,17 +242,11 @@ def main(argv=None) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "rows": rows,
         "env_breakdown": breakdown,
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
+        "machine": machine_info(),
     }
-    out_path = Path(args.output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("ppo_throughput", result, out=args.output)
     print(json.dumps({k: result[k] for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio", "cpu_time_ratio")}
-                     | {"num_envs": args.num_envs, "device": result["device"]}))
+                     | {"num_envs": args.num_envs, "device": result["machine"]["devices"][0]}))
     return result
 
 

@@ -159,7 +159,7 @@ def portfolio_step(
     if c.log_reward:
         reward = torch.log(safe_equity / E)
     else:
-        reward = (new_equity - E) / c.initial_equity
+        reward = (safe_equity - E) / c.initial_equity  # the floored equity on bankruptcy (spec 7, 9)
 
     num_closed = closing.sum(-1)
     t_next = state.t + 1

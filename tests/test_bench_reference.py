@@ -36,7 +36,8 @@ def _market(seed=0):
     # wild daily moves (+-25 %) and crashes so that 2x positions go bankrupt within an episode
     log_ret = rng.normal(0.0, 0.12, (T, N)) - 0.6 * (rng.random((T, N)) < 0.04)
     close = (50.0 * np.exp(np.cumsum(log_ret, axis=0))).astype(np.float32)
-    opens = (close * np.exp(rng.normal(0, 0.03, (T, N)))).astype(np.float32)
+    opens = close.copy()  # open = previous close with a small gap, so open-to-close holds the day's move
+    opens[1:] = close[:-1] * np.exp(rng.normal(0, 0.01, (T - 1, N))).astype(np.float32)
     feats = rng.normal(size=(T, N, F)).astype(np.float32)
     return close, opens, feats
 
@@ -53,7 +54,7 @@ CASES = {
     "log_close_window2": dict(env=dict(window=2), params=dict(bankruptcy_fraction=0.3, slippage_rate=0.0007,
                                                               short_borrow_rate=0.04, episode_length=9)),
     "net_open_longonly": dict(env=dict(long_only=True, reward="net_profit", return_mode="open_to_close"),
-                              params=dict(bankruptcy_fraction=0.2, fee_rate=0.002, leverage_cap=1.5,
+                              params=dict(bankruptcy_fraction=0.6, fee_rate=0.002, leverage_cap=1.5,
                                           annual_financing_rate=0.2, episode_length=12, initial_equity=3.0)),
 }
 
@@ -79,14 +80,14 @@ def test_torch_reference_matches_jax_step(both):
     vreset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
     vstep = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
     obs, state = vreset(jax.random.split(jax.random.key(0), B), params)
-    t_obs = ref.reset(torch.as_tensor(np.asarray(state.t), dtype=torch.int64))
+    t_obs = ref.reset(torch.as_tensor(np.array(state.t), dtype=torch.int64))
     _close("reset obs", t_obs, obs, atol=0)
     actions = _actions()
     n_term = n_trunc = n_closed = 0
     for i in range(STEPS):
         keys = jax.random.split(jax.random.key(100 + i), B)
         obs, state, reward, term, trunc, info = vstep(keys, state, jnp.asarray(actions[i]), params)
-        starts = torch.as_tensor(np.asarray(state.t), dtype=torch.int64)  # JAX's reset days (used where done)
+        starts = torch.as_tensor(np.array(state.t), dtype=torch.int64)  # JAX's reset days (used where done)
         t_obs, t_reward, t_term, t_trunc, t_info = ref.step(torch.as_tensor(actions[i]), starts, with_info=True)
         where = f"step {i}"
         np.testing.assert_array_equal(t_term.numpy(), np.asarray(term), err_msg=f"{where} terminated")

@@ -479,7 +479,32 @@ def _convert_step(wrapper, action, single: bool):
     return to_torch(obs), to_torch(reward), to_torch(terminated), to_torch(truncated), to_torch(info)
 
 
-class TorchPortfolioEnv(JaxToTorch):
+class _UnwrappedAccess:
+    """Conveniences shared by the Torch envs (Gymnasium wrappers do not forward attributes)."""
+
+    @property
+    def jax_env(self) -> PortfolioEnv:
+        return self.env.unwrapped.jax_env
+
+    @property
+    def params(self) -> EnvParams:
+        return self.env.unwrapped.params
+
+    @property
+    def jax_state(self) -> EnvState | None:
+        """The current JAX ``EnvState`` (batched for the vector env; see ``torch_compat.autograd``)."""
+        return self.env.unwrapped.state
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.env.unwrapped.symbols
+
+    @property
+    def dates(self):
+        return self.env.unwrapped.dates
+
+
+class TorchPortfolioEnv(_UnwrappedAccess, JaxToTorch):
     """One portfolio env with a PyTorch interface (a Gymnasium ``JaxToTorch`` over the JAX step).
 
     ``TorchPortfolioEnv(prices [T,N], features [T,N,F] | None, device=..., **options)`` with the JAX
@@ -523,30 +548,9 @@ class TorchPortfolioEnv(JaxToTorch):
     def step(self, action):
         return _convert_step(self, action, single=True)
 
-    # conveniences (Gymnasium wrappers do not forward attributes)
-    @property
-    def jax_env(self) -> PortfolioEnv:
-        return self.env.unwrapped.jax_env
-
-    @property
-    def params(self) -> EnvParams:
-        return self.env.unwrapped.params
-
-    @property
-    def jax_state(self) -> EnvState | None:
-        """The current JAX ``EnvState`` (opaque; see ``torch_compat.autograd.state_to_torch``)."""
-        return self.env.unwrapped.state
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return self.env.unwrapped.symbols
-
-    @property
-    def dates(self):
-        return self.env.unwrapped.dates
 
 
-class TorchPortfolioVectorEnv(VectorJaxToTorch):
+class TorchPortfolioVectorEnv(_UnwrappedAccess, VectorJaxToTorch):
     """``num_envs`` portfolio envs, one jitted vmapped JAX call per step, PyTorch interface.
 
     A Gymnasium ``vector.JaxToTorch`` over :class:`JaxPortfolioVectorGymEnv` (auto-reset
@@ -584,22 +588,6 @@ class TorchPortfolioVectorEnv(VectorJaxToTorch):
     def step(self, actions):
         return _convert_step(self, actions, single=False)
 
-    @property
-    def jax_env(self) -> PortfolioEnv:
-        return self.env.unwrapped.jax_env
-
-    @property
-    def params(self) -> EnvParams:
-        return self.env.unwrapped.params
-
-    @property
-    def jax_state(self) -> EnvState | None:
-        """The current batched JAX ``EnvState``."""
-        return self.env.unwrapped.state
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return self.env.unwrapped.symbols
 
 
 # ---------------------------------------------------------------------------------- registration

@@ -281,10 +281,11 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         start = state.t - (self.window - 1)
         window = jax.lax.dynamic_slice_in_dim(params.features, start, self.window, axis=0)
         w = state.weights
-        tail = jnp.stack(
-            [1.0 - jnp.sum(w), jnp.sum(jnp.abs(w)), state.equity / params.initial_equity - 1.0]
-        )
-        return jnp.concatenate([window.reshape(-1), w, tail]).astype(jnp.float32)
+        # one reduction for both sums, and [1]-pieces instead of a stacked tail: under vmap a stack
+        # becomes a [3, B] -> [B, 3] transpose inside the concat fusion (slower on CPU)
+        sums = jnp.sum(jnp.stack([w, jnp.abs(w)]), axis=-1)
+        tail = [1.0 - sums[0:1], sums[1:2], (state.equity / params.initial_equity - 1.0)[None]]
+        return jnp.concatenate([window.reshape(-1), w] + tail).astype(jnp.float32)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jnp.ndarray:
         floor = jnp.maximum(params.bankruptcy_fraction, _MIN_EQUITY_FRACTION) * params.initial_equity
