@@ -1,0 +1,45 @@
+"""The smaller commands: ``jaxport bench``, ``jaxport forecast eval``, and their bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_runs_and_writes_json(tmp_path, cli_runner):
+    from jaxport.cli import app
+
+    out = tmp_path / "bench.json"
+    result = cli_runner.invoke(app, ["bench", "--num-envs", "8", "--num-assets", "2", "--repeats", "1",
+                                     "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    impls = {r["impl"] for r in rows}
+    assert any("CartPole" in i for i in impls) and len(rows) == 2
+    assert all(r["steps_per_s"] > 0 for r in rows)
+    portfolio = next(r for r in rows if "vs_cartpole" in r)
+    assert portfolio["num_assets"] == 2 and portfolio["num_envs"] == 8
+
+
+def test_bench_bad_list_is_one_line(cli_runner):
+    from jaxport.cli import app
+
+    result = cli_runner.invoke(app, ["bench", "--num-envs", "8,x"])
+    assert result.exit_code == 2
+    assert [l for l in result.output.splitlines() if l.strip()] == [
+        "error: --num-envs '8,x': expected comma-separated integers"]
+
+
+def test_forecast_eval_baselines_only(tmp_path, cli_runner):
+    from jaxport.cli import app
+
+    out = tmp_path / "f.json"
+    result = cli_runner.invoke(app, ["forecast", "eval", "--trainingdata-dir", str(REPO / "trainingdata"),
+                                     "--symbols", "AAPL,MSFT", "--no-garch", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert "model" not in report and report["split"]["symbols"] == ["AAPL", "MSFT"]
+    assert report["baselines"]["rolling_gaussian"]["pooled"]["n"] > 0
+    assert "rolling_gaussian" in result.output
