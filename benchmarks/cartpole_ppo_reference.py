@@ -6,7 +6,9 @@ discrete actor-critic (two 64-unit tanh towers, orthogonal init), ``FlattenObser
 surrogate + clipped value loss + entropy bonus, per-epoch full-batch permutation into minibatches,
 Adam(eps=1e-5) with global-norm clipping and linear LR annealing, metrics = the rollout's ``info``.
 Only adaptations: gymnax >= 1.0 returns ``(obs, state, reward, terminated, truncated, info)`` (``done``
-is their OR) and distrax's ``Categorical`` is replaced by the three equivalent lines it computes.
+is their OR); distrax's ``Categorical`` is replaced by the three equivalent lines it computes; and the
+orthogonal initialiser is :func:`jaxport.rl.networks.orthogonal_init` (same distribution, pure-JAX QR)
+because flax's LAPACK QR, batched by ``jax.vmap(train)``, can deadlock XLA's CPU thread pool.
 
 Run alone: ``python benchmarks/cartpole_ppo_reference.py`` (trains 500k steps, prints the return).
 """
@@ -22,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
 from flax.training.train_state import TrainState
 from gymnax.wrappers.purerl import FlattenObservationWrapper, LogWrapper
+
+from jaxport.rl.networks import orthogonal_init as orthogonal
 
 
 class Categorical:

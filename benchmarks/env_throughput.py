@@ -135,7 +135,12 @@ def torch_runner(prices, features, num_envs, num_steps, compiled: bool, threads:
         obs, state, reward, _, _ = portfolio_step(state, action, consts)
         return obs, state, ret + reward
 
-    fn = torch.compile(body, dynamic=False, fullgraph=True) if compiled else body
+    if compiled:
+        # every size compiles `body` afresh (static shapes); dynamo counts recompiles per code object
+        torch._dynamo.reset()
+        fn = torch.compile(body, dynamic=False, fullgraph=True)
+    else:
+        fn = body
     ref.reset()
     state0, ret0 = ref.state, torch.zeros(num_envs)
 

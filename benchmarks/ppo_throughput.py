@@ -73,6 +73,11 @@ def ref_config(args, num_envs: int) -> dict:
     return cfg
 
 
+def log(msg: str) -> None:
+    """Progress on stderr (stdout stays: table, then the JSON line)."""
+    print(f"[ppo_throughput {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def compile_fn(fn, args_):
     """``(compiled, compile_s)``; one warm-up call is made so the first timed rep is steady."""
     t0 = time.perf_counter()
@@ -110,11 +115,14 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
         ref_fn, ref_args = ref_train, (key,)
     out = {"num_envs": num_envs, "num_seeds": num_seeds, "env_steps": steps, "num_updates": cfg.num_updates}
     fns = {}
+    log(f"compiling portfolio PPO: {num_envs} envs x {num_seeds} seed(s), {cfg.num_updates} updates")
     port_c, out["compile_s"] = compile_fn(port_fn, port_args)
     fns["portfolio"] = lambda i: jax.block_until_ready(port_c(*port_args))
     if not args.skip_reference:
+        log("compiling CartPole reference")
         ref_c, out["reference_compile_s"] = compile_fn(ref_fn, ref_args)
         fns = {"reference": lambda i: jax.block_until_ready(ref_c(*ref_args)), **fns}
+    log(f"timing {list(fns)} round-robin x {args.repeats}")
     t = interleaved_best(fns, args.repeats)
     out.update(run_s=t["portfolio"]["best_s"], cpu_s=t["portfolio"]["cpu_best_s"],
                env_steps_per_s=steps / t["portfolio"]["best_s"])
@@ -186,6 +194,7 @@ def env_breakdown(args) -> dict:
         ("cartpole_step_autoreset", cartpole, cp_state),
         ("key_split_only", split_only, state),
     ]:
+        log(f"env breakdown: {name}")
         _, best, cpu = time_fn(scan_of(fn), (key, st), args.repeats)
         out[name + "_steps_per_s"] = total / best
         out[name + "_steps_per_cpu_s"] = total / cpu

@@ -40,6 +40,7 @@ from jaxport.rl import (
     squashed_log_prob,
     update_running_stats,
 )
+from jaxport.rl.networks import householder_qr, orthogonal_init
 
 N_ASSETS = 2
 T_DAYS = 1024
@@ -297,6 +298,37 @@ def test_actor_critic_param_tree_and_value_only():
     h = jax.nn.relu(jax.nn.relu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]) @ p["Dense_1"]["kernel"]
                     + p["Dense_1"]["bias"])
     np.testing.assert_allclose(mean, h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"], rtol=1e-5, atol=1e-6)
+
+
+def _primitives(jaxpr) -> set[str]:
+    """Names of all primitives in a (closed) jaxpr, including nested sub-jaxprs."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else [v]:
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    names |= _primitives(sub)
+    return names
+
+
+def test_orthogonal_init_is_orthogonal_and_lapack_free_under_vmap():
+    for shape in [(7, 64), (64, 64), (64, 2), (64, 1), (3, 5)]:
+        w = np.asarray(orthogonal_init(1.5)(jax.random.PRNGKey(0), shape))
+        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, 2.25 * np.eye(len(gram)), atol=1e-5)
+    q, d = householder_qr(jnp.array([[3.0, 1.0], [4.0, 2.0], [0.0, 5.0]]))
+    a = np.asarray(q) @ (np.asarray(q).T @ np.array([[3.0, 1.0], [4.0, 2.0], [0.0, 5.0]]))
+    np.testing.assert_allclose(a, [[3.0, 1.0], [4.0, 2.0], [0.0, 5.0]], atol=1e-5)  # A in span(Q)
+    np.testing.assert_allclose(np.abs(d[0]), 5.0, rtol=1e-6)
+    # vmapped init (as in jax.vmap(train)) must not batch a LAPACK QR: that can deadlock XLA's CPU pool
+    init = jax.vmap(lambda k: ActorCritic(2).init(k, jnp.zeros(7)))
+    prims = _primitives(jax.make_jaxpr(init)(jax.random.split(jax.random.PRNGKey(0), 3)))
+    assert not prims & {"qr", "geqrf", "householder_product", "orgqr", "eigh", "svd"}, prims
+    ks = jax.random.split(jax.random.PRNGKey(1), 3)
+    w = jax.vmap(lambda k: orthogonal_init()(k, (5, 5)))(ks)
+    assert not np.allclose(w[0], w[1])
 
 
 def test_save_load_roundtrip_and_policy_fn(tmp_path, runs):

@@ -12,7 +12,11 @@ mirror; every ``Dense_k`` has ``kernel [in, out]`` and ``bias [out]``, ``y = x @
 
 For the default ``hidden=(64, 64)``: actor = Dense_0, Dense_1, Dense_2; critic = Dense_3, Dense_4,
 Dense_5. Initialisation follows PureJaxRL: orthogonal(sqrt 2) hidden kernels, orthogonal(0.01) actor
-head, orthogonal(1.0) critic head, zero biases, ``log_std = init_log_std``.
+head, orthogonal(1.0) critic head, zero biases, ``log_std = init_log_std``. The orthogonal matrices
+come from :func:`orthogonal_init` (same distribution as ``flax.linen.initializers.orthogonal``, but a
+pure-JAX Householder QR instead of LAPACK: on the XLA CPU backend a *batched* LAPACK QR, which is
+what ``jax.vmap(train)`` over seeds produces, fans out into the intra-op thread pool it already runs
+on and can deadlock on small machines).
 
 Policy (see :func:`sample_action`): the network's ``mean`` is the location of a Gaussian over the
 PRE-squash action ``u ~ N(mean, exp(log_std)^2)``; the executed exposure is
@@ -33,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu, "elu": nn.elu}
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -45,6 +49,46 @@ def activation_fn(name: str):
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+@jax.jit
+def householder_qr(a):
+    """``(Q [m, n], diag(R) [n])`` of the thin QR of ``a [m, n]`` (``m >= n``), Householder reflections.
+
+    Pure ``jnp`` in a ``fori_loop`` (no LAPACK custom call), so it is safe under ``vmap`` on CPU.
+    """
+    m, n = a.shape
+    idx = jnp.arange(m)
+
+    def body(k, carry):
+        r, q = carry
+        x = jnp.where(idx >= k, r[:, k], 0.0)
+        alpha = -jnp.where(x[k] >= 0, 1.0, -1.0) * jnp.sqrt(jnp.sum(x * x))
+        v = x - alpha * (idx == k)
+        v_norm = jnp.sqrt(jnp.sum(v * v))
+        v = jnp.where(v_norm > 0, v / jnp.maximum(v_norm, 1e-30), 0.0)
+        r = r - 2.0 * jnp.outer(v, v @ r)  # r <- H_k r
+        q = q - 2.0 * jnp.outer(q @ v, v)  # q <- q H_k
+        return r, q
+
+    r, q = jax.lax.fori_loop(0, n, body, (a, jnp.eye(m, dtype=a.dtype)))
+    return q[:, :n], jnp.diagonal(r)[:n]
+
+
+def orthogonal_init(scale: float = 1.0):
+    """Orthogonal kernel initialiser (like ``jax.nn.initializers.orthogonal(scale)``, last axis = columns)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        n_cols = shape[-1]
+        n_rows = math.prod(shape[:-1])
+        tall = (n_rows, n_cols) if n_rows >= n_cols else (n_cols, n_rows)
+        q, d = householder_qr(jax.random.normal(key, tall, jnp.float32))
+        q = q * jnp.where(d >= 0, 1.0, -1.0)[None, :]  # unique QR with diag(R) > 0: Haar distributed
+        if n_rows < n_cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
 
 
 class ActorCritic(nn.Module):
@@ -64,11 +108,12 @@ class ActorCritic(nn.Module):
         act = activation_fn(self.activation)
         for i, width in enumerate(self.hidden):
             x = nn.Dense(
-                width, kernel_init=orthogonal(np.sqrt(2.0)), bias_init=constant(0.0), name=f"Dense_{first_index + i}"
+                width, kernel_init=orthogonal_init(np.sqrt(2.0)), bias_init=constant(0.0),
+                name=f"Dense_{first_index + i}",
             )(x)
             x = act(x)
         return nn.Dense(
-            out_dim, kernel_init=orthogonal(out_scale), bias_init=constant(0.0),
+            out_dim, kernel_init=orthogonal_init(out_scale), bias_init=constant(0.0),
             name=f"Dense_{first_index + len(self.hidden)}",
         )(x)
 
