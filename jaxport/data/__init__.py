@@ -13,6 +13,7 @@ from jaxport.data.loader import (
 )
 from jaxport.data.market import OHLCV_FIELDS, MarketData
 from jaxport.data.split import SplitBounds, describe_split, split_bounds, split_market
+from jaxport.data.synth import generate_synthetic_market, planted_predictor, write_synthetic_csvs
 
 __all__ = [
     "DataError",
@@ -24,10 +25,13 @@ __all__ = [
     "align_frames",
     "describe_split",
     "find_symbol_file",
+    "generate_synthetic_market",
     "list_symbols",
     "load_market",
     "load_ohlcv_csv",
+    "planted_predictor",
     "resolve_data_dir",
     "split_bounds",
     "split_market",
+    "write_synthetic_csvs",
 ]
