@@ -79,6 +79,8 @@ from common import (  # noqa: E402
 from jaxport import bench  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 
+RESULTS_PARTIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "env_throughput-partial.tmp")
+
 TARGETS = {  # at 4096 envs x 2 assets, JAX / reference steps/s
     "cartpole": 0.5,
     "torch_compile": 1.0,
@@ -221,6 +223,8 @@ def run(args) -> dict:
     rows, skipped = [], []
     gym_loop = {}
     t_start = time.perf_counter()
+    torch_info = _torch_info()  # before the benchmark changes the thread count
+    partial_path = RESULTS_PARTIAL if args.out is None else None
     for n_assets in num_assets_list:
         prices, features = synthetic_arrays(n_assets, num_features=args.num_features)
         if "gym_loop" in impls:
@@ -236,7 +240,7 @@ def run(args) -> dict:
                                 "reason": f"estimated {est / 2**20:.0f} MiB > budget {args.memory_budget_mb:.0f} MiB"})
                 print(f"skip {n_envs} envs x {n_assets} assets: {skipped[-1]['reason']}", flush=True)
                 continue
-            steps = steps_for(n_envs)
+            steps = steps_for(n_envs * max(1, n_assets // 4))  # ~2M env-steps (fewer for many assets)
             row = {"num_envs": n_envs, "num_assets": n_assets, "num_steps": steps, "est_mb": est / 2**20}
             fns = {"jax": jax_runner(prices, features, n_envs, steps)}
             if "cartpole" in impls:
@@ -277,10 +281,18 @@ def run(args) -> dict:
             rows.append(row)
             print(line(row), flush=True)
             del fns
+            if partial_path is not None:  # keep what is measured if a long sweep is interrupted
+                write_results("env_throughput", _payload(args, rows, skipped, t_start, torch_info, partial=True),
+                              partial_path)
+    return _payload(args, rows, skipped, t_start, torch_info)
+
+
+def _payload(args, rows, skipped, t_start, torch_info, partial=False) -> dict:
     return {
         "benchmark": "env_throughput",
+        "partial": partial,
         "machine": machine_info(),
-        "torch": _torch_info(),
+        "torch": torch_info,
         "args": vars(args),
         "wall_s": time.perf_counter() - t_start,
         "rows": rows,
@@ -380,6 +392,8 @@ def main():
     print()
     print(report(result))
     path = write_results("env_throughput", result, args.out)
+    if os.path.exists(RESULTS_PARTIAL):
+        os.remove(RESULTS_PARTIAL)
     print(f"wrote {path}")
 
 
