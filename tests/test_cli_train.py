@@ -128,3 +128,18 @@ def test_default_symbols_and_fallback_discovery(tmp_path, monkeypatch):
     base, spec, pairs = resolve_symbols(cfg, found)
     assert base == ["GOOGL", "META", "NVDA", "TSLA"] and spec == ["GOOGL", "META", "NVDA"]
     assert pairs == [["GOOGL", "META"], ["META", "NVDA"]]
+
+
+def test_stage_failure_is_recorded_in_summary(tmp_path, cli_runner):
+    import json
+
+    from jaxport.cli import app
+
+    out = tmp_path / "out"
+    result = cli_runner.invoke(app, ["train", "--trainingdata-dir", str(REPO / "trainingdata"), "--output-dir",
+                                     str(out), "--tensorboard-dir", str(tmp_path / "logs"),
+                                     "--base-checkpoint", str(tmp_path / "missing")])
+    assert result.exit_code == 2, result.output
+    assert _error_lines(result.output) == [f"error: --base-checkpoint {tmp_path / 'missing'}: does not exist"]
+    summary = json.loads((out / "pipeline_summary.json").read_text())
+    assert summary["status"] == "failed" and "does not exist" in summary["error"]

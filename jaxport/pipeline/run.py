@@ -279,6 +279,11 @@ class Pipeline:
             self.summary["interrupted"] = str(exc) or "KeyboardInterrupt"
             self._save_summary()
             raise RunInterrupted(self.summary["interrupted"]) from None
+        except Exception as exc:  # keep what finished; say in the summary why the run stopped
+            self.summary["status"] = "failed"
+            self.summary["error"] = f"{type(exc).__name__}: {exc}"
+            self._save_summary()
+            raise
         finally:
             self.summary["timings"]["total_this_session"] = time.time() - started
             if self.tracker is not None:
