@@ -17,12 +17,15 @@ At every (num_envs, num_assets), in the same process and interleaved (benchmarks
 * ``gym_vector``     gymnasium.vector.SyncVectorEnv of ``num_envs`` TorchPortfolioEnv (only up to
                      ``--gym-max-envs``: a Python loop over envs, its rate does not grow with B).
 
-Torch gets its best thread count per size (an eager pilot picks 1 or 2 threads; recorded). XLA
-CPU flags: ``--xla_cpu_experimental_ynn_fusion_type=`` (YNNPACK fusions off: they make the small
-per-env reductions several times slower here) is set by this script, never by the library;
-``--xla-default`` keeps XLA's defaults. Sizes whose estimated memory exceeds ``--memory-budget-mb``
-are skipped and listed. Prints a table with ratios (JAX / reference) and writes JSON under
-benchmarks/results/.
+Torch gets its best thread count per size (an eager pilot picks 1 or 2 threads; recorded).
+
+XLA flags: the headline ``jax`` column is what a user gets, XLA's defaults (``jaxport train`` and
+``jaxport bench`` never set flags). ``--xla-flags both`` (default) also times ``jax_ynn_off``: the
+same program compiled with ``xla_cpu_experimental_ynn_fusion_type=""`` (YNNPACK fusions off) passed
+as a per-compile option (``lowered.compile(compiler_options=...)``), in the same process and the same
+round-robin, so ``ynn_off_speedup`` = ynn-off / default steps/s is a like-for-like ratio. Sizes whose
+estimated memory exceeds ``--memory-budget-mb`` are skipped and listed. Prints a table with ratios
+(JAX / reference) and writes JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ import os
 import sys
 import time
 
-TUNED_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+#: XLA compile options of each JAX variant (per-compile, never process-wide XLA_FLAGS)
+XLA_VARIANTS = {
+    "default": None,
+    "ynn-off": {"xla_cpu_experimental_ynn_fusion_type": ""},  # YNNPACK fusions off (XLA CPU)
+}
 
 
 def parse_args(argv=None):
@@ -46,15 +53,12 @@ def parse_args(argv=None):
     p.add_argument("--torch-threads", default="auto", help="'auto' (pilot picks 1 or 2 per size) or an int")
     p.add_argument("--gym-max-envs", type=int, default=64, help="largest num_envs for the SyncVectorEnv row")
     p.add_argument("--gym-seconds", type=float, default=2.0, help="time budget of each Python-loop measurement")
-    p.add_argument("--xla-default", action="store_true", help="do not set the tuned XLA CPU flags")
+    p.add_argument("--xla-flags", choices=("default", "ynn-off", "both"), default="both",
+                   help="JAX variants timed: XLA defaults (the headline), YNNPACK fusions off, or both")
     p.add_argument("--quick", action="store_true", help="only 4096 envs x 2 assets (the target point)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/env_throughput-<stamp>.json)")
     return p.parse_args(argv)
 
-
-ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS is not None and not ARGS.xla_default:  # must precede the first jax import
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + TUNED_XLA_FLAGS).strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -90,7 +94,8 @@ TARGETS = {  # at 4096 envs x 2 assets, JAX / reference steps/s
 
 
 # ------------------------------------------------------------------------------------ JAX
-def jax_runner(prices, features, num_envs, num_steps):
+def jax_runner(prices, features, num_envs, num_steps, compiler_options=None):
+    """Timed call of the jaxport.bench harness, compiled with ``compiler_options`` (XLA options)."""
     num_assets = prices.shape[1]
     env = PortfolioEnv(num_assets=num_assets, num_features=features.shape[2])
     params = EnvParams.from_arrays(prices, features)
@@ -99,8 +104,10 @@ def jax_runner(prices, features, num_envs, num_steps):
         return jax.random.uniform(key, (n, num_assets), minval=-2.0, maxval=2.0)
 
     run, (obs, state) = bench.make_scan_runner(env, params, sample_action, num_envs, num_steps)
-    jax.block_until_ready(run(jax.random.key(0), obs, state))  # compile + warm-up
-    return lambda i: jax.block_until_ready(run(jax.random.key(i + 1), obs, state))
+    lowered = run.lower(jax.random.key(0), obs, state)
+    compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+    jax.block_until_ready(compiled(jax.random.key(0), obs, state))  # warm-up
+    return lambda i: jax.block_until_ready(compiled(jax.random.key(i + 1), obs, state))
 
 
 _CARTPOLE = {}
@@ -219,6 +226,9 @@ def run(args) -> dict:
         raise SystemExit(f"--impls: unknown {sorted(set(impls) - known)}; choose from {sorted(known)}")
     if "jax" not in impls:
         raise SystemExit("--impls must include jax (ratios are JAX / reference)")
+    # the headline "jax" column: XLA defaults unless only ynn-off is asked for
+    head_xla = "ynn-off" if args.xla_flags == "ynn-off" else "default"
+    extra_ynn = args.xla_flags == "both"
     budget = args.memory_budget_mb * 2**20
     rows, skipped = [], []
     gym_loop = {}
@@ -241,8 +251,15 @@ def run(args) -> dict:
                 print(f"skip {n_envs} envs x {n_assets} assets: {skipped[-1]['reason']}", flush=True)
                 continue
             steps = steps_for(n_envs * max(1, n_assets // 4))  # ~2M env-steps (fewer for many assets)
-            row = {"num_envs": n_envs, "num_assets": n_assets, "num_steps": steps, "est_mb": est / 2**20}
-            fns = {"jax": jax_runner(prices, features, n_envs, steps)}
+            row = {"num_envs": n_envs, "num_assets": n_assets, "num_steps": steps,
+                   "est_mb": est / 2**20, "jax_xla": head_xla}
+            fns = {"jax": jax_runner(prices, features, n_envs, steps, XLA_VARIANTS[head_xla])}
+            if extra_ynn:
+                try:
+                    fns["jax_ynn_off"] = jax_runner(prices, features, n_envs, steps,
+                                                    XLA_VARIANTS["ynn-off"])
+                except Exception as err:  # noqa: BLE001 - an XLA without the option
+                    row["ynn_off_error"] = f"{type(err).__name__}: {err}"[:200]
             if "cartpole" in impls:
                 fns["cartpole"] = cartpole_runner(n_envs, steps)
             want_torch = [k for k in ("torch_eager", "torch_compile") if k in impls]
@@ -270,9 +287,15 @@ def run(args) -> dict:
                 gv = gym_vector_rate(prices, features, n_envs, args.gym_seconds)
                 row["gym_vector_steps_per_s"] = gv["steps_per_s"]
                 row["gym_vector_cpu_ns"] = 1e3 * gv["cpu_us_per_env_step"]
+            if "jax_ynn_off_steps_per_s" in row:
+                row["ynn_off_speedup"] = row["jax_ynn_off_steps_per_s"] / row["jax_steps_per_s"]
             for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
                 if f"{ref}_steps_per_s" in row:
                     row[f"vs_{ref}"] = row["jax_steps_per_s"] / row[f"{ref}_steps_per_s"]
+                    if "jax_ynn_off_steps_per_s" in row:
+                        row[f"ynn_off_vs_{ref}"] = (
+                            row["jax_ynn_off_steps_per_s"] / row[f"{ref}_steps_per_s"]
+                        )
                 if f"{ref}_cpu_ns" in row:
                     row[f"cpu_vs_{ref}"] = row[f"{ref}_cpu_ns"] / row["jax_cpu_ns"]
             row["peak_rss_mb"] = peak_rss_mb()
@@ -313,6 +336,9 @@ def _torch_info():
 
 def line(r: dict) -> str:
     parts = [f"{r['num_envs']:>6} envs x {r['num_assets']:>3} assets: jax {r['jax_steps_per_s'] / 1e6:7.2f} M/s"]
+    if "ynn_off_speedup" in r:
+        parts.append(f"ynn-off {r['jax_ynn_off_steps_per_s'] / 1e6:.3g} M/s"
+                     f" ({r['ynn_off_speedup']:.2f}x default)")
     for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
         if f"vs_{ref}" in r:
             parts.append(f"{ref} {r[f'{ref}_steps_per_s'] / 1e6:.3g} M/s ({r[f'vs_{ref}']:.3g}x)")
@@ -352,6 +378,8 @@ COLUMNS = [
     ("num_assets", "N", "{:d}"),
     ("jax_steps_per_s", "JAX M/s", "{:.2f}"),
     ("jax_cpu_ns", "JAX cpu ns", "{:.0f}"),
+    ("jax_ynn_off_steps_per_s", "ynn-off M/s", "{:.2f}"),
+    ("ynn_off_speedup", "xDefault", "{:.2f}"),
     ("cartpole_steps_per_s", "CartPole M/s", "{:.2f}"),
     ("vs_cartpole", "xCartPole", "{:.2f}"),
     ("torch_eager_steps_per_s", "T.eager M/s", "{:.3f}"),
@@ -382,12 +410,14 @@ def report(result: dict) -> str:
                      f" x{lin['cost_growth']:.2f} (assets x{lin['asset_ratio']:.0f})")
     m = result["machine"]
     lines.append(f"machine: {m['cpu_count']} cpus, load {m['load_avg_1_5_15']}, backend {m['jax_backend']},"
-                 f" XLA_FLAGS='{m['xla_flags']}', torch {result['torch']}")
+                 f" XLA_FLAGS='{m['xla_flags']}', headline jax = XLA "
+                 f"{'ynn-off' if result['args']['xla_flags'] == 'ynn-off' else 'default'},"
+                 f" torch {result['torch']}")
     return "\n".join(lines)
 
 
 def main():
-    args = ARGS or parse_args()
+    args = parse_args()
     result = run(args)
     print()
     print(report(result))

@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python benchmarks/forecaster_eval.py                         # quick profile
-    python benchmarks/forecaster_eval.py --profile quick --profile default --max-steps 1500
+    python benchmarks/forecaster_eval.py --profile quick --profile full --max-steps 1500
     python benchmarks/forecaster_eval.py --specialists           # also fine-tune one specialist per symbol
 
 Prints training throughput and a pooled table (next-day close log-returns on the chronological test
@@ -81,7 +81,7 @@ def run_profile(name, market, bounds, args) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT / "trainingdata"))
-    ap.add_argument("--profile", action="append", help="quick | default | large (repeatable; default quick)")
+    ap.add_argument("--profile", action="append", help="quick | full | large (repeatable; default quick, as jaxport train)")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)

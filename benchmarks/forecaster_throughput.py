@@ -1,6 +1,6 @@
 """Forecaster (Toto-style patch transformer, jaxport.forecast) throughput: windows/s.
 
-    python benchmarks/forecaster_throughput.py                    # profiles quick,default; batches 1,64,256,1024
+    python benchmarks/forecaster_throughput.py               # profiles quick,full; batches 1,64,256,1024
     python benchmarks/forecaster_throughput.py --profiles large --batches 256
 
 For each profile's ``ForecasterConfig`` and batch size, on random raw windows ``[B, context, 6]``:
@@ -102,7 +102,7 @@ COLUMNS = [
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profiles", default="quick,default", help="comma list of forecaster profiles")
+    p.add_argument("--profiles", default="quick,full", help="comma list of forecaster profiles")
     p.add_argument("--batches", default="1,64,256,1024", help="comma list of batch sizes (windows)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None)

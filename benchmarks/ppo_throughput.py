@@ -54,7 +54,7 @@ def ppo_config(args, num_envs: int) -> PPOConfig:
         total_timesteps=args.total_steps,
         update_epochs=args.update_epochs,
         num_minibatches=args.num_minibatches,
-        hidden=(64, 64),
+        hidden_sizes=(64, 64),
         activation="tanh",
         lr=2.5e-4,
         ent_coef=0.01,

@@ -142,26 +142,48 @@ def portfolio_step(
     pnl = E_col * w_new * r
     step_net = pnl - cost - financing_i - borrow
     new_equity = E + step_net.sum(-1)
+    held = w_new * (1.0 + r)  # notional at day t+1's close, in units of E
+    abs_held = held.abs()
+    loss_if_liquidated = (E_col * c.cost_rate * abs_held - step_net).clamp_min(0.0)
 
+    # bankruptcy (README "The environment" item 8): terminated iff E' <= floor; every open trade is
+    # liquidated (exit cost on its notional); equity = max(liquidation value, 1e-6 E0), the
+    # write-off credited to the assets that lost on the step and counted in gross PnL
     floor = max(c.bankruptcy_fraction, _MIN_EQUITY_FRACTION) * c.initial_equity
-    terminated = new_equity <= c.bankruptcy_fraction * c.initial_equity
-    safe_equity = new_equity.clamp_min(floor)
-    drifted = w_new * (1.0 + r) * (E / safe_equity)[:, None]
+    terminated = new_equity <= floor
+    liquidation_cost = E * c.cost_rate * abs_held.sum(-1)
+    liquidated_equity = new_equity - liquidation_cost
+    safe_equity = torch.where(
+        terminated, liquidated_equity.clamp_min(_MIN_EQUITY_FRACTION * c.initial_equity), new_equity
+    )
+    written_off = torch.where(terminated, safe_equity - liquidated_equity, torch.zeros_like(E))
+    drifted = held * (E / new_equity.clamp_min(floor))[:, None]
     w_next = torch.where(terminated[:, None], torch.zeros_like(drifted), drifted)
 
     s_old = torch.sign(w_old)
+    has_new = w_new != 0
     closing = (s_old != 0) & (torch.sign(w_new) != s_old)
     exit_cost = E_col * c.cost_rate * w_old.abs()
-    closed_pnl = torch.where(closing, state.open_trade_pnl - exit_cost, torch.zeros_like(exit_cost))
     reopened = -E_col * c.cost_rate * abs_new + pnl - financing_i - borrow
     open_pnl = torch.where(closing, reopened, state.open_trade_pnl + step_net)
+    total_loss = loss_if_liquidated.sum(-1, keepdim=True).clamp_min(_TINY)
+    share = written_off[:, None] * loss_if_liquidated / total_loss  # 0 unless bankrupt
+    zw_ = torch.zeros_like(share)
+    pnl_old = state.open_trade_pnl - exit_cost + torch.where(has_new, zw_, share)
+    liquidated = terminated[:, None] & has_new
+    pnl_liq = open_pnl - E_col * c.cost_rate * abs_held + share
+    closed_pnl = torch.where(closing, pnl_old, zw_) + torch.where(liquidated, pnl_liq, zw_)
+    open_pnl = torch.where(terminated[:, None], zw_, open_pnl)
+    step_fees = cost.sum(-1) + torch.where(terminated, liquidation_cost, torch.zeros_like(E))
+    step_gross = pnl.sum(-1) + written_off
 
     if c.log_reward:
         reward = torch.log(safe_equity / E)
     else:
-        reward = (safe_equity - E) / c.initial_equity  # the floored equity on bankruptcy (spec 7, 9)
+        reward = (safe_equity - E) / c.initial_equity  # the equity after liquidation on bankruptcy
 
-    num_closed = closing.sum(-1)
+    num_closed = closing.sum(-1) + liquidated.sum(-1)
+    num_won = (closing & (pnl_old > 0)).sum(-1) + (liquidated & (pnl_liq > 0)).sum(-1)
     t_next = state.t + 1
     time_next = state.time + 1
     truncated = (time_next >= c.episode_length) | (t_next >= c.last_day)
@@ -183,11 +205,11 @@ def portfolio_step(
         equity=torch.where(done, zf + c.initial_equity, safe_equity),
         weights=torch.where(done_col, zw, w_next),
         open_trade_pnl=torch.where(done_col, zw, open_pnl),
-        gross_pnl=torch.where(done, zf, state.gross_pnl + pnl.sum(-1)),
-        fees=torch.where(done, zf, state.fees + cost.sum(-1)),
+        gross_pnl=torch.where(done, zf, state.gross_pnl + step_gross),
+        fees=torch.where(done, zf, state.fees + step_fees),
         financing=torch.where(done, zf, state.financing + financing + borrow.sum(-1)),
         num_trades=torch.where(done, zi, state.num_trades + num_closed),
-        winning_trades=torch.where(done, zi, state.winning_trades + (closing & (closed_pnl > 0)).sum(-1)),
+        winning_trades=torch.where(done, zi, state.winning_trades + num_won),
     )
     obs = observation(new_state, c)
     if not with_info:
@@ -195,10 +217,10 @@ def portfolio_step(
     info = {
         "equity": safe_equity,
         "leverage": gross,
-        "turnover": turnover.sum(-1),
-        "fees": cost.sum(-1),
+        "turnover": turnover.sum(-1) + torch.where(terminated, abs_held.sum(-1), zf),
+        "fees": step_fees,
         "financing": financing + borrow.sum(-1),
-        "gross_pnl": pnl.sum(-1),
+        "gross_pnl": step_gross,
         "portfolio_return": safe_equity / E - 1.0,
         "closed_trade_pnl": closed_pnl,
         "num_closed": num_closed,

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxport.data import DataError
+from jaxport.errors import ConfigError
 
 # jaxport.env (through gymnax) initialises the XLA backend on import, which must not happen before
 # jax.distributed.initialize: env imports stay inside the functions below.
@@ -64,7 +64,7 @@ def initialize_distributed(
     environment (SLURM, Open MPI, Kubernetes JobSet, TPU pod) is present, in which case JAX's own
     cluster detection fills everything in. Safe to call twice (the second call is a no-op).
     Must run before anything touches a JAX device (importing ``jaxport.env`` or gymnax does:
-    import this module and call it first). Bad values raise ``DataError``.
+    import this module and call it first). Bad values raise ``ConfigError``.
     """
     if jax.distributed.is_initialized():
         return True
@@ -78,12 +78,12 @@ def initialize_distributed(
             return True
         return False
     if any(v is None for v in given):
-        raise DataError(
+        raise ConfigError(
             "initialize_distributed: need coordinator_address, num_processes and process_id together "
             f"(or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); got {given}"
         )
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise DataError(f"initialize_distributed: process_id={process_id} not in [0, num_processes={num_processes})")
+        raise ConfigError(f"initialize_distributed: process_id={process_id} not in [0, num_processes={num_processes})")
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,
@@ -102,7 +102,7 @@ def _int_or_none(value, env_name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise DataError(f"{env_name}={raw!r} is not an integer") from None
+        raise ConfigError(f"{env_name}={raw!r} is not an integer") from None
 
 
 # ------------------------------------------------------------------------------------ mesh
@@ -114,7 +114,7 @@ def make_env_mesh(devices=None, axis_name: str = ENV_AXIS) -> Mesh:
 
 def _axis(mesh: Mesh) -> str:
     if len(mesh.axis_names) != 1:
-        raise DataError(f"expected a 1-D env mesh, got axes {mesh.axis_names}")
+        raise ConfigError(f"expected a 1-D env mesh, got axes {mesh.axis_names}")
     return mesh.axis_names[0]
 
 
@@ -132,7 +132,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def _check_divisible(num_envs: int, mesh: Mesh) -> None:
     n = mesh.devices.size
     if num_envs % n:
-        raise DataError(f"num_envs={num_envs} must be a multiple of the {n} devices of the mesh")
+        raise ConfigError(f"num_envs={num_envs} must be a multiple of the {n} devices of the mesh")
 
 
 def shard_env_batch(tree, mesh: Mesh, batch_dim: int = 0):
@@ -238,7 +238,7 @@ def make_sharded_train(config, env: PortfolioEnv, env_params: EnvParams, mesh: M
     mesh = make_env_mesh() if mesh is None else mesh
     _check_divisible(config.num_envs, mesh)
     if config.minibatch_size % mesh.devices.size:
-        raise DataError(
+        raise ConfigError(
             f"PPO minibatch size {config.minibatch_size} must be a multiple of the {mesh.devices.size} devices"
         )
     train = make_train(config, env, env_params)

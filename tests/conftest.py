@@ -1,12 +1,11 @@
-"""Shared fixtures: repository paths, the real shared data, small synthetic universes."""
+"""Common fixtures: repository paths, the shipped real data (trainingdata/), synthetic universes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import jax
+import pytest
 
 # Programs compiled by one test (e.g. a pipeline run) are reused by the next one compiling the same
 # computation (the resumed run): a per-session persistent compilation cache keeps CI fast.
@@ -19,7 +18,6 @@ from jaxport.data.synth import generate_synthetic_market
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DATA_DIR = REPO_ROOT / "trainingdata"
-SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "trainingdata"
 REAL_SYMBOLS = ("AAPL", "AMZN", "GOOGL", "META", "MSFT", "NVDA", "TSLA")
 REAL_ROWS = 2768
 
@@ -31,22 +29,16 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_data_dir() -> Path:
-    """The project's embedded ``trainingdata/`` copy."""
+    """The repository's own ``trainingdata/`` (seven real symbols, 2013-01-02 .. 2023-12-29)."""
+    if not any(SHIPPED_DATA_DIR.glob("*.csv")):  # part of every clone: a missing copy is an error
+        raise FileNotFoundError(f"{SHIPPED_DATA_DIR} has no CSV files; the repository ships them")
     return SHIPPED_DATA_DIR
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """``../shared/trainingdata`` beside the repository (present locally and in CI)."""
-    if not any(SHARED_DATA_DIR.glob("*.csv")):
-        pytest.skip(f"{SHARED_DATA_DIR} not present")
-    return SHARED_DATA_DIR
-
-
-@pytest.fixture(scope="session")
-def real_market(shared_data_dir):
-    """All seven real symbols, aligned (2013-01-02 .. 2023-12-29)."""
-    return load_market(shared_data_dir)
+def real_market(shipped_data_dir):
+    """All seven real symbols of ``trainingdata/``, aligned (2013-01-02 .. 2023-12-29)."""
+    return load_market(shipped_data_dir)
 
 
 @pytest.fixture(scope="session")

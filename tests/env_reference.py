@@ -1,4 +1,4 @@
-"""Plain NumPy (float64) reference of one PortfolioEnv step, literal to notes/env_spec.md.
+"""Plain NumPy (float64) reference of one PortfolioEnv step, literal to README "The environment".
 
 Independent of ``jaxport.env`` on purpose: the tests compare the JAX env against this file.
 
@@ -87,7 +87,7 @@ def reference_observation(features, t, weights, equity, initial_equity, window) 
 
 
 def reference_step(state, action, t, prices, open_prices, params, mode, features=None):
-    """One step from day ``t`` to ``t + 1`` (spec items 1-12).
+    """One step from day ``t`` to ``t + 1`` (README "The environment", items 1-10).
 
     Returns ``(new_state, obs, reward, terminated, truncated, info)``; ``obs`` is None when
     ``features`` is None. ``t`` overrides ``state["t"]``. All arithmetic is float64.
@@ -111,8 +111,10 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
     # 2. leverage cap
     G = np.abs(a).sum()
     w_new = a * min(1.0, float(p["leverage_cap"]) / max(G, 1e-12))
-    # 3. asset returns
-    if m["return_mode"] == "close_to_close":
+    # 3. asset returns (0 from the last day on: there is no next bar)
+    if t + 1 >= T:
+        r = np.zeros(prices.shape[1])
+    elif m["return_mode"] == "close_to_close":
         r = prices[t + 1] / prices[t] - 1.0
     elif m["return_mode"] == "open_to_close":
         r = prices[t + 1] / np.asarray(open_prices, dtype=np.float64)[t + 1] - 1.0
@@ -131,17 +133,49 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
     borrow_i = E * np.maximum(0.0, -w_new) * float(p["short_borrow_rate"]) / ppy
     # 6. pnl and new equity
     pnl_i = E * w_new * r
-    E_new = E + pnl_i.sum() - cost_i.sum() - financing - borrow_i.sum()
-    # 7. bankruptcy
-    # Reading of the spec: the floor is max(E', floor) (always; it only binds when terminated,
-    # or when bankruptcy_fraction < 1e-6 and 0 < E' < 1e-6 * E0); E' below is the floored value
-    # and is what steps 8-9 and info use.
+    step_i = pnl_i - cost_i - financing_i - borrow_i
+    E_step = E + pnl_i.sum() - cost_i.sum() - financing - borrow_i.sum()
+    # 11a. per-trade accounting of the action: a trade closes when its sign changes
+    s_old = np.sign(w)
+    s_new = np.sign(w_new)
+    closes = (s_old != 0) & (s_new != s_old)
+    closed_old = otp - E * c * np.abs(w)
+    reopened = np.where(s_new != 0, -E * c * np.abs(w_new) + pnl_i - financing_i - borrow_i, 0.0)
+    otp_new = np.where(closes, reopened, otp + step_i)
+    # 7. bankruptcy: terminated iff E' <= floor = max(bf, 1e-6) * E0 (one floor, also for
+    # is_terminated). Then every open trade is liquidated at day t+1's close: notional
+    # E * w_new * (1 + r), exit cost c * |notional|; equity = max(E' - exit costs, 1e-6 * E0).
+    # A write-off (the part of 1e-6 * E0 above the liquidation value) is credited to the assets
+    # that lost money on the step (their step change including the exit cost), pro rata to that
+    # loss, and counted in gross_pnl, so that sum(trade pnl) == E_T - E0 still holds.
     bf = float(p["bankruptcy_fraction"])
-    terminated = bool(E_new <= bf * E0)
-    E_new = max(E_new, max(bf, 1e-6) * E0)
+    floor = max(bf, 1e-6) * E0
+    terminated = bool(E_step <= floor)
+    notional_i = E * w_new * (1.0 + r)
+    liq_cost_i = c * np.abs(notional_i)
+    written_off = 0.0
+    liquidated = np.zeros(w.shape, dtype=bool)
+    closed_i = np.where(closes, closed_old, 0.0)
+    wins = closes & (closed_old > 0)
+    extra_turnover = 0.0
+    extra_fees = 0.0
     if terminated:
+        E_liq = E_step - liq_cost_i.sum()
+        E_new = max(E_liq, 1e-6 * E0)
+        written_off = E_new - E_liq
+        loss_i = np.maximum(0.0, -(step_i - liq_cost_i))
+        share_i = written_off * loss_i / loss_i.sum() if loss_i.sum() > 0 else np.zeros_like(loss_i)
+        liquidated = s_new != 0
+        pnl_a = closed_old + np.where(liquidated, 0.0, share_i)
+        pnl_b = otp_new - liq_cost_i + share_i
+        closed_i = np.where(closes, pnl_a, 0.0) + np.where(liquidated, pnl_b, 0.0)
+        wins = (closes & (pnl_a > 0)).astype(int) + (liquidated & (pnl_b > 0)).astype(int)
+        otp_new = np.zeros_like(otp_new)
         w_next = np.zeros_like(w_new)
+        extra_turnover = np.abs(notional_i).sum() / E
+        extra_fees = liq_cost_i.sum()
     else:
+        E_new = E_step
         # 8. drift
         w_next = w_new * (1.0 + r) * E / E_new
     # 9. reward
@@ -153,17 +187,9 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
         raise ValueError(m["reward"])
     # 10. truncation
     truncated = bool(state["time"] + 1 >= p["episode_length"] or t + 1 >= T - 1)
-    # 11. per-trade accounting
-    s_old = np.sign(w)
-    s_new = np.sign(w_new)
-    closes = (s_old != 0) & (s_new != s_old)
-    closed_i = np.where(closes, otp - E * c * np.abs(w), 0.0)
-    reopened = np.where(
-        s_new != 0, -E * c * np.abs(w_new) + pnl_i - financing_i - borrow_i, 0.0
-    )
-    otp_new = np.where(closes, reopened, otp + pnl_i - cost_i - financing_i - borrow_i)
-    num_closed = int(closes.sum())
-    num_wins = int((closes & (closed_i > 0)).sum())
+    # 11b. counters
+    num_closed = int(closes.sum() + liquidated.sum())
+    num_wins = int(np.sum(wins))
 
     step_fin = financing + borrow_i.sum()
     new_state = dict(
@@ -172,8 +198,8 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
         equity=E_new,
         weights=w_next,
         open_trade_pnl=otp_new,
-        gross_pnl=float(state["gross_pnl"]) + pnl_i.sum(),
-        fees=float(state["fees"]) + cost_i.sum(),
+        gross_pnl=float(state["gross_pnl"]) + pnl_i.sum() + written_off,
+        fees=float(state["fees"]) + cost_i.sum() + extra_fees,
         financing=float(state["financing"]) + step_fin,
         num_trades=int(state["num_trades"]) + num_closed,
         winning_trades=int(state["winning_trades"]) + num_wins,
@@ -181,13 +207,13 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
     info = dict(
         equity=E_new,
         leverage=gross_new,
-        turnover=turnover_i.sum(),
-        fees=cost_i.sum(),
+        turnover=turnover_i.sum() + extra_turnover,
+        fees=cost_i.sum() + extra_fees,
         financing=step_fin,
         portfolio_return=E_new / E - 1.0,
         closed_trade_pnl=closed_i,
         num_closed=num_closed,
-        gross_pnl=pnl_i.sum(),
+        gross_pnl=pnl_i.sum() + written_off,
         # extras (not in the env's info; used by tests)
         w_new=w_new,
         cost_i=cost_i,
@@ -195,10 +221,15 @@ def reference_step(state, action, t, prices, open_prices, params, mode, features
         borrow_i=borrow_i,
         pnl_i=pnl_i,
         returns=r,
+        written_off=written_off,
+        liquidation_cost_i=liq_cost_i if terminated else np.zeros_like(liq_cost_i),
     )
     obs = None
     if features is not None:
-        obs = reference_observation(features, t + 1, w_next, E_new, E0, int(m["window"]))
+        # past the last day the env's window slice is clamped to the last full window
+        obs = reference_observation(
+            features, min(t + 1, T - 1), w_next, E_new, E0, int(m["window"])
+        )
     return new_state, obs, reward, terminated, truncated, info
 
 

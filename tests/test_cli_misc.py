@@ -12,8 +12,9 @@ def test_bench_runs_and_writes_json(tmp_path, cli_runner):
     from jaxport.cli import app
 
     out = tmp_path / "bench.json"
-    result = cli_runner.invoke(app, ["bench", "--num-envs", "8", "--num-assets", "2", "--repeats", "1",
-                                     "--json", str(out)])
+    result = cli_runner.invoke(
+        app, ["bench", "--num-envs", "8", "--num-assets", "2", "--repeats", "1", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     impls = {r["impl"] for r in rows}
@@ -29,15 +30,28 @@ def test_bench_bad_list_is_one_line(cli_runner):
     result = cli_runner.invoke(app, ["bench", "--num-envs", "8,x"])
     assert result.exit_code == 2
     assert [l for l in result.output.splitlines() if l.strip()] == [
-        "error: --num-envs '8,x': expected comma-separated integers"]
+        "error: --num-envs '8,x': expected comma-separated integers"
+    ]
 
 
 def test_forecast_eval_baselines_only(tmp_path, cli_runner):
     from jaxport.cli import app
 
     out = tmp_path / "f.json"
-    result = cli_runner.invoke(app, ["forecast", "eval", "--trainingdata-dir", str(REPO / "trainingdata"),
-                                     "--symbols", "AAPL,MSFT", "--no-garch", "--json", str(out)])
+    result = cli_runner.invoke(
+        app,
+        [
+            "forecast",
+            "eval",
+            "--trainingdata-dir",
+            str(REPO / "trainingdata"),
+            "--symbols",
+            "AAPL,MSFT",
+            "--no-garch",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert "model" not in report and report["split"]["symbols"] == ["AAPL", "MSFT"]

@@ -1,15 +1,16 @@
-"""``jaxport train`` input handling: every bad flag or data file gives exit code 2 and ONE line naming it,
-before anything is trained or written; configuration precedence profile < TOML < flags."""
+"""``jaxport train`` input handling: every bad flag or data file gives exit code 2 and ONE line
+naming it, before anything is trained or written; precedence: profile < TOML < flags."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
-from jaxport.data import DataError
-from jaxport.pipeline.config import build_config
+from jaxport.errors import ConfigError
+from jaxport.pipeline.config import RLConfig, build_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,20 +47,32 @@ CASES = [
     (["--base-steps", "0"], "--base-steps 0: must be > 0"),
     (["--profile", "huge"], "--profile 'huge': expected one of quick, full"),
     (["--config", "/nonexistent/cfg.toml"], "--config /nonexistent/cfg.toml: file not found"),
-    (["--trainingdata-dir", "/nonexistent/data"], "--trainingdata-dir /nonexistent/data: directory does not exist"),
+    (
+        ["--trainingdata-dir", "/nonexistent/data"],
+        "--trainingdata-dir /nonexistent/data: directory does not exist",
+    ),
     (["--base-stocks", "AAPL,ZZZZ"], "symbol ZZZZ not found; available: AAPL"),
     (["--resume"], "--resume: "),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
 ]
 
 
-@pytest.mark.parametrize("args, message", CASES, ids=[c[0][0] + ("=" + c[0][1] if len(c[0]) > 1 else "") for c in CASES])
+@pytest.mark.parametrize(
+    "args, message", CASES, ids=[c[0][0] + ("=" + c[0][1] if len(c[0]) > 1 else "") for c in CASES]
+)
 def test_bad_flag_is_one_line_exit_2(args, message, tmp_path, cli_runner):
     from jaxport.cli import app
 
     out = tmp_path / "out"
-    base = ["train", "--trainingdata-dir", str(REPO / "trainingdata"), "--output-dir", str(out),
-            "--tensorboard-dir", str(tmp_path / "logs")]
+    base = [
+        "train",
+        "--trainingdata-dir",
+        str(REPO / "trainingdata"),
+        "--output-dir",
+        str(out),
+        "--tensorboard-dir",
+        str(tmp_path / "logs"),
+    ]
     result = cli_runner.invoke(app, base + args)
     assert result.exit_code == 2, result.output
     lines = _error_lines(result.output)
@@ -73,24 +86,50 @@ def test_bad_data_file_is_one_line_exit_2(bad_csv_dir, tmp_path, cli_runner):
     from jaxport.cli import app
 
     out = tmp_path / "out"
-    result = cli_runner.invoke(app, ["train", "--trainingdata-dir", str(bad_csv_dir), "--output-dir", str(out),
-                                     "--tensorboard-dir", str(tmp_path / "logs"), "--base-stocks", "AAPL,MSFT",
-                                     "--specialist-stocks", "AAPL,AMZN"])
+    result = cli_runner.invoke(
+        app,
+        [
+            "train",
+            "--trainingdata-dir",
+            str(bad_csv_dir),
+            "--output-dir",
+            str(out),
+            "--tensorboard-dir",
+            str(tmp_path / "logs"),
+            "--base-stocks",
+            "AAPL,MSFT",
+            "--specialist-stocks",
+            "AAPL,AMZN",
+        ],
+    )
     assert result.exit_code == 2, result.output
     lines = _error_lines(result.output)
     assert len(lines) == 1 and "MSFT.csv: NaN/inf in column close" in lines[0], result.output
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bad_toml_key_and_value_name_the_file(tmp_path):
+def test_bad_toml_key_and_value_name_the_file(tmp_path, cli_runner):
+    """The library names the setting (config_file); the CLI names the flag (--config)."""
+    from jaxport.cli import app
+
     bad_key = tmp_path / "a.toml"
     bad_key.write_text("[rl]\nepochz = 3\n")
-    with pytest.raises(DataError, match=r"--config .*a.toml \[rl\]: unknown setting 'epochz'"):
+    with pytest.raises(
+        ConfigError, match=r"^config_file .*a.toml \[rl\]: unknown setting 'epochz'"
+    ):
         build_config("quick", bad_key)
     bad_toml = tmp_path / "b.toml"
     bad_toml.write_text("[rl\n")
-    with pytest.raises(DataError, match=r"--config .*b.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"^config_file .*b.toml: invalid TOML"):
         build_config("quick", bad_toml)
+    with pytest.raises(ConfigError, match=r"^rl.leverage_limit -1.0: must be > 0"):
+        build_config("quick", overrides={"rl": {"leverage_limit": -1.0}})
+    result = cli_runner.invoke(app, ["train", "--config", str(bad_key)])
+    assert result.exit_code == 2, result.output
+    assert _error_lines(result.output) == [
+        f"error: --config {bad_key} [rl]: unknown setting 'epochz'; expected one of "
+        + ", ".join(sorted(f.name for f in dataclasses.fields(RLConfig)))
+    ]
 
 
 def test_config_precedence_profile_toml_flags(tmp_path):
@@ -102,7 +141,11 @@ def test_config_precedence_profile_toml_flags(tmp_path):
     assert (cfg.seed, cfg.rl.epochs, cfg.rl.risk_penalty, cfg.base.steps) == (7, 13, 0.5, 9)
     assert cfg.base.d_model == full.base.d_model  # untouched profile value
     # The original trainer's documented defaults.
-    assert (quick.rl.transaction_cost_bps, quick.rl.risk_penalty, quick.rl.leverage_limit) == (10.0, 0.1, 2.0)
+    assert (quick.rl.transaction_cost_bps, quick.rl.risk_penalty, quick.rl.leverage_limit) == (
+        10.0,
+        0.1,
+        2.0,
+    )
     assert (quick.rl.borrowing_cost, quick.rl.trading_days_per_year) == (0.0675, 252)
     assert (quick.data.sequence_length, quick.data.toto_horizon) == (60, 8)
     assert quick.data.toto_targets == ["close", "open", "high", "low"]
@@ -136,10 +179,23 @@ def test_stage_failure_is_recorded_in_summary(tmp_path, cli_runner):
     from jaxport.cli import app
 
     out = tmp_path / "out"
-    result = cli_runner.invoke(app, ["train", "--trainingdata-dir", str(REPO / "trainingdata"), "--output-dir",
-                                     str(out), "--tensorboard-dir", str(tmp_path / "logs"),
-                                     "--base-checkpoint", str(tmp_path / "missing")])
+    result = cli_runner.invoke(
+        app,
+        [
+            "train",
+            "--trainingdata-dir",
+            str(REPO / "trainingdata"),
+            "--output-dir",
+            str(out),
+            "--tensorboard-dir",
+            str(tmp_path / "logs"),
+            "--base-checkpoint",
+            str(tmp_path / "missing"),
+        ],
+    )
     assert result.exit_code == 2, result.output
-    assert _error_lines(result.output) == [f"error: --base-checkpoint {tmp_path / 'missing'}: does not exist"]
+    assert _error_lines(result.output) == [
+        f"error: --base-checkpoint {tmp_path / 'missing'}: does not exist"
+    ]
     summary = json.loads((out / "pipeline_summary.json").read_text())
     assert summary["status"] == "failed" and "does not exist" in summary["error"]

@@ -1,4 +1,4 @@
-"""Data layer: validated CSV parsing (every DataError case), discovery, alignment, splits, CLI check."""
+"""Data layer: validated CSV parsing (every DataError case), discovery, alignment, splits, CLI."""
 
 from __future__ import annotations
 
@@ -135,7 +135,9 @@ def test_unreadable_and_missing_file(tmp_path):
 def test_columns_case_insensitive_extra_ignored_unsorted_sorted(tmp_path):
     rows = good_rows(6)
     shuffled = [rows[i] + f",{i * 1.5},x" for i in (3, 0, 5, 1, 4, 2)]
-    path = write_csv(tmp_path / "MIX.csv", shuffled, "DATE,open,HIGH,Low,cLoSe,VOLUME,Adj Close,Note")
+    path = write_csv(
+        tmp_path / "MIX.csv", shuffled, "DATE,open,HIGH,Low,cLoSe,VOLUME,Adj Close,Note"
+    )
     frame = load_ohlcv_csv(path)
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
     assert frame.index.is_monotonic_increasing
@@ -191,8 +193,11 @@ def test_exact_match_preferred_over_partial(tmp_path):
 
 def test_empty_and_missing_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("no csv here")
-    for call in (lambda: list_symbols(tmp_path), lambda: load_market(tmp_path),
-                 lambda: find_symbol_file(tmp_path, "AAPL")):
+    for call in (
+        lambda: list_symbols(tmp_path),
+        lambda: load_market(tmp_path),
+        lambda: find_symbol_file(tmp_path, "AAPL"),
+    ):
         with pytest.raises(DataError, match=f"{tmp_path}: directory holds no .csv files"):
             call()
     missing = tmp_path / "nowhere"
@@ -209,9 +214,11 @@ def test_resolve_data_dir_fallback(tmp_path, monkeypatch):
     assert len(said) == 2 and str(FALLBACK_DATA_DIR) in said[0]
     # an explicit non-default folder never falls back
     (tmp_path / "mine").mkdir()
-    with pytest.raises(DataError, match="--trainingdata-dir mine: directory holds no .csv files"):
+    with pytest.raises(
+        DataError, match="data.trainingdata_dir mine: directory holds no .csv files"
+    ):
         resolve_data_dir("mine")
-    with pytest.raises(DataError, match="--trainingdata-dir other: directory does not exist"):
+    with pytest.raises(DataError, match="data.trainingdata_dir other: directory does not exist"):
         resolve_data_dir("other")
     # once trainingdata/ has CSVs it wins, silently
     write_csv(tmp_path / "trainingdata" / "BBB.csv", good_rows())
@@ -222,7 +229,9 @@ def test_resolve_data_dir_fallback(tmp_path, monkeypatch):
 
 def test_resolve_data_dir_nothing_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match="--trainingdata-dir trainingdata: directory does not exist"):
+    with pytest.raises(
+        DataError, match="data.trainingdata_dir trainingdata: directory does not exist"
+    ):
         resolve_data_dir(None)
 
 
@@ -243,16 +252,16 @@ def test_real_data_alignment(real_market):
     assert set(m.sources) == set(REAL_SYMBOLS)
 
 
-def test_real_data_symbol_subset_order(shared_data_dir, real_market):
-    m = load_market(shared_data_dir, ["tsla", "AAPL"])
+def test_real_data_symbol_subset_order(shipped_data_dir, real_market):
+    m = load_market(shipped_data_dir, ["tsla", "AAPL"])
     assert m.symbols == ("TSLA", "AAPL")
     np.testing.assert_array_equal(m.close[:, 0], real_market.close[:, REAL_SYMBOLS.index("TSLA")])
     np.testing.assert_array_equal(m.close, real_market.select(["TSLA", "AAPL"]).close)
 
 
-def test_rows_dropped_when_one_symbol_trimmed(tmp_path, shared_data_dir, real_market):
-    shutil.copy(shared_data_dir / "AAPL.csv", tmp_path / "AAPL.csv")
-    msft = pd.read_csv(shared_data_dir / "MSFT.csv")
+def test_rows_dropped_when_one_symbol_trimmed(tmp_path, shipped_data_dir, real_market):
+    shutil.copy(shipped_data_dir / "AAPL.csv", tmp_path / "AAPL.csv")
+    msft = pd.read_csv(shipped_data_dir / "MSFT.csv")
     trimmed = msft.drop(index=[*range(100), 1000])  # first 100 rows and one mid-sample day
     trimmed.to_csv(tmp_path / "MSFT.csv", index=False)
     m = load_market(tmp_path)
@@ -267,13 +276,22 @@ def test_rows_dropped_when_one_symbol_trimmed(tmp_path, shared_data_dir, real_ma
 
 def test_real_data_chronological_split(real_market):
     b = split_bounds(real_market)  # 70 / 15 / 15
-    assert (b.train_end, b.val_end, b.num_days) == (1938, 2353, REAL_ROWS)  # round(0.7T), round(0.85T)
+    assert (b.train_end, b.val_end, b.num_days) == (
+        1938,
+        2353,
+        REAL_ROWS,
+    )  # round(0.7T), round(0.85T)
     parts = split_market(real_market, b)
     assert [parts[k].num_days for k in ("train", "val", "test")] == [1938, 415, 415]
     np.testing.assert_array_equal(
         np.concatenate([parts[k].close for k in ("train", "val", "test")]), real_market.close
     )
-    assert parts["train"].dates[-1] < parts["val"].dates[0] < parts["val"].dates[-1] < parts["test"].dates[0]
+    assert (
+        parts["train"].dates[-1]
+        < parts["val"].dates[0]
+        < parts["val"].dates[-1]
+        < parts["test"].dates[0]
+    )
     desc = describe_split(real_market, b)
     assert desc["test"]["last_date"] == "2023-12-29" and desc["train"]["first_date"] == "2013-01-02"
     assert desc["val"]["first_date"] == str(real_market.dates[1938])
@@ -293,7 +311,7 @@ def test_real_data_split_by_dates(real_market):
         split_bounds(real_market, (0.5, 0.2, 0.2))
 
 
-# ---------------------------------------------------------------- CLI: data check, --version, errors
+# -------------------------------------------------------------- CLI: data check, --version, errors
 
 
 def test_cli_check_shipped_data_passes(cli_runner, shipped_data_dir):
@@ -306,11 +324,14 @@ def test_cli_check_shipped_data_passes(cli_runner, shipped_data_dir):
     assert "all 7 file(s) OK" in result.stdout
 
 
-def test_cli_check_broken_dir_reports_every_file(cli_runner, tmp_path, shared_data_dir):
-    shutil.copy(shared_data_dir / "AAPL.csv", tmp_path / "AAPL.csv")
+def test_cli_check_broken_dir_reports_every_file(cli_runner, tmp_path, shipped_data_dir):
+    shutil.copy(shipped_data_dir / "AAPL.csv", tmp_path / "AAPL.csv")
     write_csv(tmp_path / "HILO.csv", replace_field(good_rows(), 1, 2, "90.0"))
-    write_csv(tmp_path / "NOVOL.csv", [",".join(r.split(",")[:5]) for r in good_rows()],
-              "Date,Open,High,Low,Close")
+    write_csv(
+        tmp_path / "NOVOL.csv",
+        [",".join(r.split(",")[:5]) for r in good_rows()],
+        "Date,Open,High,Low,Close",
+    )
     result = cli_runner.invoke(app, ["data", "check", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "high < low on 2020-01-02" in result.stdout
@@ -318,7 +339,9 @@ def test_cli_check_broken_dir_reports_every_file(cli_runner, tmp_path, shared_da
     assert "AAPL.csv" in result.stdout and "ok" in result.stdout
     assert "2 problem(s)" in result.stderr
     # only the healthy file requested -> passes; a missing symbol is a reported problem
-    assert cli_runner.invoke(app, ["data", "check", str(tmp_path), "--symbols", "aapl"]).exit_code == 0
+    assert (
+        cli_runner.invoke(app, ["data", "check", str(tmp_path), "--symbols", "aapl"]).exit_code == 0
+    )
     result = cli_runner.invoke(app, ["data", "check", str(tmp_path), "--symbols", "AAPL,ZZZ"])
     assert result.exit_code == 1 and "ZZZ not found" in result.stdout
 
@@ -335,13 +358,14 @@ def test_cli_version_and_module_entry_point(cli_runner):
 
     result = cli_runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"jaxport {jaxport.__version__}"
-    proc = subprocess.run([sys.executable, "-m", "jaxport", "--version"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxport", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == f"jaxport {jaxport.__version__}"
 
 
 def test_cli_help_is_light():
-    """``jaxport --help`` (all ``commands_*`` modules loaded) imports no jax/pandas/torch."""
+    """``jaxport --help`` (every command module registered) imports no jax/pandas/torch."""
     code = (
         "import sys; from typer.testing import CliRunner; import jaxport.cli as cli; "
         "r = CliRunner().invoke(cli.app, ['--help']); assert r.exit_code == 0, r.output; "
@@ -351,31 +375,3 @@ def test_cli_help_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_cli_command_modules_are_registered(cli_runner, tmp_path, monkeypatch):
-    """A ``commands_*`` module's ``register(app)`` adds commands; their DataError -> exit 2."""
-    import jaxport.cli as cli
-
-    (tmp_path / "fake_jaxport_cmds.py").write_text(
-        "import typer\n"
-        "from jaxport.cli import console\n"
-        "def register(app):\n"
-        "    @app.command('hello')\n"
-        "    def hello(name: str = 'world', bad: bool = False):\n"
-        "        'Say hello.'\n"
-        "        if bad:\n"
-        "            from jaxport.data import DataError\n"
-        "            raise DataError('--bad: refused')\n"
-        "        console.print(f'hello {name}')\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "command_modules", lambda: ["fake_jaxport_cmds"])
-    assert "hello" in cli_runner.invoke(app, ["--help"]).stdout
-    result = cli_runner.invoke(app, ["hello", "--name", "jax"])
-    assert result.exit_code == 0 and result.stdout.strip() == "hello jax"
-    result = cli_runner.invoke(app, ["hello", "--bad"])
-    assert result.exit_code == 2 and result.stderr == "error: --bad: refused\n"
-    monkeypatch.setattr(cli, "command_modules", lambda: ["fake_jaxport_cmds", "fake_jaxport_cmds"])
-    result = cli_runner.invoke(app, ["--help"])
-    assert isinstance(result.exception, RuntimeError) and "already registered" in str(result.exception)

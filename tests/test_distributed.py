@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxport.data import DataError
+from jaxport.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ CHILD = textwrap.dedent(
     out["other_key_differs"] = bool(np.any(np.asarray(other.trajectory.reward) != np.asarray(want.trajectory.reward)))
 
     cfg = PPOConfig(num_envs=8, num_steps=16, total_timesteps=8 * 16 * 4, num_minibatches=2, update_epochs=2,
-                    hidden=(16, 16), lr=1e-3)
+                    hidden_sizes=(16, 16), lr=1e-3)
     strain = make_sharded_train(cfg, env, params, mesh)
     res = strain(jax.random.key(3))
     m = {k: np.asarray(v).tolist() for k, v in to_host(res["metrics"]).items()}
@@ -213,12 +213,12 @@ def test_initialize_distributed_without_settings_is_a_noop(monkeypatch):
         monkeypatch.delenv(k, raising=False)
     assert initialize_distributed() is False
     monkeypatch.setenv("JAXPORT_NUM_PROCESSES", "2")
-    with pytest.raises(DataError, match="together"):
+    with pytest.raises(ConfigError, match="together"):
         initialize_distributed()
     monkeypatch.setenv("JAXPORT_NUM_PROCESSES", "two")
-    with pytest.raises(DataError, match="not an integer"):
+    with pytest.raises(ConfigError, match="not an integer"):
         initialize_distributed()
-    with pytest.raises(DataError, match="process_id"):
+    with pytest.raises(ConfigError, match="process_id"):
         initialize_distributed("127.0.0.1:1", 2, 5)
 
 
@@ -240,5 +240,5 @@ def test_num_envs_must_divide_over_devices():
     b = rollout(env, params, random_policy(env), jax.random.key(1), 3, 4)
     np.testing.assert_array_equal(np.asarray(a.trajectory.reward), np.asarray(b.trajectory.reward))
     fake = type("FakeMesh", (), {"devices": np.empty((4,)), "axis_names": ("envs",)})()
-    with pytest.raises(DataError, match="multiple of the 4 devices"):
+    with pytest.raises(ConfigError, match="multiple of the 4 devices"):
         sharded_rollout(env, params, random_policy(env), jax.random.key(1), 6, 4, fake)

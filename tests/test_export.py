@@ -18,42 +18,65 @@ import numpy as np
 import pytest
 import torch
 
-from jaxport.checkpoint import save_checkpoint
-from jaxport.data import DataError
 from jaxport.env import PortfolioEnv
+from jaxport.errors import CheckpointError
 from jaxport.features import STAT_FEATURE_NAMES
 from jaxport.forecast import ForecasterConfig, init_params, save_forecaster
 from jaxport.forecast.model import predict_distribution, predict_normalised
-from jaxport.rl import PPOConfig, RunningMeanStd, make_network, make_policy_apply
-from jaxport.rl import export_policy as ppo_tree
-from jaxport.rl.gradient import GradientConfig, make_policy_network
+from jaxport.pipeline.rundir import RunDir
+from jaxport.rl import GradientConfig, PPOConfig, RunningMeanStd, make_network, make_policy_apply
+from jaxport.rl.codec import make_policy, save_policy_checkpoint
+from jaxport.rl.gradient import make_policy_network
 from torch_compat.export import export_forecaster, export_policy, export_run
-from torch_compat.models import ActorCritic, MLPAllocator, PatchTransformerForecaster, build_model, load_exported
+from torch_compat.models import (
+    ActorCritic,
+    MLPAllocator,
+    PatchTransformerForecaster,
+    build_model,
+    load_exported,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-5, atol=1e-5)
 NUM = 256
 SYMBOLS = ["AAPL", "MSFT"]
-OBS_DIM = len(SYMBOLS) * len(STAT_FEATURE_NAMES) + len(SYMBOLS) + 3  # the stat-feature env of the example
-FCFG = ForecasterConfig(context=16, patch=4, d_model=16, num_layers=2, num_heads=2, mlp_ratio=2, horizon=3,
-                        targets=("close", "high"), dropout=0.0)
+ENV = PortfolioEnv(len(SYMBOLS), len(STAT_FEATURE_NAMES))  # the stat-feature env of the example
+OBS_DIM = ENV.obs_dim
+FCFG = ForecasterConfig(
+    context=16,
+    patch=4,
+    d_model=16,
+    num_layers=2,
+    num_heads=2,
+    mlp_ratio=2,
+    horizon=3,
+    targets=("close", "high"),
+    dropout=0.0,
+)
 
 
 def _perturb(tree, seed: int, scale: float = 0.3):
     leaves, treedef = jax.tree.flatten(tree)
     rng = np.random.default_rng(seed)
-    return jax.tree.unflatten(treedef, [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32)
-                                        for x in leaves])
+    return jax.tree.unflatten(
+        treedef,
+        [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32) for x in leaves],
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def _ppo(activation: str = "tanh", seed: int = 0):
-    cfg = PPOConfig(hidden=(16, 8), activation=activation, leverage_cap=1.5)
-    params = jax.jit(make_network(cfg, len(SYMBOLS)).init)(jax.random.PRNGKey(seed), jnp.zeros((OBS_DIM,)))
+    cfg = PPOConfig(hidden_sizes=(16, 8), activation=activation, leverage_cap=1.5)
+    params = jax.jit(make_network(cfg, len(SYMBOLS)).init)(
+        jax.random.PRNGKey(seed), jnp.zeros((OBS_DIM,))
+    )
     params = _perturb(params, seed)
     rng = np.random.default_rng(seed + 1)
-    norm = RunningMeanStd(mean=jnp.asarray(rng.normal(size=OBS_DIM), jnp.float32),
-                          var=jnp.asarray(rng.uniform(0.5, 2.0, OBS_DIM), jnp.float32), count=jnp.float32(100.0))
+    norm = RunningMeanStd(
+        mean=jnp.asarray(rng.normal(size=OBS_DIM), jnp.float32),
+        var=jnp.asarray(rng.uniform(0.5, 2.0, OBS_DIM), jnp.float32),
+        count=jnp.float32(100.0),
+    )
     return cfg, params, norm
 
 
@@ -72,10 +95,12 @@ def _to_torch(sd, arch):
 @pytest.mark.parametrize("activation", ["tanh", "gelu"])
 def test_actor_critic_parity(activation):
     cfg, params, norm = _ppo(activation)
-    sd, arch = export_policy(params, cfg, norm)
+    policy = make_policy("ppo", cfg, ENV, params=params, obs_norm=norm)
+    sd, arch = export_policy(policy)
     json.dumps(arch)
     model = _to_torch(sd, arch)
     assert isinstance(model, ActorCritic) and arch["config"]["obs_dim"] == OBS_DIM
+    assert arch["policy_kind"] == "ppo" and policy.torch_twin == "ActorCritic"
     x = np.random.default_rng(5).normal(0.0, 2.0, (NUM, OBS_DIM)).astype(np.float32)
     mean, log_std, value = jax.jit(make_network(cfg, len(SYMBOLS)).apply)(params, jnp.asarray(x))
     with torch.no_grad():
@@ -86,16 +111,21 @@ def test_actor_critic_parity(activation):
     np.testing.assert_allclose(t_log_std.detach().numpy(), np.asarray(log_std), **TOL)
     assert np.abs(np.asarray(mean)).max() > 0.1  # not a trivially flat network
     # the deterministic action on RAW observations includes the running normalisation and the squash
-    act = jax.jit(make_policy_apply(cfg, len(SYMBOLS)), static_argnums=4)(params, norm, jax.random.PRNGKey(0),
-                                                                          jnp.asarray(x), True)
+    act = jax.jit(make_policy_apply(cfg, len(SYMBOLS)), static_argnums=4)(
+        params, norm, jax.random.PRNGKey(0), jnp.asarray(x), True
+    )
     np.testing.assert_allclose(t_act.numpy(), np.asarray(act), **TOL)
+    np.testing.assert_allclose(t_act.numpy(), np.asarray(policy.act(x)), **TOL)  # the codec's act
 
 
 def test_mlp_allocator_parity():
     cfg = GradientConfig(policy="mlp", hidden_sizes=(12, 12), leverage_cap=1.5)
-    env = PortfolioEnv(len(SYMBOLS), len(STAT_FEATURE_NAMES))
-    params = _perturb(jax.jit(make_policy_network(cfg, env).init)(jax.random.PRNGKey(1), jnp.zeros(env.obs_dim)), 2)
-    sd, arch = export_policy(params, cfg)
+    env = ENV
+    params = _perturb(
+        jax.jit(make_policy_network(cfg, env).init)(jax.random.PRNGKey(1), jnp.zeros(env.obs_dim)),
+        2,
+    )
+    sd, arch = export_policy(make_policy("gradient_mlp", cfg, env, params=params))
     model = _to_torch(sd, arch)
     assert isinstance(model, MLPAllocator) and arch["config"]["obs_dim"] == env.obs_dim
     x = np.random.default_rng(6).normal(0.0, 2.0, (NUM, env.obs_dim)).astype(np.float32)
@@ -125,18 +155,28 @@ def test_forecaster_parity(forecaster):
     want = jax.jit(predict_distribution, static_argnums=1)(params, cfg, jnp.asarray(raw))
     with torch.no_grad():
         got = model.predict_distribution(torch.from_numpy(raw))
-    for g, w in zip(got, want):  # loc/scale are the normalised outputs times s ~ 0.02: 1e-5 * 0.02 absolute
+    for g, w in zip(
+        got, want
+    ):  # loc/scale are the normalised outputs times s ~ 0.02: 1e-5 * 0.02 absolute
         np.testing.assert_allclose(g.numpy(), np.asarray(w), rtol=1e-5, atol=2e-7)
 
 
 def test_export_rejects_mismatched_trees(forecaster):
     cfg, params, norm = _ppo()
-    with pytest.raises(DataError, match="ActorCritic"):
-        export_policy(params, PPOConfig(hidden=(16, 8, 4)), norm)
-    with pytest.raises(DataError, match="forecaster export"):
+    with pytest.raises(CheckpointError, match="ActorCritic"):
+        export_policy(
+            make_policy(
+                "ppo", PPOConfig(hidden_sizes=(16, 8, 4)), ENV, params=params, obs_norm=norm
+            )
+        )
+    with pytest.raises(CheckpointError, match="forecaster export"):
         export_forecaster(forecaster[1], ForecasterConfig(**{**FCFG.to_dict(), "num_layers": 3}))
-    with pytest.raises(DataError, match="transformer"):
-        export_policy({"params": {}}, GradientConfig(policy="transformer"))
+    with pytest.raises(CheckpointError, match="gradient_transformer.*no Torch twin"):
+        export_policy(
+            make_policy(
+                "gradient_transformer", GradientConfig(policy="transformer"), ENV, params={}
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------- run export
@@ -148,27 +188,67 @@ def run_dir(tmp_path_factory, forecaster):
     save_forecaster(root / "base", fparams, fcfg, extra={"note": "generic"})
     save_forecaster(root / "specialists" / "AAPL", _perturb(fparams, 9, 0.05), fcfg)
     cfg, params, norm = _ppo()
-    env_meta = {"num_assets": 2, "num_features": len(STAT_FEATURE_NAMES), "window": 1, "long_only": False,
-                "reward": "log_return", "return_mode": "close_to_close", "leverage_cap": 1.5, "fee_rate": 0.0005,
-                "annual_financing_rate": 0.0675, "periods_per_year": 252.0, "obs_dim": OBS_DIM}
-    save_checkpoint(root / "portfolio" / "AAPL_MSFT", {k: v for k, v in ppo_tree(params, norm, cfg).items()
-                                                       if k != "config"},
-                    {"kind": "jaxport.portfolio_policy", "algo": "ppo", "config": cfg.to_dict(), "symbols": SYMBOLS,
-                     "env": env_meta, "features": {"names": list(STAT_FEATURE_NAMES), "source": "stat"}})
+    env_meta = {
+        "leverage_cap": 1.5,
+        "fee_rate": 0.0005,
+        "annual_financing_rate": 0.0675,
+        "periods_per_year": 252.0,
+    }
+    save_policy_checkpoint(
+        root / "portfolio" / "AAPL_MSFT",
+        make_policy("ppo", cfg, ENV, params=params, obs_norm=norm),
+        {
+            "algo": "ppo",
+            "symbols": SYMBOLS,
+            "env": env_meta,
+            "features": {"names": list(STAT_FEATURE_NAMES), "source": "stat"},
+        },
+    )
     gcfg = GradientConfig(policy="mlp", hidden_sizes=(8,), leverage_cap=1.5)
-    genv = PortfolioEnv(2, len(STAT_FEATURE_NAMES))
-    gparams = jax.jit(make_policy_network(gcfg, genv).init)(jax.random.PRNGKey(4), jnp.zeros(genv.obs_dim))
-    save_checkpoint(root / "portfolio" / "MSFT_NVDA", {"params": gparams},
-                    {"algo": "gradient", "config": {**gcfg.__dict__, "hidden_sizes": [8]}, "symbols": ["MSFT", "NVDA"],
-                     "env": env_meta})
-    summary = {"stages": {
-        "base": {"status": "completed", "checkpoint": "base"},
-        "specialists": {"AAPL": {"checkpoint": "specialists/AAPL", "kept": True},
-                        "MSFT": {"checkpoint": "base", "kept": False}},
-        "portfolio": {"AAPL_MSFT": {"status": "completed", "checkpoint": "portfolio/AAPL_MSFT", "algo": "ppo"},
-                      "MSFT_NVDA": {"status": "completed", "checkpoint": "portfolio/MSFT_NVDA", "algo": "gradient"},
-                      "AMZN_TSLA": {"status": "failed", "error": "boom"}},
-    }}
+    gparams = jax.jit(make_policy_network(gcfg, ENV).init)(
+        jax.random.PRNGKey(4), jnp.zeros(ENV.obs_dim)
+    )
+    save_policy_checkpoint(
+        root / "portfolio" / "MSFT_NVDA",
+        make_policy("gradient_mlp", gcfg, ENV, params=gparams),
+        {"algo": "gradient", "symbols": ["MSFT", "NVDA"], "env": env_meta},
+    )
+    tcfg = GradientConfig(policy="transformer", hidden_size=8, num_layers=1, num_heads=2)
+    tparams = jax.jit(make_policy_network(tcfg, ENV).init)(
+        jax.random.PRNGKey(5), jnp.zeros(ENV.obs_dim)
+    )
+    save_policy_checkpoint(
+        root / "portfolio" / "AAPL_NVDA",
+        make_policy("gradient_transformer", tcfg, ENV, params=tparams),
+        {"algo": "gradient", "symbols": ["AAPL", "NVDA"], "env": env_meta},
+    )
+    summary = {
+        "stages": {
+            "base": {"status": "completed", "checkpoint": "base"},
+            "specialists": {
+                "AAPL": {"checkpoint": "specialists/AAPL", "kept": True},
+                "MSFT": {"checkpoint": "base", "kept": False},
+            },
+            "portfolio": {
+                "AAPL_MSFT": {
+                    "status": "completed",
+                    "checkpoint": "portfolio/AAPL_MSFT",
+                    "algo": "ppo",
+                },
+                "MSFT_NVDA": {
+                    "status": "completed",
+                    "checkpoint": "portfolio/MSFT_NVDA",
+                    "algo": "gradient",
+                },
+                "AAPL_NVDA": {
+                    "status": "completed",
+                    "checkpoint": "portfolio/AAPL_NVDA",
+                    "algo": "gradient",
+                },
+                "AMZN_TSLA": {"status": "failed", "error": "boom"},
+            },
+        }
+    }
     (root / "pipeline_summary.json").write_text(json.dumps(summary))
     return root, (cfg, params, norm), (gcfg, gparams)
 
@@ -183,46 +263,66 @@ def test_export_run(run_dir, exported, tmp_path, forecaster):
     root, (cfg, params, norm), (gcfg, gparams) = run_dir
     out, paths = exported
     names = sorted(p.name for p in paths)
-    assert names == sorted([
-        "base_forecaster.pt", "base_forecaster.json", "specialist_AAPL.pt", "specialist_AAPL.json",
-        "portfolio_AAPL_MSFT.pt", "portfolio_AAPL_MSFT.json", "portfolio_MSFT_NVDA.pt", "portfolio_MSFT_NVDA.json",
-        "manifest.json",
-    ])
+    stems = ["base_forecaster", "specialist_AAPL", "portfolio_AAPL_MSFT", "portfolio_MSFT_NVDA"]
+    assert names == sorted(
+        [f"{s}{ext}" for s in stems for ext in (".pt", ".json", ".safetensors")] + ["manifest.json"]
+    )
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"base_forecaster", "specialist_AAPL", "portfolio_AAPL_MSFT",
-                                       "portfolio_MSFT_NVDA"}
+    assert set(manifest["models"]) == {
+        "base_forecaster",
+        "specialist_AAPL",
+        "portfolio_AAPL_MSFT",
+        "portfolio_MSFT_NVDA",
+    }
     assert "no pipeline config" in manifest["models"]["portfolio_AAPL_MSFT"]["env_data"]
+    assert manifest["models"]["portfolio_MSFT_NVDA"]["policy_kind"] == "gradient_mlp"
+    assert "no Torch twin" in manifest["skipped"]["portfolio_AAPL_NVDA"]
     # every file loads in plain torch, strictly, and computes what the Flax model computes
     x = np.random.default_rng(0).normal(size=(8, OBS_DIM)).astype(np.float32)
     ppo = load_exported(out / "portfolio_AAPL_MSFT.pt")
-    assert ppo.arch["env"]["symbols"] == SYMBOLS and ppo.arch["env"]["options"]["leverage_cap"] == 1.5
-    want = jax.jit(make_policy_apply(cfg, 2), static_argnums=4)(params, norm, jax.random.PRNGKey(0), jnp.asarray(x),
-                                                                 True)
+    assert (
+        ppo.arch["env"]["symbols"] == SYMBOLS and ppo.arch["env"]["options"]["leverage_cap"] == 1.5
+    )
+    want = jax.jit(make_policy_apply(cfg, 2), static_argnums=4)(
+        params, norm, jax.random.PRNGKey(0), jnp.asarray(x), True
+    )
     with torch.no_grad():
         np.testing.assert_allclose(ppo.act(torch.from_numpy(x)).numpy(), np.asarray(want), **TOL)
+    ppo_st = load_exported(out / "portfolio_AAPL_MSFT.safetensors")  # no pickle; same weights
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            ppo_st.act(torch.from_numpy(x)).numpy(), ppo.act(torch.from_numpy(x)).numpy()
+        )
     grad = load_exported(out / "portfolio_MSFT_NVDA.pt")
-    want = jax.jit(make_policy_network(gcfg, PortfolioEnv(2, len(STAT_FEATURE_NAMES))).apply)(gparams, jnp.asarray(x))
+    want = jax.jit(make_policy_network(gcfg, PortfolioEnv(2, len(STAT_FEATURE_NAMES))).apply)(
+        gparams, jnp.asarray(x)
+    )
     with torch.no_grad():
         np.testing.assert_allclose(grad(torch.from_numpy(x)).numpy(), np.asarray(want), **TOL)
     base = load_exported(out / "base_forecaster.pt")
     spec = load_exported(out / "specialist_AAPL.pt")
-    w = torch.from_numpy(np.random.default_rng(1).normal(size=(4, FCFG.context, 6)).astype(np.float32))
+    w = torch.from_numpy(
+        np.random.default_rng(1).normal(size=(4, FCFG.context, 6)).astype(np.float32)
+    )
     with torch.no_grad():
-        want = jax.jit(predict_normalised, static_argnums=1)(forecaster[1], FCFG, jnp.asarray(w.numpy()))[0]
+        want = jax.jit(predict_normalised, static_argnums=1)(
+            forecaster[1], FCFG, jnp.asarray(w.numpy())
+        )[0]
         np.testing.assert_allclose(base(w)[0].numpy(), np.asarray(want), **TOL)
         assert not torch.allclose(base(w)[0], spec(w)[0])
     assert base.arch["source"]["extra"] == {"note": "generic"}
     # without a summary the layout is scanned
     (root / "pipeline_summary.json").rename(root / "summary.bak")
     try:
-        from torch_compat.export import _discover
-
-        forecasters, policies = _discover(root, {})
-        assert [n for n, _ in forecasters] == ["base_forecaster", "specialist_AAPL"]
-        assert [n for n, _ in policies] == ["portfolio_AAPL_MSFT", "portfolio_MSFT_NVDA"]
+        run = RunDir(root, require_summary=False)
+        assert [n for n, _ in run.forecaster_checkpoints()] == [
+            "base_forecaster",
+            "specialist_AAPL",
+        ]
+        assert [n for n, _ in run.policy_checkpoints()] == ["AAPL_MSFT", "AAPL_NVDA", "MSFT_NVDA"]
     finally:
         (root / "summary.bak").rename(root / "pipeline_summary.json")
-    with pytest.raises(DataError, match="no checkpoints"):
+    with pytest.raises(CheckpointError, match="no checkpoints"):
         export_run(tmp_path, tmp_path / "x")
 
 
@@ -230,7 +330,15 @@ def test_torch_example_runs_exported_policy(exported, capsys):
     out = exported[0]
     script = ROOT / "examples" / "torch_policy_episode.py"
     main = runpy.run_path(str(script))["main"]
-    equity = main([str(out / "portfolio_AAPL_MSFT.pt"), "--data", str(ROOT / "trainingdata"), "--max-steps", "15"])
+    equity = main(
+        [
+            str(out / "portfolio_AAPL_MSFT.pt"),
+            "--data",
+            str(ROOT / "trainingdata"),
+            "--max-steps",
+            "15",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "AAPL, MSFT: 15 steps" in printed and f"{equity:.4f}" in printed
     assert 0.5 < equity < 2.0 and equity != 1.0

@@ -85,13 +85,17 @@ def test_warmup_rows_are_zero(synth_features):
     assert np.all(np.any(synth_features[w] != 0.0, axis=-1))  # first defined row is populated
 
 
-def test_matches_reference_definitions(synthetic_market, synth_features, real_market, real_features):
+def test_matches_reference_definitions(
+    synthetic_market, synth_features, real_market, real_features
+):
     w = warmup_days()
     for market, feats in ((synthetic_market, synth_features), (real_market, real_features)):
         ref = reference_features(*arrays(market))
         assert np.isfinite(ref[w:]).all()
         for j, name in enumerate(STAT_FEATURE_NAMES):
-            np.testing.assert_allclose(feats[w:, :, j], ref[w:, :, j], rtol=1e-3, atol=2e-3, err_msg=name)
+            np.testing.assert_allclose(
+                feats[w:, :, j], ref[w:, :, j], rtol=1e-3, atol=2e-3, err_msg=name
+            )
 
 
 @settings(max_examples=15, deadline=None)
@@ -122,7 +126,17 @@ def test_current_day_is_used(synthetic_market, synth_features):
     feats = np.asarray(stat_features(o, h, l, c, v)[0])
     np.testing.assert_array_equal(feats[:t], synth_features[:t])
     changed = np.all(feats[t] != synth_features[t], axis=0)  # per feature, every symbol
-    for name in ("ret_1", "ret_5", "ret_20", "vol_5", "vol_20", "mom_60", "rsi_14", "close_z_20", "volume_z_20"):
+    for name in (
+        "ret_1",
+        "ret_5",
+        "ret_20",
+        "vol_5",
+        "vol_20",
+        "mom_60",
+        "rsi_14",
+        "close_z_20",
+        "volume_z_20",
+    ):
         assert changed[STAT_FEATURE_NAMES.index(name)], name
 
 
@@ -154,8 +168,11 @@ def test_flat_prices_and_gradients_are_finite(synthetic_market):
     w = warmup_days()
     for name in ("ret_1", "ret_20", "vol_20", "mom_60", "rsi_14", "close_z_20", "volume_z_20"):
         np.testing.assert_allclose(feats[w:, :, STAT_FEATURE_NAMES.index(name)], 0.0, atol=1e-6)
-    np.testing.assert_allclose(feats[w:, :, STAT_FEATURE_NAMES.index("hl_range")], np.log(1.01 / 0.99) / RETURN_SCALE,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        feats[w:, :, STAT_FEATURE_NAMES.index("hl_range")],
+        np.log(1.01 / 0.99) / RETURN_SCALE,
+        rtol=1e-5,
+    )
     close = jnp.asarray(synthetic_market.close[:80, :2], jnp.float32)
     loss = lambda c: stat_feature_array(c, c * 1.01, c * 0.99, c, jnp.ones_like(c) * 1e6).sum()  # noqa: E731
     grad = np.asarray(jax.jit(jax.grad(loss))(close))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from jaxport.data import DataError, MarketData, split_bounds
+from jaxport.errors import CheckpointError, ConfigError
 from jaxport.forecast import (
     Forecaster,
     ForecasterConfig,
     ForecasterNet,
-    TotoAdapter,
     TrainConfig,
     compute_features,
     evaluate_forecaster,
@@ -27,7 +27,6 @@ from jaxport.forecast import (
     finetune_specialist,
     load_forecaster,
     save_forecaster,
-    toto_available,
     train_forecaster,
 )
 from jaxport.forecast.distribution import (
@@ -115,7 +114,7 @@ def test_predict_shapes_and_ranges():
     np.testing.assert_allclose(ratio, 1.0, rtol=0.15)
     with pytest.raises(DataError):
         fc.predict(x[:, :-1])
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError, match="context"):
         ForecasterConfig(context=30, patch=8)
 
 
@@ -256,7 +255,7 @@ def test_checkpoint_roundtrip_identical_predictions(tmp_path, trained, market):
     np.testing.assert_array_equal(np.asarray(again.predict(x)[1]), np.asarray(fc2.predict(x)[1]))
     assert again.extra == {"v": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
-    with pytest.raises(DataError):
+    with pytest.raises(CheckpointError):
         load_forecaster(tmp_path)
 
 
@@ -288,8 +287,28 @@ def test_student_t_closed_forms_match_numerics():
     assert float(gaussian_crps(0.01, 0.001, 0.02)) == pytest.approx(num, rel=1e-3)
 
 
-def test_real_toto_adapter_is_guarded():
-    if toto_available():
-        pytest.skip("toto-ts is installed; the guard is not exercised")
-    with pytest.raises(ImportError, match="toto-ts"):
-        TotoAdapter("/nonexistent/toto")
+# ---------------------------------------------------------------- one source of profiles
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_cli_trains_the_benchmarked_profile(name):
+    """`jaxport train --profile NAME` builds exactly forecast.profile(NAME) (the benchmarks' model),
+    apart from the run's horizon, targets and seed."""
+    from jaxport.forecast import profile
+    from jaxport.pipeline.config import build_config
+
+    net, train = profile(name)
+    cfg = build_config(name)
+    d = cfg.data
+    fcfg, tcfg = cfg.base.forecaster_configs(horizon=d.toto_horizon, targets=d.toto_targets, seed=0)
+    assert fcfg == net and tcfg == train
+
+
+def test_profile_errors_name_the_setting_not_a_flag(market):
+    from jaxport.forecast import profile
+
+    with pytest.raises(ConfigError, match="forecaster profile 'huge'") as err:
+        profile("huge")
+    assert "--" not in str(err.value)
+    with pytest.raises(DataError, match="unsupported model object"):  # no duck-typed adapters
+        features(object(), market, horizon=1)

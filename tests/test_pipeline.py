@@ -1,5 +1,5 @@
-"""End-to-end tests of ``jaxport train`` / ``eval`` / ``report``: the README command on the shipped data,
-a synthetic universe, resume after an interruption, and refusal to overwrite a finished run."""
+"""End-to-end tests of ``jaxport train`` / ``eval`` / ``report``: the README command on the shipped
+data, a synthetic universe, resume after an interruption, refusing to overwrite a finished run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from jaxport.checkpoint import load_checkpoint
-from jaxport.pipeline.summary import missing_paths
+from jaxport.errors import CheckpointError
+from jaxport.pipeline.summary import RunSummary, missing_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,8 +99,20 @@ def assert_checkpoints_restore(summary: dict, root: Path) -> None:
 
 def normalised(summary: dict) -> dict:
     """The summary without what legitimately differs between two runs (timings, hosts, paths)."""
-    volatile = {"wall_s", "windows_per_s", "train_wall_s", "timings", "versions", "device", "git_commit",
-                "interrupted", "output_dir", "tensorboard_dir", "summary_path", "tracking"}
+    volatile = {
+        "wall_s",
+        "windows_per_s",
+        "train_wall_s",
+        "timings",
+        "versions",
+        "device",
+        "git_commit",
+        "interrupted",
+        "output_dir",
+        "tensorboard_dir",
+        "summary_path",
+        "tracking",
+    }
 
     def walk(node):
         if isinstance(node, dict):
@@ -116,8 +129,9 @@ def synth_dir(tmp_path_factory, cli_runner_module):
     from jaxport.cli import app
 
     out = tmp_path_factory.mktemp("synth")
-    result = cli_runner_module.invoke(app, ["data", "synth", "--out", str(out), "--symbols", "3", "--days", "700",
-                                            "--seed", "5"])
+    result = cli_runner_module.invoke(
+        app, ["data", "synth", "--out", str(out), "--symbols", "3", "--days", "700", "--seed", "5"]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -137,8 +151,18 @@ def tiny_config(tmp_path_factory):
 
 
 def train_args(data_dir: Path, run: Path, config: Path, *extra: str) -> list[str]:
-    return ["train", "--trainingdata-dir", str(data_dir), "--output-dir", str(run / "models"),
-            "--tensorboard-dir", str(run / "logs"), "--config", str(config), *extra]
+    return [
+        "train",
+        "--trainingdata-dir",
+        str(data_dir),
+        "--output-dir",
+        str(run / "models"),
+        "--tensorboard-dir",
+        str(run / "logs"),
+        "--config",
+        str(config),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +177,7 @@ def synth_run(tmp_path_factory, synth_dir, tiny_config, cli_runner_module):
 
 
 def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_module):
-    """README's first command, run as written from a fresh folder holding the shipped trainingdata/."""
+    """README's first command, run as written from a fresh folder with the shipped trainingdata/."""
     from jaxport.cli import app
 
     (tmp_path / "trainingdata").symlink_to(REPO / "trainingdata", target_is_directory=True)
@@ -172,7 +196,9 @@ def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_modu
     assert summary["config"]["rl"]["leverage_limit"] == 2.0
     assert_checkpoints_restore(summary, summary_path.parent)
     tags = event_scalars(tmp_path / "runs" / "logs")
-    assert any(t.startswith("base/") for t in tags) and any(t.startswith("portfolio/") for t in tags), tags
+    assert any(t.startswith("base/") for t in tags) and any(
+        t.startswith("portfolio/") for t in tags
+    ), tags
     # Evaluation from checkpoints reproduces the summary; the report renders its plots.
     result = cli_runner_module.invoke(app, ["eval", "runs/models"])
     assert result.exit_code == 0, result.output
@@ -180,8 +206,12 @@ def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_modu
     assert result.exit_code == 0, result.output
     report = tmp_path / "runs" / "models" / "report"
     pngs = {p.name for p in report.glob("*.png")}
-    assert {"equity_AAPL_AMZN.png", "equity_AMZN_MSFT.png", "forecast_volatility.png",
-            "training_curves.png"} <= pngs
+    assert {
+        "equity_AAPL_AMZN.png",
+        "equity_AMZN_MSFT.png",
+        "forecast_volatility.png",
+        "training_curves.png",
+    } <= pngs
     text = (report / "report.md").read_text()
     assert all(f"]({name})" in text for name in pngs)
 
@@ -191,7 +221,7 @@ def test_synthetic_universe_end_to_end(synth_run, cli_runner_module):
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
     assert missing_paths(summary) == []
-    # No original symbols here: all discovered symbols are base symbols, the first three specialists.
+    # No original symbols here: all discovered symbols are base symbols, the first 3 specialists.
     assert summary["config"]["base_symbols"] == ["SYN000", "SYN001", "SYN002"]
     assert set(summary["stages"]["portfolio"]) == {"SYN000_SYN001", "SYN001_SYN002"}
     for entry in summary["stages"]["portfolio"].values():
@@ -203,18 +233,29 @@ def test_synthetic_universe_end_to_end(synth_run, cli_runner_module):
     # Legacy keys of the original trainer's summary.
     assert set(summary["portfolio_pairs"]) == set(summary["stages"]["portfolio"])
     assert summary["base_checkpoint"] == summary["stages"]["base"]["checkpoint"]
-    for key in ("base_symbols", "specialist_symbols", "pairs", "trainingdata_dir", "output_dir",
-                "tensorboard_dir"):
+    for key in (
+        "base_symbols",
+        "specialist_symbols",
+        "pairs",
+        "trainingdata_dir",
+        "output_dir",
+        "tensorboard_dir",
+    ):
         assert key in summary["config"]
     assert set(summary["config"]["toto"]) == {"enabled", "horizon", "context_length", "targets"}
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, synth_dir, tiny_config, synth_run):
+def test_resume_after_interruption_matches_uninterrupted(
+    tmp_path, synth_dir, tiny_config, synth_run
+):
     from jaxport.pipeline.config import build_config
     from jaxport.pipeline.run import Pipeline, RunInterrupted
 
-    overrides = {"output_dir": str(tmp_path / "models"), "tensorboard_dir": str(tmp_path / "logs"),
-                 "data": {"trainingdata_dir": str(synth_dir)}}
+    overrides = {
+        "output_dir": str(tmp_path / "models"),
+        "tensorboard_dir": str(tmp_path / "logs"),
+        "data": {"trainingdata_dir": str(synth_dir)},
+    }
     cfg = build_config("quick", tiny_config, overrides)
     with pytest.raises(RunInterrupted):
         Pipeline(cfg, stop_after="portfolio/SYN000_SYN001").run()
@@ -226,7 +267,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, synth_dir, ti
     assert normalised(resumed) == normalised(full)
 
 
-def test_finished_run_is_never_overwritten_silently(synth_run, synth_dir, tiny_config, cli_runner_module):
+def test_finished_run_is_never_overwritten_silently(
+    synth_run, synth_dir, tiny_config, cli_runner_module
+):
     from jaxport.cli import app
 
     summary_file = synth_run / "models" / "pipeline_summary.json"
@@ -242,19 +285,23 @@ def test_overwrite_refuses_foreign_files(tmp_path, synth_dir, tiny_config, cli_r
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "notes.txt").write_text("mine")
-    result = cli_runner_module.invoke(app, train_args(synth_dir, tmp_path, tiny_config, "--overwrite"))
+    result = cli_runner_module.invoke(
+        app, train_args(synth_dir, tmp_path, tiny_config, "--overwrite")
+    )
     assert result.exit_code == 2
     assert "refusing to delete" in result.output
     assert (tmp_path / "models" / "notes.txt").read_text() == "mine"
 
 
 def test_export_then_torch_only_episode_reproduces_summary(synth_run, tmp_path, cli_runner_module):
-    """`jaxport export` of a finished run, then the README's Torch-only example: same final equity."""
+    """`jaxport export` of a finished run, then the README's Torch-only example: same equity."""
     import runpy
 
     from jaxport.cli import app
 
-    result = cli_runner_module.invoke(app, ["export", str(synth_run / "models"), "--to", str(tmp_path / "exp")])
+    result = cli_runner_module.invoke(
+        app, ["export", str(synth_run / "models"), "--to", str(tmp_path / "exp")]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((synth_run / "models" / "pipeline_summary.json").read_text())
     example = runpy.run_path(str(REPO / "examples" / "torch_policy_episode.py"))
@@ -263,3 +310,181 @@ def test_export_then_torch_only_episode_reproduces_summary(synth_run, tmp_path, 
             continue  # no Torch twin of the transformer allocator
         equity = example["main"]([str(tmp_path / "exp" / f"portfolio_{name}.pt")])
         assert equity == pytest.approx(entry["metrics"]["test"]["final_equity"], rel=1e-5), name
+
+
+# ---------------------------------------------------------------------------------- fast unit tests
+def test_window_observation_never_shows_warm_up_rows():
+    """With window > 1 the first day an episode may start on is valid_from + window - 1 (#16.4)."""
+    import jax
+
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.config import RLConfig
+    from jaxport.pipeline.portfolio import PairData
+
+    T, N, F, valid_from, window = 120, 2, 3, 10, 4
+    rng = np.random.default_rng(0)
+    close = 50 * np.cumprod(1 + 0.01 * rng.standard_normal((T, N)), axis=0)
+    market = MarketData(
+        symbols=("A", "B"),
+        dates=np.datetime64("2020-01-01") + np.arange(T),
+        open=close,
+        high=close,
+        low=close,
+        close=close,
+        volume=np.ones((T, N)),
+    )
+    values = rng.standard_normal((T, N, F))
+    values[:valid_from] = np.nan  # the forecaster's warm-up
+    pair = PairData.build(
+        market,
+        values,
+        ["f0", "f1", "f2"],
+        valid_from,
+        split_bounds(market),
+        RLConfig(window=window, episode_length=20),
+    )
+    start = valid_from + window - 1
+    assert int(pair.train.start_min) == start and pair.dates["train_first"] == str(
+        market.dates[start]
+    )
+    assert np.isfinite(pair.feature_mean).all()
+    first = pair.train.replace(eval_start=np.int32(start))
+    obs, _ = pair.env.reset_env(jax.random.PRNGKey(0), first)
+    feats = np.asarray(obs[: window * N * F]).reshape(window, N, F)
+    assert np.all(np.abs(feats).sum(axis=(1, 2)) > 0), (
+        "a zeroed warm-up row is in the first observation"
+    )
+
+
+def test_training_curves_plot_finite_points_and_equity_uses_dates():
+    """PPO's episode_return is NaN on updates where no episode ended: the panel still draws a line
+    through the finite points; equity plots put dates on the x axis (issue 16.7)."""
+    from jaxport.pipeline.report import equity_figure, training_figure, training_panels
+
+    nan = float("nan")
+    evaluations = {
+        "A_B": {
+            "training_curves": {
+                "ppo": {"episode_return": [nan, 0.1, nan, nan, 0.3, nan, 0.2], "reward": [0.0] * 7},
+                "gradient": {"objective": [0.1, 0.2, 0.3]},
+            }
+        }
+    }
+    panels = training_panels({}, evaluations)
+    assert [title for title, _ in panels] == [
+        "A_B ppo: episode_return per update",
+        "A_B gradient: objective per update",
+    ]
+    assert panels[0][1]["episode_return"] == ([1, 4, 6], [0.1, 0.3, 0.2])
+    fig = training_figure(panels)
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            y = np.asarray(line.get_ydata(), dtype=float)
+            assert len(y) >= 2 and np.isfinite(y).all()
+    dates = [str(np.datetime64("2024-01-01") + i) for i in range(4)]
+    curves = {
+        "algo": "ppo",
+        "equity_curve": [1.0, 1.1, 1.05, 1.2],
+        "curve_dates": dates,
+        "baseline_curves": {
+            "buy_and_hold": {"A": [1.0, 1.0, 1.1, 1.1]},
+            "equal_weight": [1.0] * 4,
+            "cash": [1.0] * 4,
+        },
+    }
+    fig = equity_figure(curves, "A_B")
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    assert len(lines) == 4
+    for line in lines:
+        x = np.asarray(line.get_xdata())
+        assert np.issubdtype(x.dtype, np.datetime64) and str(x[0]) == "2024-01-01"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_summary_dataclasses_roundtrip_with_legacy_and_unknown_keys():
+    summary = RunSummary.from_dict(
+        {
+            "schema_version": 1,
+            "status": "completed",
+            "config": {"seed": 1},
+            "data": {},
+            "timings": {"data": 1.0},
+            "versions": {},
+            "device": {},
+            "git_commit": None,
+            "future_key": {"x": 1},
+            "stages": {
+                "base": {
+                    "status": "completed",
+                    "checkpoint": None,
+                    "skipped": True,
+                    "reason": "--skip-base",
+                },
+                "specialists": {
+                    "A": {
+                        "status": "completed",
+                        "kept": False,
+                        "checkpoint": None,
+                        "note": "kept as is",
+                    }
+                },
+                "portfolio": {
+                    "A_B": {
+                        "status": "completed",
+                        "symbols": ["A", "B"],
+                        "algo": "ppo",
+                        "checkpoint": "portfolio/A_B",
+                        "metrics": {
+                            "validation": {"total_return": 0.1},
+                            "test": {"total_return": 0.2, "sharpe": 1.0},
+                        },
+                        "candidates": {"ppo": {"updates": 4}},
+                    },
+                    "B_C": {"status": "failed", "error": "boom"},
+                },
+            },
+        }
+    )
+    d = summary.to_dict()
+    assert d["future_key"] == {"x": 1} and d["stages"]["specialists"]["A"]["note"] == "kept as is"
+    assert d["base_checkpoint"] is None and d["specialists"] == {"A": None}
+    assert d["portfolio_pairs"]["A_B"] == {
+        "best_val_profit": 0.1,
+        "best_epoch": 4,
+        "best_checkpoint": "portfolio/A_B",
+        "algo": "ppo",
+        "test_total_return": 0.2,
+        "test_sharpe": 1.0,
+    }
+    assert d["portfolio_pairs"]["B_C"] == {"status": "failed", "error": "boom"}
+    assert RunSummary.from_dict(json.loads(json.dumps(d))).to_dict() == d
+
+
+def test_run_dir_reads_a_finished_run(synth_run, tmp_path):
+    from jaxport.eval import evaluate_policy
+    from jaxport.pipeline.rundir import RunDir
+
+    run = RunDir(synth_run / "models")
+    summary = run.summary
+    assert json.dumps(RunSummary.from_dict(summary).to_dict(), sort_keys=True) == json.dumps(
+        summary, sort_keys=True
+    )
+    assert run.config.seed == 3 and run.config.rl.epochs == 4
+    assert [n for n, _ in run.policy_checkpoints()] == sorted(summary["stages"]["portfolio"])
+    name = "SYN000_SYN001"
+    entry, pair = run.pair_entry(name), run.pair(name)
+    policy = run.policy(name, env=pair.env)
+    tree, meta = run.checkpoint(name)
+    assert meta["policy"]["kind"] == policy.kind == entry.policy_kind and policy.kind.startswith(
+        entry.algo
+    )
+    assert pair.symbols == entry.symbols and pair.env.num_features == entry.num_features
+    test = evaluate_policy(pair.env, pair.test, policy)["metrics"]
+    assert test["final_equity"] == pytest.approx(entry.metrics["test"]["final_equity"], rel=1e-6)
+    curves = run.evaluation(name)
+    assert len(curves["curve_dates"]) == len(curves["equity_curve"])
+    assert curves["curve_dates"][0] == str(pair.calendar[int(pair.test.eval_start)])
+    with pytest.raises(CheckpointError, match="no pipeline summary"):
+        RunDir(tmp_path)

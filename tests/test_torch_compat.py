@@ -31,9 +31,15 @@ from jaxport.features import STAT_FEATURE_NAMES, warmup_days
 
 ROOT = Path(__file__).resolve().parents[1]
 T, N, F = 48, 3, 2
-OPTS = dict(episode_length=3, fee_rate=0.001, annual_financing_rate=0.1, short_borrow_rate=0.05, leverage_cap=1.5)
+OPTS = dict(
+    episode_length=3,
+    fee_rate=0.001,
+    annual_financing_rate=0.1,
+    short_borrow_rate=0.05,
+    leverage_cap=1.5,
+)
 TOL = dict(rtol=1e-6, atol=1e-6)
-H = 4  # differentiable-episode length everywhere (one compiled program per kernel); > episode_length
+H = 4  # differentiable-episode length everywhere (one compiled program); > episode_length
 
 
 def _market(seed: int = 0):
@@ -72,12 +78,26 @@ def test_spaces_types_and_info(env):
     assert env.action_space.shape == (N,) and env.action_space.dtype == np.float32
     assert env.observation_space.shape == (jenv.obs_dim,) == (N * F + N + 3,)
     obs, info = env.reset(seed=0)
-    assert isinstance(obs, torch.Tensor) and obs.dtype == torch.float32 and obs.shape == (jenv.obs_dim,)
+    assert (
+        isinstance(obs, torch.Tensor)
+        and obs.dtype == torch.float32
+        and obs.shape == (jenv.obs_dim,)
+    )
     assert obs.device == torch.device("cpu")
     obs, reward, terminated, truncated, info = env.step(torch.tensor([0.5, -0.4, 0.3]))
     assert isinstance(obs, torch.Tensor) and obs.dtype == torch.float32
-    assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
-    for key in ("equity", "leverage", "fees", "financing", "closed_trade_pnl", "gross_pnl", "turnover"):
+    assert (
+        isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
+    )
+    for key in (
+        "equity",
+        "leverage",
+        "fees",
+        "financing",
+        "closed_trade_pnl",
+        "gross_pnl",
+        "turnover",
+    ):
         assert isinstance(info[key], torch.Tensor), key
     assert info["closed_trade_pnl"].shape == (N,)
     np.testing.assert_allclose(float(info["leverage"]), 1.2, rtol=1e-6)
@@ -91,7 +111,9 @@ def test_check_env_passes(env):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_env(env.unwrapped, skip_render_check=True)  # JAX arrays
-        check_env(env, skip_render_check=True)  # torch tensors (Box.contains/np.asarray work on CPU tensors)
+        check_env(
+            env, skip_render_check=True
+        )  # torch tensors (Box.contains/np.asarray work on CPU tensors)
         check_env(ArrayConversion(env, env_xp=torch, target_xp=np), skip_render_check=True)
 
 
@@ -127,7 +149,7 @@ def test_start_option_and_grad_action(env):
 
 # ---------------------------------------------------------------------------------- parity
 def _jax_episodes(seed: int, actions: np.ndarray, episode_length: int):
-    """Reference run with the plain JAX env: reset(PRNGKey(seed)), step_env, reset with the chain keys."""
+    """Reference run with the plain JAX env: reset(PRNGKey(seed)), step_env, chain-key resets."""
     jenv, params = tc.build_jax_env(PRICES, FEATS, **OPTS)
     reset, step = jenv.reset, jax.jit(jenv.step_env)
     key = jax.random.PRNGKey(seed)
@@ -175,10 +197,16 @@ def test_parity_jax_torch_vector(venv):
         a = torch.zeros(3, N) if is_reset else torch.from_numpy(acts[k])
         k += not is_reset
         obs, reward, term, trunc, info = venv.step(a)
-        assert obs.dtype == torch.float32 and reward.dtype == torch.float32 and trunc.dtype == torch.bool
+        assert (
+            obs.dtype == torch.float32
+            and reward.dtype == torch.float32
+            and trunc.dtype == torch.bool
+        )
         assert bool(trunc.all()) == (call % (L + 1) == L) and not term.any()
         if is_reset:
-            assert (reward == 0).all() and (info["equity"] == 1.0).all() and (info["fees"] == 0).all()
+            assert (
+                (reward == 0).all() and (info["equity"] == 1.0).all() and (info["fees"] == 0).all()
+            )
         for i in range(3):
             rows[0][i].append(obs[i].numpy())
             rows[1][i].append(float(reward[i]))
@@ -234,7 +262,9 @@ def test_gym_registration():
 
 def test_from_csv_dir():
     data = ROOT / "trainingdata"
-    env = tc.TorchPortfolioEnv.from_csv_dir(data, symbols=["AAPL", "MSFT"], features="stat", episode_length=10)
+    env = tc.TorchPortfolioEnv.from_csv_dir(
+        data, symbols=["AAPL", "MSFT"], features="stat", episode_length=10
+    )
     nf = len(STAT_FEATURE_NAMES)
     assert env.observation_space.shape == (2 * nf + 2 + 3,)
     assert env.symbols == ("AAPL", "MSFT")
@@ -244,12 +274,20 @@ def test_from_csv_dir():
     env.step(torch.tensor([0.5, 0.5]))
     bare = tc.TorchPortfolioEnv.from_csv_dir(data, symbols=["AAPL", "MSFT"], features="none")
     assert bare.observation_space.shape == (2 + 3,)
-    venv = tc.TorchPortfolioVectorEnv.from_csv_dir(data, symbols=["AAPL"], num_envs=2, features="none",
-                                                   episode_length=3, return_mode="open_to_close")
+    venv = tc.TorchPortfolioVectorEnv.from_csv_dir(
+        data,
+        symbols=["AAPL"],
+        num_envs=2,
+        features="none",
+        episode_length=3,
+        return_mode="open_to_close",
+    )
     assert venv.observation_space.shape == (2, 1 + 3) and venv.action_space.shape == (2, 1)
     assert venv.jax_env.return_mode == "open_to_close" and int(venv.params.episode_length) == 3
     market = load_market(data, ["AAPL"])
-    np.testing.assert_allclose(np.asarray(venv.params.open_prices)[:, 0], market.open[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(venv.params.open_prices)[:, 0], market.open[:, 0], rtol=1e-6
+    )
     np.testing.assert_allclose(np.asarray(venv.params.prices)[:, 0], market.close[:, 0], rtol=1e-6)
     with pytest.raises(DataError, match="features"):
         tc.TorchPortfolioEnv.from_csv_dir(data, symbols=["AAPL"], features="fancy")
@@ -257,8 +295,10 @@ def test_from_csv_dir():
         tc.TorchPortfolioEnv.from_csv_dir(data, symbols=["NOPE"])
 
 
-# ---------------------------------------------------------------------------------- differentiable reward
-def _ref_episode_total(actions: np.ndarray, start: int, weights0=None, equity0: float = 1.0) -> float:
+# ------------------------------------------------------------------------ differentiable reward
+def _ref_episode_total(
+    actions: np.ndarray, start: int, weights0=None, equity0: float = 1.0
+) -> float:
     """Sum of float64 reference rewards of an open-loop episode (stops at truncation)."""
     state = reference_reset_state(start, N, {})
     state["equity"] = equity0
@@ -267,7 +307,9 @@ def _ref_episode_total(actions: np.ndarray, start: int, weights0=None, equity0: 
     params = {k: v for k, v in OPTS.items()}
     total = 0.0
     for a in actions:
-        state, _, r, term, trunc, _ = reference_step(state, a, state["t"], PRICES, PRICES, params, {})
+        state, _, r, term, trunc, _ = reference_step(
+            state, a, state["t"], PRICES, PRICES, params, {}
+        )
         total += r
         if term or trunc:
             break
@@ -289,14 +331,20 @@ def test_episode_gradient_matches_finite_differences(env):
     a0 = _actions(H, seed=3).astype(np.float64) * 0.8
     actions = torch.tensor(a0, requires_grad=True)  # float64 in -> float64 out (float32 inside)
     out = tc.differentiable_episode_reward(env, actions)
-    assert out.total_reward.dtype == torch.float64 and out.rewards.shape == (H,) and out.equity.shape == (H,)
-    np.testing.assert_allclose(out.total_reward.item(), _ref_episode_total(a0, 6), rtol=1e-5, atol=1e-6)
+    assert (
+        out.total_reward.dtype == torch.float64
+        and out.rewards.shape == (H,)
+        and out.equity.shape == (H,)
+    )
+    np.testing.assert_allclose(
+        out.total_reward.item(), _ref_episode_total(a0, 6), rtol=1e-5, atol=1e-6
+    )
     assert bool(out.done) and out.rewards[-1].item() == 0.0  # truncated after episode_length steps
     out.total_reward.backward()
     fd = _central_diff(lambda a: _ref_episode_total(a, 6), a0)
     np.testing.assert_allclose(actions.grad.numpy(), fd, atol=2e-5)
     assert np.abs(fd).max() > 1e-3  # a real signal, not zeros
-    assert (actions.grad[OPTS["episode_length"]:] == 0).all()
+    assert (actions.grad[OPTS["episode_length"] :] == 0).all()
 
 
 def test_step_gradient_chains_and_flows_through_state(env):
@@ -326,7 +374,9 @@ def test_step_gradient_chains_and_flows_through_state(env):
     fd = _central_diff(lambda w: _ref_episode_total(a1, 6, weights0=w), w0)
     np.testing.assert_allclose(weights.grad.numpy(), fd, atol=2e-5)
     assert np.abs(fd).max() > 1e-4
-    assert abs(float(equity.grad)) < 1e-5  # log-return reward: scale-free in E (fees are proportional)
+    assert (
+        abs(float(equity.grad)) < 1e-5
+    )  # log-return reward: scale-free in E (fees are proportional)
 
 
 def test_batched_episode_and_done_mask(venv):
@@ -335,19 +385,27 @@ def test_batched_episode_and_done_mask(venv):
     acts = torch.tensor(_actions(H, batch=B).transpose(1, 0, 2), requires_grad=True)  # [B, H, N]
     out = tc.differentiable_episode_reward(venv, acts)
     assert out.rewards.shape == (B, H) and out.done.all()
-    assert (out.rewards[:, OPTS["episode_length"]:] == 0).all()
+    assert (out.rewards[:, OPTS["episode_length"] :] == 0).all()
     out.total_reward.sum().backward()
-    assert (acts.grad[:, OPTS["episode_length"]:] == 0).all()
+    assert (acts.grad[:, OPTS["episode_length"] :] == 0).all()
     starts = tc.state_to_torch(venv.jax_state)
     for i in range(B):
         single = tuple(getattr(starts, f)[i] for f in tc.TorchEnvState._fields)
         a = acts.detach()[i].clone().requires_grad_(True)
-        o = tc.differentiable_episode_reward((venv.jax_env, venv.params), a, state=tc.TorchEnvState(*single))
+        o = tc.differentiable_episode_reward(
+            (venv.jax_env, venv.params), a, state=tc.TorchEnvState(*single)
+        )
         o.total_reward.backward()
-        np.testing.assert_allclose(o.total_reward.item(), out.total_reward[i].item(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            o.total_reward.item(), out.total_reward[i].item(), rtol=1e-6, atol=1e-7
+        )
         np.testing.assert_allclose(a.grad.numpy(), acts.grad[i].numpy(), rtol=1e-5, atol=1e-7)
-    first = tc.differentiable_reward(venv, acts.detach()[:, 0])  # one batched step from the same states
+    first = tc.differentiable_reward(
+        venv, acts.detach()[:, 0]
+    )  # one batched step from the same states
     assert first.reward.shape == (B,) and first.obs.shape == (B, N * F + N + 3)
-    np.testing.assert_allclose(first.reward.numpy(), out.rewards[:, 0].detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        first.reward.numpy(), out.rewards[:, 0].detach().numpy(), rtol=1e-6, atol=1e-7
+    )
     with pytest.raises(DataError, match="action"):
         tc.differentiable_episode_reward(venv, torch.zeros(H, N))

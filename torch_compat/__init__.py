@@ -1,10 +1,14 @@
 """PyTorch interop for jaxport: Gymnasium envs with Torch tensors, a differentiable reward, and
-export of trained JAX models to plain PyTorch modules.
+export of trained JAX models to plain PyTorch modules. Needs the ``torch`` extra
+(``pip install "jaxport[torch]"``); the JAX core never imports this package.
 
-* :mod:`torch_compat.env` -- ``TorchPortfolioEnv`` / ``TorchPortfolioVectorEnv`` (Gymnasium, DLPack).
+* :mod:`torch_compat.env` -- ``TorchPortfolioEnv`` / ``TorchPortfolioVectorEnv``: Gymnasium's
+  ``JaxToTorch`` (DLPack) over the JAX-array envs of :mod:`jaxport.env.gym`.
 * :mod:`torch_compat.autograd` -- ``differentiable_reward`` / ``differentiable_episode_reward``.
 * :mod:`torch_compat.models` -- torch twins of the Flax models (imports only torch).
 * :mod:`torch_compat.export` -- ``export_policy``, ``export_forecaster``, ``export_run``.
+* :mod:`torch_compat.torchrl_env` -- ``TorchRLPortfolioEnv`` (TorchRL ``EnvBase``, one JAX step).
+* :mod:`torch_compat.serialization` -- ``save_exported`` files: ``.safetensors`` and/or ``.pt``.
 
 Importing this package registers the Gymnasium id ``"jaxport/Portfolio-v0"`` (entry points given as
 strings, so nothing heavy is imported until an env is made). Names are loaded lazily:
@@ -39,8 +43,22 @@ _LAZY = {
         "state_from_torch",
         "state_to_torch",
     ),
-    "models": ("ActorCritic", "MLPAllocator", "PatchTransformerForecaster", "build_model", "load_exported"),
-    "export": ("export_forecaster", "export_policy", "export_run", "load_policy_checkpoint", "save_exported"),
+    "models": (
+        "ActorCritic",
+        "MLPAllocator",
+        "PatchTransformerForecaster",
+        "build_model",
+        "load_exported",
+    ),
+    "torchrl_env": ("TorchRLPortfolioEnv",),
+    "serialization": ("EXPORT_FORMATS", "save_safetensors"),
+    "export": (
+        "export_forecaster",
+        "export_policy",
+        "export_run",
+        "load_policy_checkpoint",
+        "save_exported",
+    ),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

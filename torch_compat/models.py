@@ -1,10 +1,11 @@
 """Plain PyTorch twins of jaxport's Flax models, for checkpoints exported by ``torch_compat.export``.
 
-This module imports only ``torch`` (and the standard library): copy it next to an exported
-``.pt`` + ``.json`` pair and the model loads without JAX::
+This module imports only ``torch`` (and the standard library; ``safetensors`` for ``.safetensors``
+files): copy it next to an exported model and it loads without JAX::
 
-    model = load_exported("out/portfolio_AAPL_MSFT.pt")      # reads the sibling .json, strict load
-    action = model.act(obs)                                  # obs: raw env observation tensor
+    model = load_exported("out/portfolio_AAPL_MSFT.safetensors")  # no pickle; arch in its metadata
+    model = load_exported("out/portfolio_AAPL_MSFT.pt")  # reads the sibling .json, strict load
+    action = model.act(obs)  # obs: raw env observation tensor
 
 Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense`` kernels are
 ``[in, out]``, so ``Linear.weight`` is the transpose):
@@ -254,27 +255,63 @@ def build_model(arch: dict) -> nn.Module:
     return MODELS[kind](**arch["config"])
 
 
-def load_exported(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load ``NAME.pt`` (a ``state_dict``) with its architecture ``NAME.json``; strict, eval mode.
+ARCH_METADATA_KEY = "jaxport_arch"  # safetensors metadata key of the architecture JSON
 
-    The exported JSON's ``config`` are the module's constructor arguments; other keys (``source``,
-    ``env``, ``observation``, ...) describe where the model came from and how to feed it, and are
-    kept on the module as ``model.arch``.
+
+def _read_safetensors(path: Path, device: str) -> tuple[dict, dict]:
+    """``(state_dict, arch)`` of an exported ``.safetensors`` file: no pickle (``load_file``), the
+    architecture from the file's metadata (or a sibling ``.json`` when the metadata has none)."""
+    try:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+    except ImportError as err:  # pragma: no cover - safetensors ships with the torch extra
+        raise ImportError(f"{path}: .safetensors needs the safetensors package ({err})") from None
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if ARCH_METADATA_KEY in meta:
+        arch = json.loads(meta[ARCH_METADATA_KEY])
+    elif path.with_suffix(".json").is_file():
+        arch = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    else:
+        raise ValueError(f"{path}: no {ARCH_METADATA_KEY!r} in the safetensors metadata and no "
+                         f"{path.with_suffix('.json').name} beside it")
+    return load_file(str(path), device=device), arch
+
+
+def load_exported(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load an exported ``NAME.safetensors`` or ``NAME.pt`` + ``NAME.json``; strict, eval mode.
+
+    ``.safetensors`` is read with ``safetensors.torch.load_file`` (no pickle; the architecture comes
+    from its metadata, key ``"jaxport_arch"``); ``.pt`` with ``torch.load(weights_only=True)`` and
+    the sibling ``.json``. Any other path (a bare stem or the ``.json``) loads ``NAME.safetensors``
+    when it exists, else ``NAME.pt``. The architecture JSON's ``config`` are the module's
+    constructor arguments; the other keys (``source``, ``env``, ...) describe where the model came
+    from and how to feed it, and are kept on the module as ``model.arch``.
     """
     path = Path(path)
-    pt = path.with_suffix(".pt")
-    meta = path.with_suffix(".json")
-    if not pt.is_file() or not meta.is_file():
-        raise FileNotFoundError(f"{path}: need both {pt.name} and {meta.name}")
-    arch = json.loads(meta.read_text(encoding="utf-8"))
-    model = build_model(arch)
-    state = torch.load(pt, map_location=map_location, weights_only=True)
+    if path.suffix not in (".safetensors", ".pt"):
+        base = path.with_suffix("") if path.suffix == ".json" else path
+        st = base.with_name(base.name + ".safetensors")
+        path = st if st.is_file() else base.with_name(base.name + ".pt")
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+        device = str(torch.device(map_location))
+        state, arch = _read_safetensors(path, device)
+    else:
+        meta = path.with_suffix(".json")
+        if not path.is_file() or not meta.is_file():
+            raise FileNotFoundError(f"{path}: need both {path.name} and {meta.name}")
+        arch = json.loads(meta.read_text(encoding="utf-8"))
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    model = build_model(arch).to(map_location)
     model.load_state_dict(state, strict=True)
     model.arch = arch
     return model.eval()
 
 
 __all__ = [
+    "ARCH_METADATA_KEY",
     "FORMAT",
     "MODELS",
     "ActorCritic",

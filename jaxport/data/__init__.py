@@ -1,6 +1,5 @@
 """Data layer: discovery, validated CSV parsing, alignment, chronological splits, synthetic data."""
 
-from jaxport.data.errors import DataError
 from jaxport.data.loader import (
     DEFAULT_DATA_DIR,
     FALLBACK_DATA_DIR,
@@ -12,8 +11,9 @@ from jaxport.data.loader import (
     resolve_data_dir,
 )
 from jaxport.data.market import OHLCV_FIELDS, MarketData
-from jaxport.data.split import SplitBounds, describe_split, split_bounds, split_market
+from jaxport.data.split import SplitBounds, describe_split, min_rows_for, split_bounds, split_market
 from jaxport.data.synth import generate_synthetic_market, planted_predictor, write_synthetic_csvs
+from jaxport.errors import DataError
 
 __all__ = [
     "DataError",
@@ -29,6 +29,7 @@ __all__ = [
     "list_symbols",
     "load_market",
     "load_ohlcv_csv",
+    "min_rows_for",
     "planted_predictor",
     "resolve_data_dir",
     "split_bounds",

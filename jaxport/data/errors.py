@@ -1,8 +1,5 @@
-"""The one exception type of the data layer."""
+"""The data layer's error type, re-exported from :mod:`jaxport.errors` (home of all error types)."""
 
+from jaxport.errors import DataError
 
-class DataError(ValueError):
-    """Bad input data. The message is ONE line naming the file (or flag) and the fault."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+__all__ = ["DataError"]

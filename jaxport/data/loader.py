@@ -42,8 +42,9 @@ def resolve_data_dir(path: str | Path | None = None, *, announce=None) -> Path:
     """The training-data folder to use.
 
     An explicit ``path`` must exist and hold CSVs. With ``None`` (or the default ``trainingdata``),
-    when ``trainingdata/`` is absent or has no CSVs, ``tototraining/trainingdata/train`` is used as the
-    original trainer did, and ``announce`` (default: logging) is told so.
+    when ``trainingdata/`` is absent or has no CSVs, ``tototraining/trainingdata/train`` is used as
+    the original trainer did, and ``announce`` (default: logging) is told so. Errors name the
+    setting ``data.trainingdata_dir``.
     """
     say = announce or log.warning
     requested = Path(path) if path is not None else DEFAULT_DATA_DIR
@@ -51,13 +52,15 @@ def resolve_data_dir(path: str | Path | None = None, *, announce=None) -> Path:
         return requested
     is_default = path is None or Path(path) == DEFAULT_DATA_DIR
     if is_default and _csv_files(FALLBACK_DATA_DIR):
-        say(f"{requested}/ has no CSV files; using {FALLBACK_DATA_DIR}/ as the original trainer did")
+        say(
+            f"{requested}/ has no CSV files; using {FALLBACK_DATA_DIR}/ as the original trainer did"
+        )
         return FALLBACK_DATA_DIR
     if not requested.exists():
-        raise DataError(f"--trainingdata-dir {requested}: directory does not exist")
+        raise DataError(f"data.trainingdata_dir {requested}: directory does not exist")
     if not requested.is_dir():
-        raise DataError(f"--trainingdata-dir {requested}: not a directory")
-    raise DataError(f"--trainingdata-dir {requested}: directory holds no .csv files")
+        raise DataError(f"data.trainingdata_dir {requested}: not a directory")
+    raise DataError(f"data.trainingdata_dir {requested}: directory holds no .csv files")
 
 
 def list_symbols(directory: str | Path) -> list[str]:
@@ -75,13 +78,16 @@ def find_symbol_file(directory: str | Path, symbol: str) -> Path:
     if len(exact) == 1:
         return exact[0]
     if len(exact) > 1:
-        raise DataError(f"{directory}: symbol {sym} is ambiguous: {', '.join(p.name for p in exact)}")
+        raise DataError(
+            f"{directory}: symbol {sym} is ambiguous: {', '.join(p.name for p in exact)}"
+        )
     partial = [p for p in files if sym in p.stem.upper()]
     if len(partial) == 1:
         return partial[0]
     if len(partial) > 1:
         raise DataError(
-            f"{directory}: symbol {sym} is ambiguous, candidates: {', '.join(p.name for p in partial)}"
+            f"{directory}: symbol {sym} is ambiguous, candidates: "
+            f"{', '.join(p.name for p in partial)}"
         )
     available = ", ".join(sorted({p.stem.upper() for p in files}))
     raise DataError(f"{directory}: symbol {sym} not found; available: {available}")
@@ -91,8 +97,8 @@ def load_ohlcv_csv(path: str | Path, *, min_rows: int = 2) -> pd.DataFrame:
     """Parse and validate one CSV into a frame indexed by date with float64 OHLCV columns.
 
     Columns are matched case-insensitively (``date`` or ``timestamp``, ``open, high, low, close,
-    volume``); others are ignored. Rows are sorted by date. Every fault raises ``DataError`` with one
-    line naming the file.
+    volume``); others are ignored. Rows are sorted by date. Every fault raises ``DataError`` with
+    one line naming the file.
     """
     path = Path(path)
     name = str(path)
@@ -128,8 +134,10 @@ def load_ohlcv_csv(path: str | Path, *, min_rows: int = 2) -> pd.DataFrame:
     dates = pd.to_datetime(raw[date_col], errors="coerce", utc=True)
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-        raise DataError(f"{name}: unparseable date {raw[date_col].iloc[row]!r} (data row {row + 1})")
-    # daily data: align on calendar days (a time of day, e.g. "05:00:00+00:00" timestamps, is dropped)
+        raise DataError(
+            f"{name}: unparseable date {raw[date_col].iloc[row]!r} (data row {row + 1})"
+        )
+    # daily data: align on calendar days (a time of day, e.g. "05:00:00+00:00", is dropped)
     frame.index = pd.DatetimeIndex(dates.dt.tz_localize(None).dt.normalize(), name="date")
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()][0]
@@ -161,7 +169,10 @@ def align_frames(frames: dict[str, pd.DataFrame]) -> MarketData:
     for frame in frames.values():
         common = frame.index if common is None else common.intersection(frame.index)
     common = common.sort_values()
-    arrays = {f: np.stack([frames[s].loc[common, f].to_numpy() for s in symbols], axis=1) for f in OHLCV_FIELDS}
+    arrays = {
+        f: np.stack([frames[s].loc[common, f].to_numpy() for s in symbols], axis=1)
+        for f in OHLCV_FIELDS
+    }
     dropped = {s: int(len(frames[s]) - len(common)) for s in symbols}
     return MarketData(
         symbols=symbols,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
 
 from jaxport.data.errors import DataError
 from jaxport.data.market import MarketData
+from jaxport.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,3 +70,36 @@ def describe_split(market: MarketData, bounds: SplitBounds) -> dict:
             "last_date": str(market.dates[b - 1]) if b > a else None,
         }
     return out
+
+
+def min_rows_for(
+    warmup: int,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    *,
+    horizon: int = 1,
+    min_steps: int = 2,
+) -> int:
+    """Fewest aligned rows (days) that a chronological ``fractions`` split can train and test on.
+
+    ``warmup``: rows before the first usable one (forecaster context or feature window, plus one);
+    ``horizon``: days ahead that each forecast target reaches; ``min_steps``: fewest env steps in
+    each part. Train must hold ``warmup + max(horizon, min_steps + 1)`` rows, validation
+    ``max(horizon, min_steps)`` and test ``min_steps``. Parts are rounded as in
+    :func:`split_bounds`, so the bound may exceed the exact minimum by a row or two; every larger
+    row count satisfies it too.
+    """
+    fractions = [float(f) for f in fractions]
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"data.split {fractions}: expected three fractions >= 0 summing to 1")
+    needs = {
+        "train": warmup + max(horizon, min_steps + 1),
+        "validation": max(horizon, min_steps),
+        "test": min_steps,
+    }
+    rows = 0
+    for (part, need), fraction in zip(needs.items(), fractions):
+        if fraction <= 0:
+            raise ConfigError(f"data.split {fractions}: the {part} part is empty")
+        # round() moves a part by at most one row: (need + 1) / fraction rows always suffice.
+        rows = max(rows, math.ceil((need + 1) / fraction - 1e-9))
+    return rows

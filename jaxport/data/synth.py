@@ -174,7 +174,7 @@ def write_synthetic_csvs(out_dir: str | Path, **kwargs) -> list[Path]:
     market = generate_synthetic_market(**kwargs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a directory")
+        raise DataError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     dates = pd.DatetimeIndex(market.dates).strftime("%Y-%m-%d")
     paths = []

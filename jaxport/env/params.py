@@ -29,7 +29,7 @@ class EnvParams:
     fee_rate: jnp.ndarray  # per unit turnover, fraction
     slippage_rate: jnp.ndarray  # per unit turnover, fraction, added to fee_rate
     short_borrow_rate: jnp.ndarray  # annual, on short notional
-    bankruptcy_fraction: jnp.ndarray  # episode ends when E <= this * E0
+    bankruptcy_fraction: jnp.ndarray  # episode ends when E' <= max(this, 1e-6) * E0
     initial_equity: jnp.ndarray  # E0
     episode_length: jnp.ndarray  # steps before truncation
     eval_start: jnp.ndarray  # fixed start day when >= 0, random start when < 0
@@ -66,7 +66,8 @@ class EnvParams:
     ) -> "EnvParams":
         """Build params from host arrays, checking shapes and values (``ValueError`` on bad input).
 
-        ``episode_length=None`` means "until the end of the data" (for evaluation from ``eval_start``).
+        ``episode_length=None`` means "until the end of the data" (for evaluation from
+        ``eval_start``).
         ``start_min`` defaults to ``window - 1`` (first day with a full observation window).
         """
         prices = np.asarray(prices, dtype=np.float32)
@@ -96,13 +97,17 @@ class EnvParams:
         if start_min is None:
             start_min = window - 1
         if start_min < window - 1:
-            raise ValueError(f"start_min={start_min} is before the first full window ({window - 1})")
+            raise ValueError(
+                f"start_min={start_min} is before the first full window ({window - 1})"
+            )
         if start_min >= T - 1:
             raise ValueError(f"start_min={start_min} leaves no step in {T} days")
         if eval_start >= T - 1:
             raise ValueError(f"eval_start={eval_start} leaves no step in {T} days")
         if 0 <= eval_start < window - 1:
-            raise ValueError(f"eval_start={eval_start} is before the first full window ({window - 1})")
+            raise ValueError(
+                f"eval_start={eval_start} is before the first full window ({window - 1})"
+            )
         if episode_length is None:
             first = eval_start if eval_start >= 0 else start_min
             episode_length = T - 1 - first

@@ -76,7 +76,8 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         super().__init__()
         if num_assets < 1 or num_features < 0 or window < 1:
             raise ValueError(
-                f"need num_assets >= 1, num_features >= 0, window >= 1; got {num_assets}, {num_features}, {window}"
+                "need num_assets >= 1, num_features >= 0, window >= 1; "
+                f"got {num_assets}, {num_features}, {window}"
             )
         if reward not in REWARD_MODES:
             raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
@@ -92,7 +93,14 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
     # The env object is a static jit argument: hash/eq on its configuration so equal configs share
     # compiled code.
     def _key(self):
-        return (self.num_assets, self.num_features, self.window, self.long_only, self.reward_mode, self.return_mode)
+        return (
+            self.num_assets,
+            self.num_features,
+            self.window,
+            self.long_only,
+            self.reward_mode,
+            self.return_mode,
+        )
 
     def __hash__(self):
         return hash(self._key())
@@ -114,7 +122,9 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
 
     @property
     def default_params(self) -> EnvParams:
-        raise ValueError("PortfolioEnv has no default data: build params with EnvParams.from_arrays(...)")
+        raise ValueError(
+            "PortfolioEnv has no default data: build params with EnvParams.from_arrays(...)"
+        )
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Box:
         cap = 2.0 if params is None else params.leverage_cap
@@ -127,83 +137,148 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
     # ------------------------------------------------------------------ core transition
     def target_weights(self, action: jnp.ndarray, params: EnvParams) -> jnp.ndarray:
         """Sanitised target exposures: NaN/inf -> 0, long-only clip, gross scaled to the cap."""
+        return self._capped(action, params)[0]
+
+    def _capped(self, action: jnp.ndarray, params: EnvParams):
+        """``(w_new, |w_new|, sum|w_new|)`` from one reduction: ``sum|w_new| = scale * sum|a|``
+        (0 when ``sum|a|`` overflows to inf: then ``scale`` and every weight are 0)."""
         a = jnp.asarray(action, jnp.float32).reshape(self.num_assets)
         a = jnp.where(jnp.isfinite(a), a, 0.0)
         if self.long_only:
             a = jnp.maximum(a, 0.0)
-        gross = jnp.sum(jnp.abs(a))
+        abs_a = jnp.abs(a)
+        gross = jnp.sum(abs_a)
         scale = jnp.minimum(1.0, params.leverage_cap / jnp.maximum(gross, _TINY))
-        return a * scale
+        return a * scale, abs_a * scale, jnp.where(scale > 0, gross * scale, 0.0)
 
     def asset_returns(self, t: jnp.ndarray, params: EnvParams) -> jnp.ndarray:
-        """Simple return of each asset over the step from day ``t`` to ``t + 1`` (fraction)."""
+        """Simple return of each asset over the step from day ``t`` to ``t + 1`` (fraction).
+
+        0 from the last day on (``t >= T - 1``): there is no next bar, so nothing moves (the
+        episode is truncated there; only ``step_env`` can step past it).
+        """
+        num_days = params.prices.shape[-2]
         nxt = params.prices[t + 1]
-        base = params.open_prices[t + 1] if self.return_mode == "open_to_close" else params.prices[t]
-        return nxt / base - 1.0
+        base = (
+            params.open_prices[t + 1] if self.return_mode == "open_to_close" else params.prices[t]
+        )
+        return jnp.where(t + 1 < num_days, nxt / base - 1.0, 0.0)
+
+    def bankruptcy_floor(self, params: EnvParams) -> jnp.ndarray:
+        """Equity at or below which an episode ends: ``max(bankruptcy_fraction, 1e-6) * E0``."""
+        return jnp.maximum(params.bankruptcy_fraction, _MIN_EQUITY_FRACTION) * params.initial_equity
 
     def step_env(
         self, key: jax.Array, state: EnvState, action: jnp.ndarray, params: EnvParams
     ) -> tuple[jnp.ndarray, EnvState, jnp.ndarray, jnp.ndarray, dict[str, Any]]:
+        """One step without auto-reset: ``(obs, state, reward, terminated, info)``.
+
+        Bankruptcy (README "The environment" item 8): the step terminates iff the equity after
+        the step ``E' <= floor`` (:meth:`bankruptcy_floor`, the same test as
+        :meth:`is_terminated`). Every open trade is then liquidated at day t+1's close: it is
+        booked as a closed trade and pays the exit cost ``(fee_rate + slippage_rate) * |notional|``,
+        and the equity becomes ``max(E' - exit costs, 1e-6 * E0)`` (never raised above the
+        liquidation value except to keep it positive; the written-off shortfall is credited to
+        the trades that lost money on the step, pro rata to that loss, and counted in
+        ``gross_pnl``), so the sum of all closed and open trade profits stays ``E_T - E_0``.
+        """
         del key
         E = state.equity
         w_old = state.weights
-        w_new = self.target_weights(action, params)
+        w_new, abs_new, gross = self._capped(action, params)
         r = self.asset_returns(state.t, params)
 
         cost_rate = params.fee_rate + params.slippage_rate
         turnover = jnp.abs(w_new - w_old)
         cost = E * cost_rate * turnover  # [N]
-        abs_new = jnp.abs(w_new)
-        gross = jnp.sum(abs_new)
-        financing = E * jnp.maximum(0.0, gross - 1.0) * params.annual_financing_rate / params.periods_per_year
+        financing = (
+            E
+            * jnp.maximum(0.0, gross - 1.0)
+            * params.annual_financing_rate
+            / params.periods_per_year
+        )
         financing_i = financing * abs_new / jnp.maximum(gross, _TINY)
         borrow = E * jnp.maximum(0.0, -w_new) * params.short_borrow_rate / params.periods_per_year
         pnl = E * w_new * r  # [N]
         step_net = pnl - cost - financing_i - borrow  # [N], sums to E' - E
-        new_equity = E + jnp.sum(step_net)
+        held = w_new * (1.0 + r)  # notional at day t+1's close, in units of E
+        abs_held = jnp.abs(held)
+        # per-asset change of the step if everything is liquidated (the exit cost included)
+        loss_if_liquidated = jnp.maximum(0.0, E * cost_rate * abs_held - step_net)
 
-        floor = jnp.maximum(params.bankruptcy_fraction, _MIN_EQUITY_FRACTION) * params.initial_equity
-        terminated = new_equity <= params.bankruptcy_fraction * params.initial_equity
-        safe_equity = jnp.maximum(new_equity, floor)
-        drifted = w_new * (1.0 + r) * E / safe_equity
+        # every per-asset total in ONE reduction (fewer passes over [B, N] under vmap)
+        totals = jnp.sum(
+            jnp.stack([step_net, pnl, cost, borrow, turnover, abs_held, loss_if_liquidated]),
+            axis=-1,
+        )
+        sum_net, sum_pnl, sum_cost, sum_borrow, sum_turnover, sum_held, sum_loss = (
+            totals[i] for i in range(7)
+        )
+        new_equity = E + sum_net
+
+        floor = self.bankruptcy_floor(params)
+        terminated = new_equity <= floor
+        liquidation_cost = E * cost_rate * sum_held
+        liquidated_equity = new_equity - liquidation_cost
+        min_equity = _MIN_EQUITY_FRACTION * params.initial_equity
+        equity = jnp.where(terminated, jnp.maximum(liquidated_equity, min_equity), new_equity)
+        written_off = jnp.where(
+            terminated, equity - liquidated_equity, 0.0
+        )  # > 0 only below 1e-6 E0
+        drifted = held * (E / jnp.maximum(new_equity, floor))
         w_next = jnp.where(terminated, jnp.zeros_like(drifted), drifted)
 
-        # Per-trade accounting: a trade closes when its sign changes (to zero or across zero).
+        # Per-trade accounting: a trade closes when its sign changes (to zero or across zero), and
+        # every open trade closes at a bankruptcy.
         s_old = jnp.sign(w_old)
-        s_new = jnp.sign(w_new)
-        closing = (s_old != 0) & (s_new != s_old)
+        has_new = w_new != 0
+        closing = (s_old != 0) & (jnp.sign(w_new) != s_old)
         exit_cost = E * cost_rate * jnp.abs(w_old)
-        closed_pnl = jnp.where(closing, state.open_trade_pnl - exit_cost, 0.0)
         reopened = -E * cost_rate * abs_new + pnl - financing_i - borrow
         open_pnl = jnp.where(closing, reopened, state.open_trade_pnl + step_net)
+        share = written_off * loss_if_liquidated / jnp.maximum(sum_loss, _TINY)  # 0 unless bankrupt
+        pnl_old = (
+            state.open_trade_pnl - exit_cost + jnp.where(has_new, 0.0, share)
+        )  # closed by the action
+        liquidated = terminated & has_new
+        pnl_liq = open_pnl - E * cost_rate * abs_held + share  # closed by the bankruptcy
+        closed_pnl = jnp.where(closing, pnl_old, 0.0) + jnp.where(liquidated, pnl_liq, 0.0)
+        counts = jnp.sum(
+            jnp.stack([closing, liquidated, closing & (pnl_old > 0), liquidated & (pnl_liq > 0)]),
+            axis=-1,
+            dtype=jnp.int32,
+        )
+        num_closed = counts[0] + counts[1]
+        num_won = counts[2] + counts[3]
 
         if self.reward_mode == "log_return":
-            reward = jnp.log(safe_equity / E)
+            reward = jnp.log(equity / E)
         else:
-            reward = (safe_equity - E) / params.initial_equity
+            reward = (equity - E) / params.initial_equity
 
-        num_closed = jnp.sum(closing.astype(jnp.int32)).astype(jnp.int32)
+        fees = sum_cost + jnp.where(terminated, liquidation_cost, 0.0)
+        step_gross = sum_pnl + written_off
         new_state = EnvState(
             t=state.t + 1,
             time=state.time + 1,
-            equity=safe_equity,
+            equity=equity,
             weights=w_next,
-            open_trade_pnl=open_pnl,
-            gross_pnl=state.gross_pnl + jnp.sum(pnl),
-            fees=state.fees + jnp.sum(cost),
-            financing=state.financing + financing + jnp.sum(borrow),
+            open_trade_pnl=jnp.where(terminated, jnp.zeros_like(open_pnl), open_pnl),
+            gross_pnl=state.gross_pnl + step_gross,
+            fees=state.fees + fees,
+            financing=state.financing + financing + sum_borrow,
             num_trades=state.num_trades + num_closed,
-            winning_trades=state.winning_trades + jnp.sum((closing & (closed_pnl > 0)).astype(jnp.int32)).astype(jnp.int32),
+            winning_trades=state.winning_trades + num_won,
             last_reward=reward,
         )
         info = {
-            "equity": safe_equity,
+            "equity": equity,
             "leverage": gross,
-            "turnover": jnp.sum(turnover),
-            "fees": jnp.sum(cost),
-            "financing": financing + jnp.sum(borrow),
-            "gross_pnl": jnp.sum(pnl),
-            "portfolio_return": safe_equity / E - 1.0,
+            "turnover": sum_turnover + jnp.where(terminated, sum_held, 0.0),
+            "fees": fees,
+            "financing": financing + sum_borrow,
+            "gross_pnl": step_gross,
+            "portfolio_return": equity / E - 1.0,
             "closed_trade_pnl": closed_pnl,
             "num_closed": num_closed,
         }
@@ -226,7 +301,9 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         last_start = jnp.maximum(num_days - 1 - params.episode_length, params.start_min)
         span = (last_start - params.start_min + 1).astype(jnp.uint32)
         offset = _mulhi_u32(_key_hash(key), span).astype(jnp.int32)
-        return jnp.where(params.eval_start >= 0, params.eval_start, params.start_min + offset).astype(jnp.int32)
+        return jnp.where(
+            params.eval_start >= 0, params.eval_start, params.start_min + offset
+        ).astype(jnp.int32)
 
     def initial_state(self, t0: jnp.ndarray, params: EnvParams) -> EnvState:
         """State of a fresh episode on day ``t0``: E = E0, w = 0, totals 0."""
@@ -272,10 +349,17 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         state_re = self.initial_state(self.start_day(key, params), params)
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
         obs = self.get_obs(state, params)
-        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+        }
         return obs, state, reward, terminated, truncated, info
 
-    def get_obs(self, state: EnvState, params: EnvParams, key: jax.Array | None = None) -> jnp.ndarray:
+    def get_obs(
+        self, state: EnvState, params: EnvParams, key: jax.Array | None = None
+    ) -> jnp.ndarray:
         """``concat(features[t-K+1..t].ravel(), w, 1 - sum w, sum |w|, E/E0 - 1)`` as float32."""
         del key
         start = state.t - (self.window - 1)
@@ -288,8 +372,8 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         return jnp.concatenate([window.reshape(-1), w] + tail).astype(jnp.float32)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jnp.ndarray:
-        floor = jnp.maximum(params.bankruptcy_fraction, _MIN_EQUITY_FRACTION) * params.initial_equity
-        return state.equity <= floor
+        """``E <= max(bankruptcy_fraction, 1e-6) * E0`` (the floor that ``step_env`` applies)."""
+        return state.equity <= self.bankruptcy_floor(params)
 
     def is_truncated(self, state: EnvState, params: EnvParams) -> jnp.ndarray:
         num_days = params.prices.shape[-2]

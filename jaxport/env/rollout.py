@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,10 +77,11 @@ def rollout(
     num_envs: int,
     num_steps: int,
 ) -> RolloutResult:
-    """Reset ``num_envs`` envs and roll ``policy_fn`` for ``num_steps`` steps, as one jitted program.
+    """Reset ``num_envs`` envs and roll ``policy_fn`` for ``num_steps`` steps, as one jitted
+    program.
 
     ``policy_fn(key, obs) -> action`` acts on ONE observation; it is vmapped over envs. Must be
-    hashable (a module-level function or ``functools.partial`` of one) since it is a static argument.
+    hashable (a module-level function or ``functools.partial`` of one): it is a static argument.
     """
     k_reset, k_run = jax.random.split(key)
     obs, state = batch_reset(env, params, k_reset, num_envs)
@@ -96,17 +97,3 @@ def random_policy(env: PortfolioEnv) -> PolicyFn:
         return jax.random.uniform(key, (env.num_assets,), minval=low, maxval=2.0)
 
     return policy
-
-
-def episode_summary(state: EnvState, params: EnvParams) -> dict[str, Any]:
-    """Episode totals from a (possibly batched) state: equity, PnL split, trade counts."""
-    return {
-        "equity": state.equity,
-        "total_return": state.equity / params.initial_equity - 1.0,
-        "gross_pnl": state.gross_pnl,
-        "fees": state.fees,
-        "financing": state.financing,
-        "num_trades": state.num_trades,
-        "winning_trades": state.winning_trades,
-        "open_trade_pnl": state.open_trade_pnl,
-    }

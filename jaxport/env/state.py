@@ -20,8 +20,8 @@ class EnvState:
     equity: jnp.ndarray  # float32, E
     weights: jnp.ndarray  # [N] float32, w
     open_trade_pnl: jnp.ndarray  # [N] float32, net profit so far of each asset's open trade
-    gross_pnl: jnp.ndarray  # episode sum of E * w * r before costs
-    fees: jnp.ndarray  # episode trading costs (fees + slippage)
+    gross_pnl: jnp.ndarray  # episode sum of E * w * r before costs (+ a bankruptcy write-off)
+    fees: jnp.ndarray  # episode trading costs (fees + slippage; liquidation exit costs included)
     financing: jnp.ndarray  # episode financing + short borrow paid
     num_trades: jnp.ndarray  # int32, closed trades this episode
     winning_trades: jnp.ndarray  # int32, closed trades with net profit > 0

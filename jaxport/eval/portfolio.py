@@ -7,10 +7,10 @@ env share fees, financing and per-trade bookkeeping.
 
 Units: every return, rate, drawdown and volatility is a FRACTION (0.05 = 5 %), annualised with
 ``periods_per_year`` where the name says so (``cagr``, ``ann_volatility``, ``sharpe``, ``sortino``,
-``calmar``). Money amounts (``fees``, ``financing``, ``gross_pnl``, trade profits) are in units of the
-initial equity E0 (so 0.01 = 1 % of the starting capital). Equity curves are ``E_t / E0`` and start
-at 1.0. Ratios whose denominator is zero (no volatility, no downside, no drawdown) are reported as 0.0
-so every output is finite and JSON-ready.
+``calmar``). Money amounts (``fees``, ``financing``, ``gross_pnl``, trade profits) are in units of
+the initial equity E0 (so 0.01 = 1 % of the starting capital). Equity curves are ``E_t / E0`` and
+start at 1.0. Ratios whose denominator is zero (no volatility, no downside, no drawdown) are
+reported as 0.0 so every output is finite and JSON-ready.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
+from jaxport.rl.codec import Policy
 
 PolicyFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]  # (key, obs[obs_dim]) -> action[N]
 
@@ -64,7 +65,9 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > _NEGLIGIBLE else 0.0
 
 
-def metrics_from_equity(equity_curve: Sequence[float], periods_per_year: float = 252.0) -> dict[str, float]:
+def metrics_from_equity(
+    equity_curve: Sequence[float], periods_per_year: float = 252.0
+) -> dict[str, float]:
     """Return/risk metrics of an equity curve ``[E_0, ..., E_n]`` (n periods; pure, float64).
 
     - ``total_return`` = E_n / E_0 - 1; ``cagr`` = (E_n / E_0) ** (periods_per_year / n) - 1.
@@ -110,7 +113,9 @@ def evaluation_steps(params: EnvParams) -> int:
     ``episode_length`` (host-side; ``params`` must be concrete)."""
     start = int(params.eval_start)
     if start < 0:
-        raise DataError(f"evaluation needs params with eval_start >= 0 (a fixed test start day), got {start}")
+        raise DataError(
+            f"evaluation needs params with eval_start >= 0 (a fixed test start day), got {start}"
+        )
     num_days = int(params.prices.shape[-2])
     steps = min(int(params.episode_length), num_days - 1 - start)
     if steps < 1:
@@ -118,7 +123,9 @@ def evaluation_steps(params: EnvParams) -> int:
     return steps
 
 
-def _scan_episode(env: PortfolioEnv, params: EnvParams, act: PolicyFn, key: jax.Array, num_steps: int):
+def _scan_episode(
+    env: PortfolioEnv, params: EnvParams, act: PolicyFn, key: jax.Array, num_steps: int
+):
     """One deterministic episode from ``params.eval_start``; steps after bankruptcy are frozen."""
     obs, state = env.reset_env(key, params)
 
@@ -163,7 +170,9 @@ def _baseline_act(env: PortfolioEnv, target: jnp.ndarray, hold: jnp.ndarray, key
 @partial(jax.jit, static_argnums=(0, 4))
 def _run_baselines(env, params, targets, holds, num_steps):
     def one(target, hold):
-        return _scan_episode(env, params, partial(_baseline_act, env, target, hold), jax.random.PRNGKey(0), num_steps)
+        return _scan_episode(
+            env, params, partial(_baseline_act, env, target, hold), jax.random.PRNGKey(0), num_steps
+        )
 
     return jax.vmap(one)(targets, holds)
 
@@ -182,7 +191,9 @@ def _episode_report(state, done, traj, params: EnvParams) -> dict[str, Any]:
     num_open = int(np.sum(open_mask))
     num_trades = num_closed + num_open
     wins = int(state.winning_trades) + int(np.sum(open_mask & (open_pnl > 0)))
-    trade_pnl = float(np.sum(np.asarray(traj["closed_pnl"], np.float64)) + np.sum(open_pnl[open_mask]))
+    trade_pnl = float(
+        np.sum(np.asarray(traj["closed_pnl"], np.float64)) + np.sum(open_pnl[open_mask])
+    )
     steps = max(int(metrics["num_periods"]), 1)
     metrics.update(
         final_equity=float(equity[-1]),
@@ -210,31 +221,51 @@ def _episode_report(state, done, traj, params: EnvParams) -> dict[str, Any]:
     }
 
 
+def _as_traced(policy_fn, policy_params):
+    """A :class:`~jaxport.rl.codec.Policy` -> its shared act function with the tree as traced
+    params."""
+    if isinstance(policy_fn, Policy):
+        if policy_params is not None:
+            raise DataError("evaluate_policy: pass either a Policy or policy_params, not both")
+        return policy_fn.eval_fn, policy_fn.tree
+    if isinstance(policy_fn, jax.tree_util.Partial) and policy_params is None:
+        return _call_partial, policy_fn  # e.g. rl make_policy_fn: its arrays are traced leaves
+    return policy_fn, policy_params
+
+
+def _call_partial(partial_fn, key, obs):
+    return partial_fn(key, obs)
+
+
 def evaluate_policy(
     env: PortfolioEnv,
     params: EnvParams,
-    policy_fn: PolicyFn,
+    policy_fn: PolicyFn | Policy,
     *,
     key: jax.Array | None = None,
     policy_params: Any = None,
 ) -> dict[str, Any]:
-    """Run ``policy_fn`` for ONE episode from ``params.eval_start`` to the end of the data (jitted scan).
+    """Run ``policy_fn`` for ONE episode from ``params.eval_start`` to the end of the data (one
+    jitted scan).
 
     ``params`` is the test env (``eval_start >= 0``, e.g. ``episode_length=None``); ``policy_fn(key,
     obs) -> action`` should be deterministic (the per-step keys are fixed by ``key``, default
-    ``PRNGKey(0)``). With ``policy_params`` (a pytree), ``policy_fn(policy_params, key, obs)`` is called
-    instead and the parameters are traced, so evaluating many parameter sets with the same function
-    object compiles once. Returns a JSON-ready dict: ``metrics`` (``POLICY_METRIC_KEYS``: the equity
-    metrics of :func:`metrics_from_equity` plus turnover (``turnover_mean`` per step, ``turnover_total``,
-    sums of |dw|), ``fees``/``financing``/``gross_pnl`` (E0 units), trade stats (closed trades plus
-    the positions still open at the end counted as final trades with their ``open_trade_pnl``;
-    ``trade_pnl_total`` == final equity - 1), ``mean_leverage``/``max_leverage`` (gross exposure) and
-    ``bankrupt``), ``equity_curve`` (``[n + 1]``, E/E0), ``leverage``/``turnover`` (``[n]``),
+    ``PRNGKey(0)``). With ``policy_params`` (a pytree), ``policy_fn(policy_params, key, obs)`` is
+    called instead and the parameters are traced, so evaluating many parameter sets with the same
+    function object compiles once. A :class:`jaxport.rl.codec.Policy` may be passed as
+    ``policy_fn``: its tree is then traced (one compilation per policy architecture). Returns a
+    JSON-ready dict: ``metrics`` (``POLICY_METRIC_KEYS``: the equity metrics of
+    :func:`metrics_from_equity` plus turnover (``turnover_mean`` per step, ``turnover_total``, sums
+    of |dw|), ``fees``/``financing``/``gross_pnl`` (E0 units), trade stats (closed trades plus the
+    positions still open at the end counted as final trades with their ``open_trade_pnl``;
+    ``trade_pnl_total`` == final equity - 1), ``mean_leverage``/``max_leverage`` (gross exposure)
+    and ``bankrupt``), ``equity_curve`` (``[n + 1]``, E/E0), ``leverage``/``turnover`` (``[n]``),
     ``weights`` (``[n][N]`` target exposures), ``start_index`` (day of ``equity_curve[0]``) and
     ``num_steps``.
     """
     num_steps = evaluation_steps(params)
     key = jax.random.PRNGKey(0) if key is None else key
+    policy_fn, policy_params = _as_traced(policy_fn, policy_params)
     state, done, traj = _run_policy(env, params, policy_fn, policy_params, key, num_steps)
     report = _episode_report(state, done, traj, params)
     report.update(start_index=int(params.eval_start), num_steps=num_steps)
@@ -257,10 +288,10 @@ def evaluate_baselines(
 ) -> dict[str, Any]:
     """Baselines in the same env and episode as :func:`evaluate_policy` (one vmapped jitted scan).
 
-    - ``buy_and_hold[SYM]``: 1x long SYM bought on the first step, then the shares are held: the policy
-      returns the current drifted weights (read from the observation), so there is no rebalancing and
-      no turnover after entry (the entry fee is financed, leaving the exposure a hair above 1x when
-      fees > 0). With zero fees it equals ``price[t] / price[eval_start]``
+    - ``buy_and_hold[SYM]``: 1x long SYM bought on the first step, then the shares are held: the
+      policy returns the current drifted weights (read from the observation), so there is no
+      rebalancing and no turnover after entry (the entry fee is financed, leaving the exposure a
+      hair above 1x when fees > 0). With zero fees it equals ``price[t] / price[eval_start]``
       (:func:`buy_and_hold_curve`).
     - ``equal_weight``: 1/N of equity in each asset, rebalanced back to 1/N every step (pays fees).
     - ``cash``: no position; equity stays at 1.
@@ -274,7 +305,9 @@ def evaluate_baselines(
         raise DataError(f"symbols has {len(symbols)} names for {n} assets")
     num_steps = evaluation_steps(params)
     targets, holds, _ = baseline_specs(n)
-    states, dones, trajs = _run_baselines(env, params, jnp.asarray(targets), jnp.asarray(holds), num_steps)
+    states, dones, trajs = _run_baselines(
+        env, params, jnp.asarray(targets), jnp.asarray(holds), num_steps
+    )
     reports = [
         _episode_report(
             jax.tree_util.tree_map(lambda x: x[i], states),
@@ -307,7 +340,7 @@ def buy_and_hold_curve(prices, start: int, num_steps: int) -> np.ndarray:
 def portfolio_report(
     env: PortfolioEnv,
     params: EnvParams,
-    policy_fn: PolicyFn,
+    policy_fn: PolicyFn | Policy,
     symbols: Sequence[str] | None = None,
     *,
     key: jax.Array | None = None,
@@ -317,8 +350,9 @@ def portfolio_report(
 
     ``{"test": metrics, "baselines": {"buy_and_hold": {SYM: metrics}, "equal_weight": metrics,
     "cash": metrics}, "equity_curve": [...], "baseline_curves": {"buy_and_hold": {SYM: [...]},
-    "equal_weight": [...], "cash": [...]}, "leverage": [...], "weights": [[...]], "start_index": int,
-    "num_steps": int}`` (curves are E/E0 with ``num_steps + 1`` points starting at ``start_index``).
+    "equal_weight": [...], "cash": [...]}, "leverage": [...], "weights": [[...]], "start_index":
+    int, "num_steps": int}`` (curves are E/E0 with ``num_steps + 1`` points starting at
+    ``start_index``).
     """
     policy = evaluate_policy(env, params, policy_fn, key=key, policy_params=policy_params)
     base = evaluate_baselines(env, params, symbols)

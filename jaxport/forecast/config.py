@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Tuple
 
-from jaxport.data.errors import DataError
+from jaxport.errors import ConfigError
 
 #: Columns whose log-return vs today's close the model can forecast.
 TARGET_COLUMNS = ("close", "open", "high", "low")
@@ -51,20 +51,29 @@ class ForecasterConfig:
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(str(t).lower() for t in self.targets))
         if self.context <= 0 or self.patch <= 0 or self.context % self.patch:
-            raise DataError(f"forecaster config: context={self.context} must be a positive multiple of patch={self.patch}")
+            raise ConfigError(
+                f"forecaster config: context={self.context} must be a positive multiple of "
+                f"patch={self.patch}"
+            )
         if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
-            raise DataError(
-                f"forecaster config: d_model={self.d_model} must split into num_heads={self.num_heads} heads of even size"
+            raise ConfigError(
+                f"forecaster config: d_model={self.d_model} must split into "
+                f"num_heads={self.num_heads} heads of even size"
             )
         if self.horizon < 1 or self.num_layers < 1 or self.mlp_ratio < 1:
-            raise DataError("forecaster config: horizon, num_layers and mlp_ratio must be >= 1")
+            raise ConfigError("forecaster config: horizon, num_layers and mlp_ratio must be >= 1")
         bad = [t for t in self.targets if t not in TARGET_COLUMNS]
         if bad or not self.targets or len(set(self.targets)) != len(self.targets):
-            raise DataError(f"forecaster config: targets {self.targets} must be distinct names from {TARGET_COLUMNS}")
+            raise ConfigError(
+                f"forecaster config: targets {self.targets} must be distinct names from "
+                f"{TARGET_COLUMNS}"
+            )
         if not self.min_dof > 2.0:
-            raise DataError(f"forecaster config: min_dof={self.min_dof} must be > 2 (finite variance)")
+            raise ConfigError(
+                f"forecaster config: min_dof={self.min_dof} must be > 2 (finite variance)"
+            )
         if not 0.0 <= self.dropout < 1.0:
-            raise DataError(f"forecaster config: dropout={self.dropout} must be in [0, 1)")
+            raise ConfigError(f"forecaster config: dropout={self.dropout} must be in [0, 1)")
 
     @property
     def num_patches(self) -> int:
@@ -97,10 +106,11 @@ class TrainConfig:
     ``learning_rate * final_lr_fraction``).  weight_decay: AdamW decoupled weight decay.
     batch_size: windows per step.  epochs: passes over the (shuffled) training windows.
     max_steps: hard cap on optimiser steps (None = epochs only).  warmup_steps: linear warm-up.
-    grad_clip: global-norm gradient clipping.  patience: epochs without validation improvement before
-    early stopping (0 disables early stopping).  eval_batch_size: windows per validation call.
-    max_val_windows: validation windows used per epoch (evenly strided subsample; None = all).
-    log_every: steps between ``log_fn`` train-loss reports.  seed: PRNG seed (init, shuffling, dropout).
+    grad_clip: global-norm gradient clipping.  patience: epochs without validation improvement
+    before early stopping (0 disables early stopping).  eval_batch_size: windows per validation
+    call.  max_val_windows: validation windows used per epoch (evenly strided subsample; None =
+    all).  log_every: steps between ``log_fn`` train-loss reports.  seed: PRNG seed (init,
+    shuffling, dropout).
     """
 
     learning_rate: float = 1e-3
@@ -119,28 +129,51 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.batch_size < 1 or self.epochs < 1:
-            raise DataError("train config: batch_size and epochs must be >= 1")
+            raise ConfigError("train config: batch_size and epochs must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
-            raise DataError(f"train config: max_steps={self.max_steps} must be >= 1 or None")
+            raise ConfigError(f"train config: max_steps={self.max_steps} must be >= 1 or None")
         if not self.learning_rate >= 0:
-            raise DataError(f"train config: learning_rate={self.learning_rate} must be >= 0")
+            raise ConfigError(f"train config: learning_rate={self.learning_rate} must be >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-#: Named (architecture, training) profiles. "quick" (~23k params) trains in about 20 s of CPU time
-#: (30-60 s wall on 2 shared cores) on the 7 real symbols; "default" is the ~1.8M-parameter model of
-#: the issue; "large" ~4.8M.  All use early stopping on the validation loss.
+#: THE named profiles of the forecaster: ``(architecture, training budget)``. ``jaxport train``
+#: trains ``quick`` (``--profile quick``, the default) or ``full`` (``--profile full``) through
+#: :class:`jaxport.pipeline.config.BaseConfig`, which reads its numbers from here, and the
+#: forecaster benchmarks read the same entries, so they measure the model the CLI trains.
+#: ``quick``: ~22k parameters, context 64; ``full``: the ~1.8M-parameter model
+#: (:class:`ForecasterConfig` defaults, context 128); ``large``: ~4.8M, for benchmarks only. All
+#: stop early on the validation loss.
 PROFILES: dict[str, tuple[ForecasterConfig, TrainConfig]] = {
     "quick": (
-        ForecasterConfig(context=128, patch=8, d_model=32, num_layers=2, num_heads=2, mlp_ratio=2, dropout=0.0),
-        TrainConfig(learning_rate=3e-3, batch_size=128, epochs=6, max_steps=400, warmup_steps=30, patience=2,
-                    max_val_windows=2048),
+        ForecasterConfig(
+            context=64, patch=8, d_model=32, num_layers=2, num_heads=2, mlp_ratio=2, dropout=0.0
+        ),
+        TrainConfig(
+            learning_rate=3e-3,
+            batch_size=128,
+            epochs=6,
+            max_steps=500,
+            warmup_steps=30,
+            patience=2,
+            max_val_windows=2048,
+            log_every=25,
+        ),
     ),
-    "default": (
+    "full": (
         ForecasterConfig(),
-        TrainConfig(learning_rate=5e-4, batch_size=256, epochs=15, warmup_steps=100, patience=3),
+        TrainConfig(
+            learning_rate=5e-4,
+            batch_size=256,
+            epochs=15,
+            max_steps=4000,
+            warmup_steps=200,
+            patience=3,
+            max_val_windows=None,
+            log_every=25,
+        ),
     ),
     "large": (
         ForecasterConfig(d_model=256, num_layers=6, num_heads=8, dropout=0.1),
@@ -150,14 +183,17 @@ PROFILES: dict[str, tuple[ForecasterConfig, TrainConfig]] = {
 
 
 def profile(name: str) -> tuple[ForecasterConfig, TrainConfig]:
-    """``(ForecasterConfig, TrainConfig)`` of a named profile (``quick``, ``default``, ``large``)."""
+    """``(ForecasterConfig, TrainConfig)`` of a named profile (``quick``, ``full``, ``large``)."""
     if name not in PROFILES:
-        raise DataError(f"--forecaster-profile {name!r}: unknown; expected one of {sorted(PROFILES)}")
+        raise ConfigError(
+            f"forecaster profile {name!r}: unknown; expected one of {sorted(PROFILES)}"
+        )
     return PROFILES[name]
 
 
 def specialist_train_config(generic: TrainConfig) -> TrainConfig:
-    """Fine-tuning defaults derived from the generic run: LR / 5, a third of the steps, short warm-up."""
+    """Fine-tuning defaults derived from the generic run: LR / 5, a third of the steps, short
+    warm-up."""
     steps = None if generic.max_steps is None else max(1, generic.max_steps // 3)
     return dataclasses.replace(
         generic,

@@ -53,7 +53,7 @@ class ForecastFeatures:
     values: np.ndarray
     names: tuple
     valid_from: int
-    source: str  # "statistical" | "forecaster" | "toto"
+    source: str  # "statistical" | "forecaster"
 
 
 def feature_names(targets: Sequence[str] = TARGET_COLUMNS, horizon: int = 8) -> tuple:
@@ -142,11 +142,10 @@ def _model_forecast(model, market, targets, horizon):
         fc = model.forecast_market(market)
         pick = [cfg.targets.index(c) for c in need]
         return fc.mean[:, :, pick, :horizon], fc.std[:, :, pick, :horizon], fc.valid_from, "forecaster"
-    if hasattr(model, "forecast_mean_std"):
-        need = list(dict.fromkeys(list(targets) + ["close"]))
-        mean, std, valid_from = model.forecast_mean_std(market, targets=tuple(need), horizon=horizon)
-        return np.asarray(mean), np.asarray(std), int(valid_from), "toto"
-    raise DataError(f"toto features: unsupported model object {type(model).__name__}; pass a Forecaster, a checkpoint path, a TotoAdapter or None")
+    raise DataError(
+        f"toto features: unsupported model object {type(model).__name__}; "
+        "pass a Forecaster, a checkpoint path or None"
+    )
 
 
 def compute_features(
@@ -161,7 +160,7 @@ def compute_features(
     """Forecast features with their warm-up boundary (see module doc; :func:`features` is the tuple form).
 
     model: None (statistical fallback), a :class:`~jaxport.forecast.forecaster.Forecaster`, a checkpoint
-    directory, or an adapter with ``forecast_mean_std(market, targets=, horizon=)`` (real Toto).
+    directory.
     ``sequence_length`` applies to the fallback only; a model uses its own context.
     """
     targets = tuple(str(t).lower() for t in targets)

@@ -1,7 +1,8 @@
 """Resolved configuration of a ``jaxport train`` run: profiles, TOML files and CLI overrides.
 
-Precedence, lowest first: profile defaults (``quick`` or ``full``) -> ``--config FILE`` (TOML) -> CLI
-flags. Every field is plain data so the whole configuration is written into ``pipeline_summary.json``.
+Precedence, lowest first: profile defaults (``quick`` or ``full``) -> a TOML file -> command-line
+overrides. Every field is plain data, so the whole configuration is written into
+``pipeline_summary.json``.
 Units: ``transaction_cost_bps`` in basis points (10 = 0.10 % of traded notional); ``borrowing_cost``
 annual fraction (0.0675 = 6.75 %/yr) on exposure beyond 1x equity; ``leverage_limit`` max gross
 exposure in multiples of equity.
@@ -12,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from jaxport.data import DataError
+from jaxport.data import min_rows_for
+from jaxport.errors import ConfigError
+from jaxport.forecast.config import ForecasterConfig, TrainConfig
+from jaxport.forecast.config import profile as forecaster_profile
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,25 +46,75 @@ class DataConfig:
     disable_toto: bool = False  # use the statistical fallback even when a forecaster exists
 
 
+#: BaseConfig fields read from a forecaster profile's TrainConfig / ForecasterConfig (same names;
+#: ``steps`` is ``TrainConfig.max_steps``).
+_TRAIN_FIELDS = (
+    "batch_size",
+    "learning_rate",
+    "epochs",
+    "warmup_steps",
+    "patience",
+    "max_val_windows",
+    "log_every",
+)
+_NET_FIELDS = ("context", "patch", "d_model", "num_layers", "num_heads", "mlp_ratio", "dropout")
+
+
+def _profile_fields(name: str) -> dict[str, Any]:
+    """BaseConfig values of forecaster profile ``name`` (``jaxport.forecast.PROFILES``, their one
+    definition)."""
+    net, train = forecaster_profile(name)
+    fields = {"steps": train.max_steps}
+    fields.update({f: getattr(train, f) for f in _TRAIN_FIELDS})
+    fields.update({f: getattr(net, f) for f in _NET_FIELDS})
+    return fields
+
+
+_QUICK = _profile_fields("quick")
+
+
 @dataclasses.dataclass
 class BaseConfig:
-    """Generic forecaster (stage 1): Toto-style patch transformer and its training budget."""
+    """Generic forecaster (stage 1): Toto-style patch transformer and its training budget.
 
-    steps: int = 500  # max optimiser steps (--base-steps)
-    batch_size: int = 128  # windows per step (--base-batch-size)
-    learning_rate: float = 3e-3  # peak AdamW learning rate (--base-learning-rate)
-    epochs: int = 6  # passes over the pooled training windows (capped by steps)
-    warmup_steps: int = 30
-    patience: int = 2  # epochs without validation improvement before early stopping
-    max_val_windows: int | None = 2048  # validation windows per epoch (strided subsample)
-    log_every: int = 25  # steps between TensorBoard train-loss points
-    context: int = 64  # days of input history
-    patch: int = 8  # days per patch token
-    d_model: int = 32
-    num_layers: int = 2
-    num_heads: int = 2
-    mlp_ratio: int = 2
-    dropout: float = 0.0
+    Defaults are the ``quick`` forecaster profile; :meth:`from_profile` reads any other one.
+    """
+
+    steps: int = _QUICK["steps"]  # max optimiser steps
+    batch_size: int = _QUICK["batch_size"]  # windows per step
+    learning_rate: float = _QUICK["learning_rate"]  # peak AdamW learning rate
+    epochs: int = _QUICK["epochs"]  # passes over the pooled training windows (capped by steps)
+    warmup_steps: int = _QUICK["warmup_steps"]
+    patience: int = _QUICK["patience"]  # epochs without validation improvement before stopping
+    max_val_windows: int | None = _QUICK["max_val_windows"]  # validation windows per epoch
+    log_every: int = _QUICK["log_every"]  # steps between TensorBoard train-loss points
+    context: int = _QUICK["context"]  # days of input history
+    patch: int = _QUICK["patch"]  # days per patch token
+    d_model: int = _QUICK["d_model"]
+    num_layers: int = _QUICK["num_layers"]
+    num_heads: int = _QUICK["num_heads"]
+    mlp_ratio: int = _QUICK["mlp_ratio"]
+    dropout: float = _QUICK["dropout"]
+
+    @classmethod
+    def from_profile(cls, name: str) -> BaseConfig:
+        """The forecaster profile ``name`` (``quick``, ``full``, ``large``) as a BaseConfig."""
+        return cls(**_profile_fields(name))
+
+    def forecaster_configs(
+        self, *, horizon: int, targets: Sequence[str], seed: int
+    ) -> tuple[ForecasterConfig, TrainConfig]:
+        """``(ForecasterConfig, TrainConfig)`` that stage 1 trains; ``horizon`` (days) and
+        ``targets`` come from the data section, ``seed`` from the run."""
+        net = ForecasterConfig(
+            horizon=horizon,
+            targets=tuple(targets),
+            **{f: getattr(self, f) for f in _NET_FIELDS},
+        )
+        train = TrainConfig(
+            max_steps=self.steps, seed=seed, **{f: getattr(self, f) for f in _TRAIN_FIELDS}
+        )
+        return net, train
 
 
 @dataclasses.dataclass
@@ -78,7 +132,7 @@ class RLConfig:
 
     algo: str = "both"  # ppo | gradient | both (the better on validation is kept)
     epochs: int = 60  # training updates (PPO updates or gradient steps)
-    learning_rate: float = 3e-4  # PPO (and the gradient method unless gradient_learning_rate is set)
+    learning_rate: float = 3e-4  # PPO; the gradient method too if gradient_learning_rate is None
     gradient_learning_rate: float | None = 1e-3  # None: use learning_rate
     batch_size: int = 256  # parallel environments per update
     num_steps: int = 64  # PPO steps per rollout; BPTT chunk for the gradient method
@@ -107,7 +161,7 @@ class PipelineConfig:
     skip_base: bool = False
     skip_specialists: bool = False
     skip_rl: bool = False
-    base_checkpoint: str | None = None  # restore the generic forecaster from here instead of training
+    base_checkpoint: str | None = None  # restore the generic forecaster from here (no training)
     verbose: bool = False
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
@@ -122,10 +176,9 @@ class PipelineConfig:
         return Path(self.summary_path) if self.summary_path else Path(self.output_dir) / "pipeline_summary.json"
 
 
+#: What ``--profile full`` changes besides the forecaster (whose numbers are the ``full``
+#: forecaster profile, ``jaxport.forecast.PROFILES``).
 FULL_PROFILE: dict[str, dict[str, Any]] = {
-    "base": {"steps": 4000, "batch_size": 256, "learning_rate": 5e-4, "epochs": 15, "warmup_steps": 200,
-             "patience": 3, "max_val_windows": None, "context": 128, "d_model": 192, "num_layers": 4,
-             "num_heads": 6, "mlp_ratio": 4, "dropout": 0.1},
     "finetune": {"epochs": 7, "learning_rate": 1e-4, "max_steps": 1300},
     "rl": {"epochs": 500, "batch_size": 2048, "episode_length": 252},
 }
@@ -138,11 +191,11 @@ def _apply(target: Any, values: dict[str, Any], origin: str) -> None:
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in fields:
-            raise DataError(f"{origin}: unknown setting {key!r}; expected one of {', '.join(sorted(fields))}")
+            raise ConfigError(f"{origin}: unknown setting {key!r}; expected one of {', '.join(sorted(fields))}")
         current = getattr(target, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise DataError(f"{origin}: [{name}] must be a table")
+                raise ConfigError(f"{origin}: [{name}] must be a table")
             _apply(current, value, f"{origin} [{name}]")
             continue
         setattr(target, name, value)
@@ -155,8 +208,8 @@ def build_config(
 ) -> PipelineConfig:
     """Profile defaults, then the TOML file, then ``overrides`` (nested dict, CLI flags)."""
     if profile not in PROFILES:
-        raise DataError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    config = PipelineConfig(profile=profile)
+        raise ConfigError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    config = PipelineConfig(profile=profile, base=BaseConfig.from_profile(profile))
     if profile == "full":
         _apply(config, FULL_PROFILE, "profile full")
     if config_file is not None:
@@ -164,12 +217,15 @@ def build_config(
         try:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise DataError(f"--config {path}: file not found") from None
+            raise ConfigError(f"config_file {path}: file not found") from None
         except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"--config {path}: invalid TOML ({exc})") from None
+            raise ConfigError(f"config_file {path}: invalid TOML ({exc})") from None
         if "profile" in values and values["profile"] != profile:
-            raise DataError(f"--config {path}: set the profile with --profile, not in the file")
-        _apply(config, values, f"--config {path}")
+            raise ConfigError(
+                f"config_file {path}: profile {values['profile']!r} differs from the chosen "
+                f"profile {profile!r}"
+            )
+        _apply(config, values, f"config_file {path}")
     if overrides:
         _apply(config, overrides, "command line")
     validate_config(config)
@@ -177,36 +233,48 @@ def build_config(
 
 
 def validate_config(config: PipelineConfig) -> None:
-    """One-line ``DataError`` naming the flag for values out of range."""
+    """One-line ``ConfigError`` naming the setting (e.g. ``rl.leverage_limit``) out of range."""
     rl, data, base = config.rl, config.data, config.base
     checks = [
-        (rl.algo in RL_ALGOS, f"--rl-algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
-        (data.features in FEATURE_SETS, f"--features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}"),
+        (rl.algo in RL_ALGOS, f"rl.algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
+        (data.features in FEATURE_SETS, f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}"),
         (rl.policy in ("mlp", "transformer"), f"rl.policy {rl.policy!r}: expected mlp or transformer"),
-        (rl.leverage_limit > 0, f"--leverage-limit {rl.leverage_limit}: must be > 0"),
-        (rl.borrowing_cost >= 0, f"--borrowing-cost {rl.borrowing_cost}: must be >= 0 (annual fraction)"),
-        (rl.transaction_cost_bps >= 0, f"--transaction-cost-bps {rl.transaction_cost_bps}: must be >= 0"),
-        (rl.risk_penalty >= 0, f"--risk-penalty {rl.risk_penalty}: must be >= 0"),
-        (rl.trading_days_per_year > 0, f"--trading-days-per-year {rl.trading_days_per_year}: must be > 0"),
-        (rl.epochs > 0, f"--rl-epochs {rl.epochs}: must be > 0"),
-        (rl.batch_size > 0, f"--rl-batch-size {rl.batch_size}: must be > 0"),
-        (rl.learning_rate > 0, f"--rl-learning-rate {rl.learning_rate}: must be > 0"),
+        (rl.leverage_limit > 0, f"rl.leverage_limit {rl.leverage_limit}: must be > 0"),
+        (rl.borrowing_cost >= 0, f"rl.borrowing_cost {rl.borrowing_cost}: must be >= 0 (annual fraction)"),
+        (rl.transaction_cost_bps >= 0, f"rl.transaction_cost_bps {rl.transaction_cost_bps}: must be >= 0"),
+        (rl.risk_penalty >= 0, f"rl.risk_penalty {rl.risk_penalty}: must be >= 0"),
+        (rl.trading_days_per_year > 0, f"rl.trading_days_per_year {rl.trading_days_per_year}: must be > 0"),
+        (rl.epochs > 0, f"rl.epochs {rl.epochs}: must be > 0"),
+        (rl.batch_size > 0, f"rl.batch_size {rl.batch_size}: must be > 0"),
+        (rl.learning_rate > 0, f"rl.learning_rate {rl.learning_rate}: must be > 0"),
         (rl.episode_length > 1, f"rl.episode_length {rl.episode_length}: must be > 1"),
-        (base.steps > 0, f"--base-steps {base.steps}: must be > 0"),
-        (base.batch_size > 0, f"--base-batch-size {base.batch_size}: must be > 0"),
-        (base.learning_rate > 0, f"--base-learning-rate {base.learning_rate}: must be > 0"),
+        (base.steps > 0, f"base.steps {base.steps}: must be > 0"),
+        (base.batch_size > 0, f"base.batch_size {base.batch_size}: must be > 0"),
+        (base.learning_rate > 0, f"base.learning_rate {base.learning_rate}: must be > 0"),
         (base.context % base.patch == 0, f"base.context {base.context} must be a multiple of base.patch {base.patch}"),
-        (config.finetune.epochs >= 0, f"--finetune-epochs {config.finetune.epochs}: must be >= 0"),
-        (config.finetune.learning_rate > 0, f"--finetune-learning-rate {config.finetune.learning_rate}: must be > 0"),
-        (data.sequence_length >= 2, f"--sequence-length {data.sequence_length}: must be >= 2"),
-        (data.toto_horizon >= 1, f"--toto-horizon {data.toto_horizon}: must be >= 1"),
-        (bool(data.toto_targets), "--toto-targets: give at least one of close,open,high,low"),
+        (config.finetune.epochs >= 0, f"finetune.epochs {config.finetune.epochs}: must be >= 0"),
+        (config.finetune.learning_rate > 0, f"finetune.learning_rate {config.finetune.learning_rate}: must be > 0"),
+        (data.sequence_length >= 2, f"data.sequence_length {data.sequence_length}: must be >= 2"),
+        (data.toto_horizon >= 1, f"data.toto_horizon {data.toto_horizon}: must be >= 1"),
+        (bool(data.toto_targets), "data.toto_targets: give at least one of close,open,high,low"),
         (all(t in ("close", "open", "high", "low") for t in data.toto_targets),
-         f"--toto-targets {','.join(data.toto_targets)}: each must be one of close,open,high,low"),
+         f"data.toto_targets {','.join(data.toto_targets)}: "
+         "each must be one of close,open,high,low"),
     ]
     for ok, message in checks:
         if not ok:
-            raise DataError(message)
+            raise ConfigError(message)
     for pair in data.pairs or []:
         if len(pair) < 2 or len(set(pair)) != len(pair):
-            raise DataError(f"--pair {','.join(pair)}: need two or more distinct symbols")
+            raise ConfigError(f"data.pairs {','.join(pair)}: need two or more distinct symbols")
+
+
+def min_rows_needed(config: PipelineConfig) -> int:
+    """Fewest aligned rows (days) a run with ``config`` can train on (``jaxport data check`` too).
+
+    Warm-up: the forecaster context or the feature window (whichever is longer) plus one day, or the
+    observation window; then the chronological ``data.split`` with ``data.toto_horizon``-day
+    targets.
+    """
+    warmup = max(config.base.context, config.data.sequence_length, config.rl.window - 1) + 1
+    return min_rows_for(warmup, config.data.split, horizon=config.data.toto_horizon)

@@ -2,8 +2,8 @@
 selection on validation, evaluation on test, and what goes into the checkpoint.
 
 Splits are chronological: policies train on random episodes inside the train rows, are compared on
-one deterministic episode over the validation rows and reported on one over the test rows (never seen
-in training or selection). Features are standardised with statistics of the train rows only.
+one deterministic episode over the validation rows and reported on one over the test rows (never
+seen in training or selection). Features are standardised with statistics of the train rows only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from jaxport.data import DataError, MarketData
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
 from jaxport.pipeline.config import RLConfig
+from jaxport.pipeline.tracking import per_update
+from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
 
 FEATURE_CLIP = 10.0  # standardised features are clipped to [-FEATURE_CLIP, FEATURE_CLIP]
 
@@ -34,6 +36,46 @@ def env_kwargs(rl: RLConfig) -> dict[str, Any]:
 
 
 @dataclasses.dataclass
+class PairFeatures:
+    """Forecast features of one basket: ``values [T, N, F]`` (raw), their ``names``, the first row
+    with complete features (``valid_from``) and which model produced each symbol's (``sources``)."""
+
+    values: np.ndarray
+    names: list[str]
+    valid_from: int
+    sources: dict[str, str]
+
+
+def pair_features(
+    data_cfg, market: MarketData, symbols: list[str], models: dict[str, Any]
+) -> PairFeatures:
+    """Forecast features ``[T, N, F]`` for ``symbols``, each from its own forecaster (or the
+    statistical fallback).
+
+    ``models`` maps symbol -> Forecaster or None (``data_cfg``: the run's ``DataConfig``).
+    """
+    from jaxport.forecast import compute_features
+
+    d = data_cfg
+    use_models = d.features in ("toto", "toto+stat") and not d.disable_toto
+    parts, names, valid_from, sources = [], None, 0, {}
+    for sym in symbols:
+        out = compute_features(
+            models.get(sym) if use_models else None,
+            market.select([sym]),
+            targets=d.toto_targets,
+            horizon=d.toto_horizon,
+            sequence_length=d.sequence_length,
+            append_stat=d.features == "toto+stat",
+        )
+        parts.append(out.values)
+        names = out.names
+        valid_from = max(valid_from, out.valid_from)
+        sources[sym] = out.source
+    return PairFeatures(np.concatenate(parts, axis=1), list(names), int(valid_from), sources)
+
+
+@dataclasses.dataclass
 class PairData:
     """Env, and EnvParams for the train / validation / test parts of one basket."""
 
@@ -46,40 +88,65 @@ class PairData:
     feature_mean: np.ndarray  # [F] train-rows mean of the raw features
     feature_std: np.ndarray  # [F]
     valid_from: int  # first row with complete features
-    dates: dict[str, str]
+    dates: dict[str, str]  # train_first, val_first, test_first, test_last
+    calendar: np.ndarray  # [T] datetime64[D]: the date of every row
 
     @classmethod
-    def build(cls, market: MarketData, values: np.ndarray, names, valid_from: int, bounds, rl: RLConfig) -> "PairData":
+    def build(
+        cls, market: MarketData, values: np.ndarray, names, valid_from: int, bounds, rl: RLConfig
+    ) -> "PairData":
+        """Standardise ``values [T, N, F]`` with train-row statistics and build the three EnvParams.
+
+        The first day an episode may start on is ``valid_from + window - 1``: every day of its
+        ``window``-day observation then has complete features (no zeroed warm-up rows).
+        """
         T, N, F = values.shape
         window = rl.window
-        start_min = max(valid_from, window - 1)
+        start_min = valid_from + window - 1
         train_end, val_end = bounds.train_end, bounds.val_end
         if train_end - 1 - start_min < 2:
             raise DataError(
                 f"pair {'_'.join(market.symbols)}: train split too short after feature warm-up "
                 f"({train_end} rows, warm-up {start_min})"
             )
-        train_rows = values[start_min:train_end].reshape(-1, F)
+        train_rows = values[valid_from:train_end].reshape(-1, F)
         mean = train_rows.mean(axis=0)
         std = train_rows.std(axis=0)
         std = np.where(std > 1e-8, std, 1.0)
         feats = np.clip((values - mean) / std, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
-        feats[:start_min] = 0.0
+        feats[:valid_from] = 0.0
         close, opens = market.close, market.open
         kw = env_kwargs(rl)
         episode = int(min(rl.episode_length, train_end - 1 - start_min))
         env = PortfolioEnv(N, F, window=window)
         train = EnvParams.from_arrays(
-            close[:train_end], feats[:train_end], open_prices=opens[:train_end], episode_length=episode,
-            start_min=start_min, window=window, **kw,
+            close[:train_end],
+            feats[:train_end],
+            open_prices=opens[:train_end],
+            episode_length=episode,
+            start_min=start_min,
+            window=window,
+            **kw,
         )
         val = EnvParams.from_arrays(
-            close[:val_end], feats[:val_end], open_prices=opens[:val_end], eval_start=train_end - 1,
-            episode_length=None, start_min=start_min, window=window, **kw,
+            close[:val_end],
+            feats[:val_end],
+            open_prices=opens[:val_end],
+            eval_start=train_end - 1,
+            episode_length=None,
+            start_min=start_min,
+            window=window,
+            **kw,
         )
         test = EnvParams.from_arrays(
-            close, feats, open_prices=opens, eval_start=val_end - 1, episode_length=None,
-            start_min=start_min, window=window, **kw,
+            close,
+            feats,
+            open_prices=opens,
+            eval_start=val_end - 1,
+            episode_length=None,
+            start_min=start_min,
+            window=window,
+            **kw,
         )
         dates = {
             "train_first": str(market.dates[start_min]),
@@ -87,44 +154,58 @@ class PairData:
             "test_first": str(market.dates[val_end]),
             "test_last": str(market.dates[-1]),
         }
-        return cls(list(market.symbols), env, train, val, test, list(names), mean, std, valid_from, dates)
+        return cls(
+            list(market.symbols),
+            env,
+            train,
+            val,
+            test,
+            list(names),
+            mean,
+            std,
+            valid_from,
+            dates,
+            np.asarray(market.dates),
+        )
+
+    def env_metadata(self) -> dict:
+        """The env block of the policy checkpoint: static shape/mode plus the numeric settings."""
+        p = self.train
+        return {
+            **env_metadata(self.env),
+            "leverage_cap": float(p.leverage_cap),
+            "fee_rate": float(p.fee_rate),
+            "annual_financing_rate": float(p.annual_financing_rate),
+            "periods_per_year": float(p.periods_per_year),
+        }
+
+    def curve_dates(self, start_index: int, num_steps: int) -> list[str]:
+        """ISO dates of an evaluation curve's ``num_steps + 1`` points from row ``start_index``."""
+        return [str(d) for d in self.calendar[start_index : start_index + num_steps + 1]]
 
 
 @dataclasses.dataclass
 class PairResult:
-    algo: str
-    checkpoint_tree: dict
-    config: dict
-    metrics: dict  # {"test", "validation", "baselines"}
-    candidates: dict  # algo -> {"validation", "test", "updates", "train_wall_s", "final_train_metrics"}
+    algo: str  # training method of the selected candidate ("ppo" | "gradient")
+    policy: Policy
+    metrics: dict  # {"test", "validation", "baselines", "selection"}
+    candidates: (
+        dict  # algo -> {"validation", "test", "updates", "train_wall_s", "final_train_metrics"}
+    )
     curves: dict  # equity curves etc. for plotting
     pair: PairData
 
     def checkpoint_metadata(self, feature_source: dict) -> dict:
+        """Metadata of the policy checkpoint besides the codec's ``policy`` block."""
         p = self.pair
-        env = p.env
         return {
-            "kind": "jaxport.portfolio_policy",
             "algo": self.algo,
-            "config": self.config,
             "symbols": p.symbols,
-            "env": {
-                "num_assets": env.num_assets,
-                "num_features": env.num_features,
-                "window": env.window,
-                "long_only": env.long_only,
-                "reward": env.reward_mode,
-                "return_mode": env.return_mode,
-                "leverage_cap": float(p.train.leverage_cap),
-                "fee_rate": float(p.train.fee_rate),
-                "annual_financing_rate": float(p.train.annual_financing_rate),
-                "periods_per_year": float(p.train.periods_per_year),
-                "obs_dim": env.obs_dim,
-            },
+            "env": p.env_metadata(),
             "features": {
                 "names": p.feature_names,
-                "mean": p.feature_mean.tolist(),
-                "std": p.feature_std.tolist(),
+                "mean": p.feature_mean,
+                "std": p.feature_std,
                 "clip": FEATURE_CLIP,
                 "valid_from": p.valid_from,
                 "source": feature_source,
@@ -134,7 +215,7 @@ class PairResult:
 
 
 def ppo_config(rl: RLConfig, num_assets: int):
-    from jaxport.rl.ppo import PPOConfig
+    from jaxport.rl import PPOConfig
 
     num_envs = rl.batch_size
     return PPOConfig(
@@ -142,13 +223,13 @@ def ppo_config(rl: RLConfig, num_assets: int):
         num_steps=rl.num_steps,
         total_timesteps=rl.epochs * num_envs * rl.num_steps,
         lr=rl.learning_rate,
-        hidden=(rl.hidden_size,) * rl.num_layers,
+        hidden_sizes=(rl.hidden_size,) * rl.num_layers,
         leverage_cap=rl.leverage_limit,
     )
 
 
 def gradient_config(rl: RLConfig, episode_length: int):
-    from jaxport.rl.gradient import GradientConfig
+    from jaxport.rl import GradientConfig
 
     return GradientConfig(
         policy=rl.policy,
@@ -175,29 +256,27 @@ def _last(metrics: dict) -> dict:
     return out
 
 
-def train_ppo(pair: PairData, rl: RLConfig, key) -> tuple[Callable, dict, dict, dict]:
-    from jaxport.rl.ppo import export_policy, make_policy_fn, make_train
+def train_ppo(pair: PairData, rl: RLConfig, key) -> tuple[Policy, dict]:
+    """PPO on the train rows: ``(policy, per-update metrics)``."""
+    from jaxport.rl import make_train
 
     cfg = ppo_config(rl, pair.env.num_assets)
-    out = jax.jit(make_train(cfg, pair.env, pair.train))(key)
+    out = make_train(cfg, pair.env)(key, pair.train)  # env params traced: one compile per shape
     metrics = jax.device_get(out["metrics"])
-    policy_fn = make_policy_fn(out["params"], out["obs_norm"], cfg, deterministic=True)
-    exported = export_policy(out["params"], out["obs_norm"], cfg)
-    tree = {"params": exported["params"], "obs_norm": exported["obs_norm"]}
-    return policy_fn, tree, exported["config"], metrics
+    policy = make_policy("ppo", cfg, pair.env, params=out["params"], obs_norm=out["obs_norm"])
+    return policy, metrics
 
 
-def train_gradient(pair: PairData, rl: RLConfig, key) -> tuple[Callable, dict, dict, dict]:
-    from jaxport.rl.gradient import make_gradient_policy_fn, make_gradient_train
+def train_gradient(pair: PairData, rl: RLConfig, key) -> tuple[Policy, dict]:
+    """Gradient ascent through the env on the train rows: ``(policy, per-update metrics)``."""
+    from jaxport.rl import make_gradient_train
 
     episode = int(pair.train.episode_length)
     cfg = gradient_config(rl, episode)
-    out = jax.jit(make_gradient_train(cfg, pair.env, pair.train))(key)
+    out = make_gradient_train(cfg, pair.env)(key, pair.train)  # one compile per shape
     metrics = jax.device_get(out["metrics"])
-    params = jax.device_get(out["params"])
-    policy_fn = make_gradient_policy_fn(params, cfg, pair.env)
-    config = dataclasses.asdict(cfg)
-    return policy_fn, {"params": params}, config, metrics
+    policy = make_policy(gradient_kind(cfg), cfg, pair.env, params=out["params"])
+    return policy, metrics
 
 
 TRAINERS = {"ppo": train_ppo, "gradient": train_gradient}
@@ -210,16 +289,16 @@ def train_and_evaluate_pair(
     algos = ["ppo", "gradient"] if rl.algo == "both" else [rl.algo]
     key = jax.random.PRNGKey(seed)
     candidates: dict[str, dict] = {}
-    trained: dict[str, tuple] = {}
+    trained: dict[str, Policy] = {}
     training_curves: dict[str, dict] = {}
     for i, algo in enumerate(algos):
         t0 = time.perf_counter()
-        policy_fn, tree, config, metrics = TRAINERS[algo](pair, rl, jax.random.fold_in(key, i))
+        policy, metrics = TRAINERS[algo](pair, rl, jax.random.fold_in(key, i))
         wall = time.perf_counter() - t0
         if log is not None:
             log(algo, metrics)
-        val = evaluate_policy(pair.env, pair.val, policy_fn)["metrics"]
-        test = evaluate_policy(pair.env, pair.test, policy_fn)["metrics"]
+        val = evaluate_policy(pair.env, pair.val, policy)["metrics"]
+        test = evaluate_policy(pair.env, pair.test, policy)["metrics"]
         candidates[algo] = {
             "validation": val,
             "test": test,
@@ -227,12 +306,11 @@ def train_and_evaluate_pair(
             "train_wall_s": wall,
             "final_train_metrics": _last(metrics),
         }
-        trained[algo] = (policy_fn, tree, config)
-        training_curves[algo] = {k: np.asarray(v).reshape(np.asarray(v).shape[0], -1).mean(axis=1).tolist()
-                                 for k, v in metrics.items() if np.asarray(v).ndim >= 1}
+        trained[algo] = policy
+        training_curves[algo] = {k: per_update(v) for k, v in metrics.items() if np.ndim(v) >= 1}
     best = max(algos, key=lambda a: _score(candidates[a]["validation"]))
-    policy_fn, tree, config = trained[best]
-    report = portfolio_report(pair.env, pair.test, policy_fn, pair.symbols)
+    policy = trained[best]
+    report = portfolio_report(pair.env, pair.test, policy, pair.symbols)
     metrics = {
         "test": report["test"],
         "validation": candidates[best]["validation"],
@@ -242,35 +320,19 @@ def train_and_evaluate_pair(
     curves = {
         "symbols": pair.symbols,
         "algo": best,
+        "policy_kind": policy.kind,
         "dates": pair.dates,
         "start_index": report["start_index"],
+        "curve_dates": pair.curve_dates(report["start_index"], report["num_steps"]),
         "equity_curve": report["equity_curve"],
         "baseline_curves": report["baseline_curves"],
         "leverage": report["leverage"],
         "weights": report["weights"],
         "training_curves": training_curves,
     }
-    return PairResult(best, tree, config, metrics, candidates, curves, pair)
+    return PairResult(best, policy, metrics, candidates, curves, pair)
 
 
 def _score(metrics: dict) -> float:
     value = metrics.get("total_return", float("-inf"))
     return float(value) if np.isfinite(value) else float("-inf")
-
-
-def policy_from_checkpoint(tree: dict, metadata: dict, env: PortfolioEnv) -> Callable:
-    """Deterministic ``policy_fn(key, obs)`` from a portfolio checkpoint's ``(tree, metadata)``."""
-    algo = metadata.get("algo")
-    if algo == "ppo":
-        from jaxport.rl.ppo import import_policy, make_policy_fn
-
-        params, obs_norm, cfg = import_policy({**tree, "config": metadata["config"]})
-        return make_policy_fn(params, obs_norm, cfg, deterministic=True)
-    if algo == "gradient":
-        from jaxport.rl.gradient import GradientConfig, make_gradient_policy_fn
-
-        raw = dict(metadata["config"])
-        cfg = GradientConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        params = jax.tree.map(np.asarray, tree["params"])
-        return make_gradient_policy_fn(params, cfg, env)
-    raise DataError(f"portfolio checkpoint: unknown algo {algo!r}")

@@ -5,8 +5,9 @@ portfolio RL per pair (stage 3: PPO and/or gradient ascent through the different
 evaluation on the chronological test split against baselines.
 
 Every stage writes its checkpoints (orbax, atomically) and then the summary (atomically), so an
-interrupted run keeps what it finished and ``--resume`` continues from there. Random keys are derived
-from the seed and the stage/pair name, so a resumed run gives the same results as an uninterrupted one.
+interrupted run keeps what it finished and ``--resume`` continues from there. Random keys are
+derived from the seed and the stage/pair name, so a resumed run gives the same results as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,11 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from jaxport.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from jaxport.checkpoint import atomic_write_json, to_jsonable
 from jaxport.data import (
-    DataError,
     MarketData,
     describe_split,
     list_symbols,
@@ -34,18 +32,35 @@ from jaxport.data import (
     resolve_data_dir,
     split_bounds,
 )
+from jaxport.errors import CheckpointError, ConfigError
 from jaxport.pipeline.config import (
     ORIGINAL_BASE_STOCKS,
     ORIGINAL_SPECIALIST_STOCKS,
     PipelineConfig,
+    min_rows_needed,
 )
-from jaxport.pipeline.summary import SUMMARY_SCHEMA_VERSION, read_summary
+from jaxport.pipeline.summary import (
+    SUMMARY_SCHEMA_VERSION,
+    ForecasterStage,
+    PairStage,
+    RunSummary,
+    SpecialistStage,
+    read_summary,
+)
 from jaxport.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 #: Entries the pipeline creates inside ``--output-dir`` (``--overwrite`` removes only these).
-RUN_ENTRIES = ("base", "specialists", "portfolio", "pipeline_summary.json", "report", "evaluation.json", "export")
+RUN_ENTRIES = (
+    "base",
+    "specialists",
+    "portfolio",
+    "pipeline_summary.json",
+    "report",
+    "evaluation.json",
+    "export",
+)
 TENSORBOARD_STAGES = ("base", "specialists", "portfolio")
 
 
@@ -80,7 +95,10 @@ def _rel(path: Path, root: Path) -> str:
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -91,8 +109,23 @@ def _git_commit() -> str | None:
 def package_versions() -> dict[str, str | None]:
     from importlib import metadata
 
-    names = ("jaxport", "jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax-checkpoint", "numpy",
-             "pandas", "tensorboardX", "torch", "gymnasium", "arch", "wandb")
+    names = (
+        "jaxport",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "gymnax",
+        "chex",
+        "orbax-checkpoint",
+        "numpy",
+        "pandas",
+        "tensorboardX",
+        "torch",
+        "gymnasium",
+        "arch",
+        "wandb",
+    )
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
         try:
@@ -116,30 +149,33 @@ def device_description() -> dict[str, Any]:
 
 
 def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to write into a non-empty folder unless ``resume`` or ``overwrite`` (one-line DataError)."""
+    """Refuse to write into a non-empty folder unless ``resume`` or ``overwrite`` (one-line
+    ConfigError)."""
     if resume and overwrite:
-        raise DataError("--resume and --overwrite exclude each other")
+        raise ConfigError("resume=True and overwrite=True exclude each other")
     if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"--output-dir {output_dir}: exists and is not a directory")
+        raise ConfigError(f"output_dir {output_dir}: exists and is not a directory")
     entries = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
     if resume:
         if not (output_dir / "pipeline_summary.json").exists():
-            raise DataError(f"--resume: {output_dir} holds no pipeline_summary.json to resume from")
+            raise CheckpointError(
+                f"resume: {output_dir} holds no pipeline_summary.json to resume from"
+            )
         return
     if not entries:
         return
     if not overwrite:
         finished = (output_dir / "pipeline_summary.json").exists()
         what = "a previous run" if finished else "files"
-        raise DataError(
-            f"--output-dir {output_dir}: already holds {what}; pass --resume to continue it, "
-            f"--overwrite to replace it, or choose another --output-dir"
+        raise ConfigError(
+            f"output_dir {output_dir}: already holds {what}; pass resume=True to continue it, "
+            f"overwrite=True to replace it, or choose another output_dir"
         )
     foreign = [e for e in entries if e not in RUN_ENTRIES and not e.startswith(".")]
     if foreign:
-        raise DataError(
-            f"--overwrite: {output_dir} holds files a jaxport run does not write ({', '.join(foreign[:5])}); "
-            "refusing to delete them"
+        raise ConfigError(
+            f"overwrite: {output_dir} holds files a jaxport run does not write "
+            f"({', '.join(foreign[:5])}); refusing to delete them"
         )
     for entry in entries:
         target = output_dir / entry
@@ -150,26 +186,28 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> No
 
 
 # ---------------------------------------------------------------------------- symbols and data
-def resolve_symbols(config: PipelineConfig, data_dir: Path) -> tuple[list[str], list[str], list[list[str]]]:
+def resolve_symbols(
+    config: PipelineConfig, data_dir: Path
+) -> tuple[list[str], list[str], list[list[str]]]:
     """Base symbols, specialist symbols and RL pairs (original defaults when their files exist)."""
     available = list_symbols(data_dir)
     base = config.data.base_symbols
     specialists = config.data.specialist_symbols
     if base is None:
-        base = list(ORIGINAL_BASE_STOCKS) if set(ORIGINAL_BASE_STOCKS) <= set(available) else available
+        base = (
+            list(ORIGINAL_BASE_STOCKS) if set(ORIGINAL_BASE_STOCKS) <= set(available) else available
+        )
     if specialists is None:
         originals = set(ORIGINAL_SPECIALIST_STOCKS)
-        specialists = list(ORIGINAL_SPECIALIST_STOCKS) if originals <= set(available) else available[:3]
+        specialists = (
+            list(ORIGINAL_SPECIALIST_STOCKS) if originals <= set(available) else available[:3]
+        )
     pairs = config.data.pairs
     if pairs is None:
         pairs = [[a, b] for a, b in zip(specialists, specialists[1:])]
         if not pairs and len(base) >= 2:
             pairs = [base[:2]]
     return list(base), list(specialists), [list(p) for p in pairs]
-
-
-def min_rows_needed(config: PipelineConfig) -> int:
-    return max(config.base.context, config.data.sequence_length) + config.data.toto_horizon + 2
 
 
 # ---------------------------------------------------------------------------- the run
@@ -189,15 +227,17 @@ class Pipeline:
         self.resume = resume
         self.overwrite = overwrite
         self.reporter = reporter or Reporter()
-        self.stop_after = stop_after  # test hook: raise RunInterrupted after this stage/pair completes
+        self.stop_after = (
+            stop_after  # test hook: raise RunInterrupted after this stage/pair completes
+        )
         self.output_dir = Path(config.output_dir)
         self.summary_path = config.resolved_summary_path
-        self.summary: dict[str, Any] = {}
+        self.summary = RunSummary()
         self.tracker: Tracker | None = None
 
     # -- summary bookkeeping
     def _save_summary(self) -> None:
-        atomic_write_json(self.summary_path, self.summary)
+        atomic_write_json(self.summary_path, self.summary.to_dict())
 
     def _rel(self, path: Path) -> str:
         return _rel(path, self.summary_path.parent)
@@ -205,14 +245,6 @@ class Pipeline:
     def _abs(self, rel: str) -> Path:
         p = Path(rel)
         return p if p.is_absolute() else self.summary_path.parent / p
-
-    def _stage_done(self, *keys: str) -> bool:
-        node: Any = self.summary.get("stages", {})
-        for k in keys:
-            if not isinstance(node, dict) or k not in node:
-                return False
-            node = node[k]
-        return isinstance(node, dict) and node.get("status") == "completed"
 
     def _checkpoint_point(self, name: str) -> None:
         self._save_summary()
@@ -226,7 +258,7 @@ class Pipeline:
         if self.resume:
             previous = read_summary(self.summary_path)
             self._check_resumable(previous)
-            self.summary = previous
+            self.summary = RunSummary.from_dict(previous)
         started = time.time()
         # Data first: bad files fail before anything is written.
         t0 = time.perf_counter()
@@ -240,30 +272,28 @@ class Pipeline:
         if self.overwrite and not self.resume:
             for stage in TENSORBOARD_STAGES:
                 shutil.rmtree(Path(cfg.tensorboard_dir) / stage, ignore_errors=True)
-        self.summary.setdefault("stages", {})
-        self.summary.setdefault("timings", {})
-        self.summary.update(
-            {
-                "schema_version": SUMMARY_SCHEMA_VERSION,
-                "status": "running",
-                "config": self._config_block(data_dir, base_syms, spec_syms, pairs),
-                "versions": package_versions(),
-                "device": device_description(),
-                "git_commit": _git_commit(),
-                "data": {
-                    "trainingdata_dir": str(data_dir.resolve()),
-                    **market.summary(),
-                    "split": describe_split(market, bounds),
-                    "split_fractions": list(cfg.data.split),
-                },
-            }
-        )
-        self.summary["timings"]["data"] = data_seconds
+        summary = self.summary
+        summary.schema_version = SUMMARY_SCHEMA_VERSION
+        summary.status = "running"
+        summary.config = self._config_block(data_dir, base_syms, spec_syms, pairs)
+        summary.versions = package_versions()
+        summary.device = device_description()
+        summary.git_commit = _git_commit()
+        summary.data = {
+            "trainingdata_dir": str(data_dir.resolve()),
+            **market.summary(),
+            "split": describe_split(market, bounds),
+            "split_fractions": list(cfg.data.split),
+        }
+        summary.timings["data"] = data_seconds
         self.tracker = Tracker(
-            cfg.tensorboard_dir, wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
-            run_config=self.summary["config"], announce=self.reporter.say,
+            cfg.tensorboard_dir,
+            wandb_project=cfg.wandb_project,
+            wandb_entity=cfg.wandb_entity,
+            run_config=summary.config,
+            announce=self.reporter.say,
         )
-        self.summary["tracking"] = {
+        summary.tracking = {
             "tensorboard_dir": self._rel(Path(cfg.tensorboard_dir)),
             "wandb": self.tracker.wandb_status,
         }
@@ -273,38 +303,37 @@ class Pipeline:
             models = self._stage_specialists(market, bounds, spec_syms, base)
             if not cfg.skip_rl:
                 self._stage_portfolio(market, bounds, pairs, base, models)
-            self.summary["status"] = "completed"
+            summary.status = "completed"
         except (KeyboardInterrupt, RunInterrupted) as exc:
-            self.summary["status"] = "interrupted"
-            self.summary["interrupted"] = str(exc) or "KeyboardInterrupt"
+            summary.status = "interrupted"
+            summary.interrupted = str(exc) or "KeyboardInterrupt"
             self._save_summary()
-            raise RunInterrupted(self.summary["interrupted"]) from None
+            raise RunInterrupted(summary.interrupted) from None
         except Exception as exc:  # keep what finished; say in the summary why the run stopped
-            self.summary["status"] = "failed"
-            self.summary["error"] = f"{type(exc).__name__}: {exc}"
+            summary.status = "failed"
+            summary.error = f"{type(exc).__name__}: {exc}"
             self._save_summary()
             raise
         finally:
-            self.summary["timings"]["total_this_session"] = time.time() - started
+            summary.timings["total_this_session"] = time.time() - started
             if self.tracker is not None:
                 self.tracker.close()
-        self._finalise_legacy_keys()
         self._save_summary()
-        return self.summary
+        return summary.to_dict()
 
     def _check_resumable(self, previous: dict) -> None:
         old = previous.get("config", {})
         mine = dataclasses.asdict(self.config)
         for key in ("seed", "data", "base", "finetune", "rl"):
-            if key in old and old[key] != _jsonish(mine[key]):
-                raise DataError(
-                    f"--resume: the configuration differs from the interrupted run in [{key}]; "
-                    "resume with the same flags, or start a new --output-dir"
+            if key in old and old[key] != to_jsonable(mine[key]):
+                raise ConfigError(
+                    f"resume: the configuration differs from the interrupted run in [{key}]; "
+                    "resume with the same settings, or start a new output_dir"
                 )
 
     def _config_block(self, data_dir: Path, base_syms, spec_syms, pairs) -> dict[str, Any]:
         cfg = self.config
-        block = _jsonish(dataclasses.asdict(cfg))
+        block = to_jsonable(dataclasses.asdict(cfg))
         use_toto = cfg.data.features in ("toto", "toto+stat") and not cfg.data.disable_toto
         # Keys of the original trainer's summary, so tools written against it keep working.
         block.update(
@@ -336,20 +365,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stage 1: generic forecaster
     def _forecaster_configs(self):
-        from jaxport.forecast import ForecasterConfig, TrainConfig
-
-        b, d = self.config.base, self.config.data
-        fcfg = ForecasterConfig(
-            context=b.context, patch=b.patch, d_model=b.d_model, num_layers=b.num_layers,
-            num_heads=b.num_heads, mlp_ratio=b.mlp_ratio, horizon=d.toto_horizon,
-            targets=tuple(d.toto_targets), dropout=b.dropout,
+        d = self.config.data
+        return self.config.base.forecaster_configs(
+            horizon=d.toto_horizon,
+            targets=d.toto_targets,
+            seed=stage_seed(self.config.seed, "base"),
         )
-        tcfg = TrainConfig(
-            learning_rate=b.learning_rate, batch_size=b.batch_size, epochs=b.epochs, max_steps=b.steps,
-            warmup_steps=b.warmup_steps, patience=b.patience, max_val_windows=b.max_val_windows,
-            log_every=b.log_every, seed=stage_seed(self.config.seed, "base"),
-        )
-        return fcfg, tcfg
 
     def _log_fn(self, stage: str, progress_name: str | None = None):
         tracker = self.tracker
@@ -366,57 +387,66 @@ class Pipeline:
         from jaxport.forecast import Forecaster, evaluate_forecaster, train_forecaster
 
         cfg = self.config
-        stages = self.summary["stages"]
+        summary = self.summary
         wants_model = cfg.data.features in ("toto", "toto+stat") and not cfg.data.disable_toto
-        if self._stage_done("base"):
-            entry = stages["base"]
-            if entry.get("checkpoint"):
-                self.reporter.say(f"resume: generic forecaster from {entry['checkpoint']}")
-                return Forecaster.load(self._abs(entry["checkpoint"]))
+        if summary.base is not None and summary.base.status == "completed":
+            if summary.base.checkpoint:
+                self.reporter.say(f"resume: generic forecaster from {summary.base.checkpoint}")
+                return Forecaster.load(self._abs(summary.base.checkpoint))
             return None
         t0 = time.perf_counter()
         ckpt_dir = self.output_dir / "base"
-        entry: dict[str, Any] = {"status": "running", "symbols": base_syms}
+        entry = ForecasterStage(status="running", symbols=list(base_syms))
         forecaster = None
         if cfg.base_checkpoint:
             path = Path(cfg.base_checkpoint)
             if not path.exists():
-                raise DataError(f"--base-checkpoint {path}: does not exist")
+                raise CheckpointError(f"base_checkpoint {path}: does not exist")
             forecaster = Forecaster.load(path)
-            entry["restored_from"] = str(path)
+            entry.restored_from = str(path)
         elif cfg.skip_base or not wants_model:
-            why = "--skip-base" if cfg.skip_base else (
-                "--disable-toto" if cfg.data.disable_toto else f"--features {cfg.data.features}")
-            entry.update({"status": "completed", "skipped": True, "reason": why, "checkpoint": None})
+            why = (
+                "--skip-base"
+                if cfg.skip_base
+                else (
+                    "--disable-toto" if cfg.data.disable_toto else f"--features {cfg.data.features}"
+                )
+            )
+            entry.status, entry.skipped, entry.reason, entry.checkpoint = (
+                "completed",
+                True,
+                why,
+                None,
+            )
             self.reporter.say(f"stage 1 skipped ({why}): statistical forecast features are used")
-            stages["base"] = entry
-            self.summary["timings"]["base"] = time.perf_counter() - t0
+            summary.base = entry
+            summary.timings["base"] = time.perf_counter() - t0
             self._checkpoint_point("base")
             return None
         else:
             fcfg, tcfg = self._forecaster_configs()
             self.reporter.stage_start("base", tcfg.max_steps or 0)
             result = train_forecaster(
-                market, bounds, fcfg, tcfg, symbols=base_syms, log_fn=self._log_fn("base", "base"),
+                market,
+                bounds,
+                fcfg,
+                tcfg,
+                symbols=base_syms,
+                log_fn=self._log_fn("base", "base"),
                 log_prefix="",
             )
             self.reporter.stage_end("base")
             forecaster = Forecaster(fcfg, result.params)
-            entry["training"] = result.summary()
+            entry.training = result.summary()
         forecaster.save(ckpt_dir, extra={"symbols": base_syms, "stage": "base"})
         evaluation = evaluate_forecaster(forecaster, market.select(base_syms), bounds)
-        entry.update(
-            {
-                "status": "completed",
-                "checkpoint": self._rel(ckpt_dir),
-                "num_params": forecaster.num_params,
-                "metrics": forecast_metrics(evaluation),
-            }
-        )
-        pooled = entry["metrics"]["test"]
-        self.tracker.log("base", 0, {f"test_{k}": v for k, v in pooled.items()})
-        stages["base"] = entry
-        self.summary["timings"]["base"] = time.perf_counter() - t0
+        entry.status = "completed"
+        entry.checkpoint = self._rel(ckpt_dir)
+        entry.num_params = forecaster.num_params
+        entry.metrics = forecast_metrics(evaluation)
+        self.tracker.log("base", 0, {f"test_{k}": v for k, v in entry.metrics["test"].items()})
+        summary.base = entry
+        summary.timings["base"] = time.perf_counter() - t0
         self._checkpoint_point("base")
         return forecaster
 
@@ -426,14 +456,19 @@ class Pipeline:
         from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
 
         cfg = self.config
-        stages = self.summary["stages"]
-        specs = stages.setdefault("specialists", {})
+        summary = self.summary
+        specs = summary.specialists
         models: dict[str, Any] = {s: base for s in market.symbols}
         if base is None or cfg.skip_specialists:
             why = "--skip-specialists" if cfg.skip_specialists else "no generic forecaster"
+            generic = summary.base.checkpoint if summary.base is not None else None
             for sym in spec_syms:
-                specs.setdefault(sym, {"status": "completed", "skipped": True, "reason": why,
-                                       "checkpoint": stages.get("base", {}).get("checkpoint"), "kept": False})
+                specs.setdefault(
+                    sym,
+                    SpecialistStage(
+                        status="completed", skipped=True, reason=why, checkpoint=generic, kept=False
+                    ),
+                )
             self._save_summary()
             return models
         t0 = time.perf_counter()
@@ -441,15 +476,19 @@ class Pipeline:
         f = cfg.finetune
         self.reporter.stage_start("specialists", len(spec_syms))
         for sym in spec_syms:
-            if self._stage_done("specialists", sym):
-                entry = specs[sym]
-                if entry.get("kept"):
-                    models[sym] = Forecaster.load(self._abs(entry["checkpoint"]))
+            done = specs.get(sym)
+            if done is not None and done.status == "completed":
+                if done.kept:
+                    models[sym] = Forecaster.load(self._abs(done.checkpoint))
                 self.reporter.advance("specialists", 1, {})
                 continue
             spec_tc = dataclasses.replace(
-                tcfg, learning_rate=f.learning_rate, epochs=max(1, f.epochs), max_steps=f.max_steps,
-                warmup_steps=max(1, tcfg.warmup_steps // 4), max_val_windows=None,
+                tcfg,
+                learning_rate=f.learning_rate,
+                epochs=max(1, f.epochs),
+                max_steps=f.max_steps,
+                warmup_steps=max(1, tcfg.warmup_steps // 4),
+                max_val_windows=None,
                 seed=stage_seed(cfg.seed, "specialist", sym),
             )
             if f.epochs == 0:
@@ -457,45 +496,52 @@ class Pipeline:
                 kept = False
             else:
                 result = finetune_specialist(
-                    base.params, base.config, market, bounds, sym, spec_tc,
+                    base.params,
+                    base.config,
+                    market,
+                    bounds,
+                    sym,
+                    spec_tc,
                     log_fn=self._log_fn("specialists", None),
                 )
                 kept = result.kept
-            entry: dict[str, Any] = {"status": "completed", "kept": kept}
+            entry = SpecialistStage(status="completed", kept=kept)
             if kept:
                 model = Forecaster(base.config, result.params)
                 ckpt = self.output_dir / "specialists" / sym
                 model.save(ckpt, extra={"symbols": [sym], "stage": "specialist"})
-                entry["checkpoint"] = self._rel(ckpt)
+                entry.checkpoint = self._rel(ckpt)
                 models[sym] = model
             else:
-                entry["checkpoint"] = stages["base"]["checkpoint"]  # the generic model serves this symbol
+                entry.checkpoint = summary.base.checkpoint  # the generic model serves this symbol
             evaluation = evaluate_forecaster(models[sym], market.select([sym]), bounds)
-            entry["metrics"] = {
+            entry.metrics = {
                 "generic_val_nll": None if result is None else result.generic_val_nll,
                 "specialist_val_nll": None if result is None else result.specialist_val_nll,
                 **forecast_metrics(evaluation),
             }
             if result is not None:
-                entry["training"] = result.summary()
-            self.tracker.log("specialists", 0, {f"{sym}/test_{k}": v for k, v in entry["metrics"]["test"].items()})
+                entry.training = result.summary()
+            self.tracker.log(
+                "specialists", 0, {f"{sym}/test_{k}": v for k, v in entry.metrics["test"].items()}
+            )
             specs[sym] = entry
             self.reporter.advance("specialists", 1, {"symbol": sym, "kept": kept})
             self._checkpoint_point(f"specialists/{sym}")
         self.reporter.stage_end("specialists")
-        self.summary["timings"]["specialists"] = self.summary["timings"].get("specialists", 0.0) + (
-            time.perf_counter() - t0)
+        summary.timings["specialists"] = summary.timings.get("specialists", 0.0) + (
+            time.perf_counter() - t0
+        )
         return models
 
     # ------------------------------------------------------------------ stage 3: portfolio RL
     def _stage_portfolio(self, market, bounds, pairs, base, models) -> None:
-        stages = self.summary["stages"]
-        portfolio = stages.setdefault("portfolio", {})
+        portfolio = self.summary.portfolio
         t0 = time.perf_counter()
         self.reporter.stage_start("portfolio", len(pairs))
         for pair in pairs:
             name = "_".join(pair)
-            if self._stage_done("portfolio", name):
+            if name in portfolio and portfolio[name].completed:
                 self.reporter.advance("portfolio", 1, {})
                 continue
             try:
@@ -504,33 +550,38 @@ class Pipeline:
                 raise
             except Exception as exc:  # one failing pair must not stop the others
                 log.debug("pair %s failed", name, exc_info=True)
-                portfolio[name] = {
-                    "status": "failed",
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(limit=8),
-                }
+                portfolio[name] = PairStage(
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(limit=8),
+                )
                 self.reporter.say(f"pair {name} failed: {type(exc).__name__}: {exc}")
             self.reporter.advance("portfolio", 1, {"pair": name})
             self._checkpoint_point(f"portfolio/{name}")
         self.reporter.stage_end("portfolio")
-        self.summary["timings"]["portfolio"] = self.summary["timings"].get("portfolio", 0.0) + (
-            time.perf_counter() - t0)
+        timings = self.summary.timings
+        timings["portfolio"] = timings.get("portfolio", 0.0) + (time.perf_counter() - t0)
 
-    def _train_pair(self, market: MarketData, bounds, pair: list[str], models) -> dict[str, Any]:
-        from jaxport.pipeline.portfolio import PairData, train_and_evaluate_pair
+    def _train_pair(self, market: MarketData, bounds, pair: list[str], models) -> PairStage:
+        from jaxport.pipeline.portfolio import PairData, pair_features, train_and_evaluate_pair
+        from jaxport.rl.codec import save_policy_checkpoint
 
         cfg = self.config
         name = "_".join(pair)
         t0 = time.perf_counter()
         sub = market.select(pair)
-        values, names, valid_from, sources = pair_features(cfg.data, sub, pair, models)
-        pair_data = PairData.build(sub, values, names, valid_from, bounds, cfg.rl)
+        feats = pair_features(cfg.data, sub, pair, models)
+        pair_data = PairData.build(sub, feats.values, feats.names, feats.valid_from, bounds, cfg.rl)
         result = train_and_evaluate_pair(
-            pair_data, cfg.rl, seed=stage_seed(cfg.seed, "portfolio", name),
+            pair_data,
+            cfg.rl,
+            seed=stage_seed(cfg.seed, "portfolio", name),
             log=lambda algo, series: self.tracker.log_series(f"portfolio/{name}/{algo}", series),
         )
         ckpt = self.output_dir / "portfolio" / name
-        save_checkpoint(ckpt, result.checkpoint_tree, result.checkpoint_metadata(sources), overwrite=True)
+        save_policy_checkpoint(
+            ckpt, result.policy, result.checkpoint_metadata(feats.sources), overwrite=True
+        )
         evaluation_file = ckpt.parent / f"{name}_evaluation.json"
         atomic_write_json(evaluation_file, result.curves)
         test = result.metrics["test"]
@@ -538,107 +589,35 @@ class Pipeline:
             if i % 5 == 0 or i == len(result.curves["equity_curve"]) - 1:
                 self.tracker.log(f"portfolio/{name}", i, {"test_equity": value})
         self.tracker.log(f"portfolio/{name}", 0, {f"test_{k}": v for k, v in test.items()})
-        return {
-            "status": "completed",
-            "symbols": pair,
-            "algo": result.algo,
-            "checkpoint": self._rel(ckpt),
-            "evaluation": self._rel(evaluation_file),
-            "feature_source": sources,
-            "num_features": len(names),
-            "metrics": result.metrics,
-            "candidates": result.candidates,
-            "wall_s": time.perf_counter() - t0,
-        }
-
-    # ------------------------------------------------------------------ legacy top-level keys
-    def _finalise_legacy_keys(self) -> None:
-        stages = self.summary.get("stages", {})
-        self.summary["base_checkpoint"] = stages.get("base", {}).get("checkpoint")
-        self.summary["specialists"] = {
-            sym: entry.get("checkpoint") for sym, entry in stages.get("specialists", {}).items()
-        }
-        pairs = {}
-        for name, entry in stages.get("portfolio", {}).items():
-            if entry.get("status") != "completed":
-                pairs[name] = {"status": entry.get("status"), "error": entry.get("error")}
-                continue
-            val = entry["metrics"].get("validation", {})
-            pairs[name] = {
-                "best_val_profit": val.get("total_return"),
-                "best_epoch": entry["candidates"][entry["algo"]].get("updates"),
-                "best_checkpoint": entry["checkpoint"],
-                "algo": entry["algo"],
-                "test_total_return": entry["metrics"]["test"].get("total_return"),
-                "test_sharpe": entry["metrics"]["test"].get("sharpe"),
-            }
-        self.summary["portfolio_pairs"] = pairs
-
-
-def pair_features(data_cfg, market: MarketData, symbols: list[str], models: dict[str, Any]):
-    """Forecast features ``[T, N, F]`` for ``symbols``, each from its own forecaster (or the fallback).
-
-    Returns ``(values, names, valid_from, sources)``; ``models`` maps symbol -> Forecaster or None.
-    """
-    from jaxport.forecast import compute_features
-
-    d = data_cfg
-    use_models = d.features in ("toto", "toto+stat") and not d.disable_toto
-    parts, names, valid_from, sources = [], None, 0, {}
-    for sym in symbols:
-        out = compute_features(
-            models.get(sym) if use_models else None, market.select([sym]), targets=d.toto_targets,
-            horizon=d.toto_horizon, sequence_length=d.sequence_length, append_stat=d.features == "toto+stat",
+        return PairStage(
+            status="completed",
+            symbols=list(pair),
+            algo=result.algo,
+            policy_kind=result.policy.kind,
+            checkpoint=self._rel(ckpt),
+            evaluation=self._rel(evaluation_file),
+            feature_source=feats.sources,
+            num_features=len(feats.names),
+            metrics=result.metrics,
+            candidates=result.candidates,
+            wall_s=time.perf_counter() - t0,
         )
-        parts.append(out.values)
-        names = out.names
-        valid_from = max(valid_from, out.valid_from)
-        sources[sym] = out.source
-    return np.concatenate(parts, axis=1), list(names), valid_from, sources
-
-
-def config_from_summary(summary: dict) -> PipelineConfig:
-    """The PipelineConfig a summary was written with (extra legacy keys ignored)."""
-    from jaxport.pipeline.config import SECTIONS
-
-    raw = summary.get("config", {})
-    top = {f.name for f in dataclasses.fields(PipelineConfig)} - set(SECTIONS)
-    cfg = PipelineConfig(**{k: v for k, v in raw.items() if k in top})
-    for name, cls in SECTIONS.items():
-        known = {f.name for f in dataclasses.fields(cls)}
-        setattr(cfg, name, cls(**{k: v for k, v in raw.get(name, {}).items() if k in known}))
-    return cfg
 
 
 def forecast_metrics(evaluation: dict) -> dict[str, Any]:
-    """The forecast evaluation in the summary's shape: ``test`` (pooled), ``baselines``, per symbol."""
+    """The forecast evaluation in the summary's shape: ``test`` (pooled), ``baselines``, per
+    symbol."""
     model = evaluation.get("model", {})
     return {
         "test": model.get("pooled", {}),
         "per_symbol": model.get("per_symbol", {}),
-        "baselines": {name: table.get("pooled", {}) for name, table in evaluation.get("baselines", {}).items()},
+        "baselines": {
+            name: table.get("pooled", {}) for name, table in evaluation.get("baselines", {}).items()
+        },
         "baselines_per_symbol": {
-            name: table.get("per_symbol", {}) for name, table in evaluation.get("baselines", {}).items()
+            name: table.get("per_symbol", {})
+            for name, table in evaluation.get("baselines", {}).items()
         },
         "split": evaluation.get("split", {}),
         "notes": evaluation.get("notes", []),
     }
-
-
-def _jsonish(obj: Any) -> Any:
-    """Tuples -> lists recursively (what a JSON round trip gives), for comparisons with a read summary."""
-    if isinstance(obj, dict):
-        return {k: _jsonish(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonish(v) for v in obj]
-    return obj
-
-
-def run_pipeline(config: PipelineConfig, **kwargs) -> dict[str, Any]:
-    """Run the whole pipeline (see :class:`Pipeline`)."""
-    return Pipeline(config, **kwargs).run()
-
-
-def load_portfolio_policy(checkpoint_dir: str | Path):
-    """``(tree, metadata)`` of a portfolio checkpoint written by the pipeline."""
-    return load_checkpoint(checkpoint_dir)

@@ -1,11 +1,27 @@
-"""Reinforcement learning on the portfolio env: PPO (PureJaxRL style) and its actor-critic network.
+"""Reinforcement learning on the portfolio env: PPO and gradient ascent through the env.
 
-Only this package's own PPO modules are imported here; other RL modules (e.g. ``jaxport.rl.gradient``)
-are imported by their full module path.
+Subpackages share one layout (Brax's, with PureJaxRL's single-jit ``make_train``):
+``config`` (the hyperparameter dataclass), ``losses`` (pure, testable objective pieces), ``train``
+(``make_train(config, env, env_params) -> train(key, env_params=None)`` and ``METRIC_KEYS``) and
+``policy`` (the deterministic policy function). Networks live in :mod:`jaxport.rl.networks`.
+
+- :mod:`jaxport.rl.ppo`: PPO with a tanh-squashed Gaussian actor-critic.
+- :mod:`jaxport.rl.gradient`: deterministic policies trained by backpropagating through the env.
+
+The PPO names are re-exported here unprefixed (``make_train`` is PPO's); the gradient trainer's
+as ``GradientConfig``, ``make_gradient_train`` and ``make_gradient_policy_fn``.
 """
 
+from jaxport.rl.gradient import (
+    GradientConfig,
+    gradient_policy_apply,
+    make_gradient_policy_fn,
+    make_gradient_train,
+)
+from jaxport.rl.metrics import metrics_per_update
 from jaxport.rl.networks import (
     ActorCritic,
+    MLPAllocator,
     gaussian_entropy,
     gaussian_log_prob,
     orthogonal_init,
@@ -16,24 +32,23 @@ from jaxport.rl.networks import (
 )
 from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
 from jaxport.rl.ppo import (
-    METRIC_NAMES,
     PPOConfig,
     Transition,
     compute_gae,
     export_policy,
     import_policy,
-    load_policy,
     make_network,
     make_policy_apply,
     make_policy_fn,
     make_train,
-    metrics_per_update,
-    save_policy,
+    ppo_loss,
+    shaped_reward,
 )
 
 __all__ = [
     "ActorCritic",
-    "METRIC_NAMES",
+    "GradientConfig",
+    "MLPAllocator",
     "PPOConfig",
     "RunningMeanStd",
     "Transition",
@@ -41,8 +56,10 @@ __all__ = [
     "export_policy",
     "gaussian_entropy",
     "gaussian_log_prob",
+    "gradient_policy_apply",
     "import_policy",
-    "load_policy",
+    "make_gradient_policy_fn",
+    "make_gradient_train",
     "make_network",
     "make_policy_apply",
     "make_policy_fn",
@@ -50,8 +67,9 @@ __all__ = [
     "metrics_per_update",
     "normalize",
     "orthogonal_init",
+    "ppo_loss",
     "sample_action",
-    "save_policy",
+    "shaped_reward",
     "squash",
     "squash_log_det",
     "squashed_log_prob",

@@ -18,7 +18,7 @@ class RunningMeanStd:
 
     @classmethod
     def create(cls, dim: int, epsilon: float = 1e-4) -> "RunningMeanStd":
-        """Zero mean, unit variance, weight ``epsilon`` (so the first batch dominates immediately)."""
+        """Zero mean, unit variance, weight ``epsilon`` (the first batch dominates immediately)."""
         return cls(
             mean=jnp.zeros((dim,), jnp.float32),
             var=jnp.ones((dim,), jnp.float32),
@@ -27,7 +27,7 @@ class RunningMeanStd:
 
 
 def update_running_stats(stats: RunningMeanStd, batch: jnp.ndarray) -> RunningMeanStd:
-    """Merge a batch ``[..., D]`` (all leading axes are samples) into ``stats`` (Chan's parallel rule)."""
+    """Merge a batch ``[..., D]`` (leading axes: samples) into ``stats`` (Chan's parallel rule)."""
     x = batch.reshape(-1, batch.shape[-1]).astype(jnp.float32)
     n = jnp.asarray(x.shape[0], jnp.float32)
     b_mean = jnp.mean(x, axis=0)
@@ -39,7 +39,9 @@ def update_running_stats(stats: RunningMeanStd, batch: jnp.ndarray) -> RunningMe
     return RunningMeanStd(mean=mean, var=m2 / total, count=total)
 
 
-def normalize(stats: RunningMeanStd, obs: jnp.ndarray, clip: float = 10.0, eps: float = 1e-8) -> jnp.ndarray:
+def normalize(
+    stats: RunningMeanStd, obs: jnp.ndarray, clip: float = 10.0, eps: float = 1e-8
+) -> jnp.ndarray:
     """``clip((obs - mean) / sqrt(var + eps), -clip, clip)``; works on one obs or a batch."""
     z = (obs - stats.mean) * jnp.reciprocal(jnp.sqrt(stats.var + eps))
     return jnp.clip(z, -clip, clip)

@@ -4,9 +4,9 @@ The observation of a ``PortfolioEnv`` with ``window=K`` is
 ``concat(features[t-K+1..t].ravel(), w, 1 - sum w, sum|w|, E/E0 - 1)``. This module reads the first
 ``K*N*F`` entries as ``K`` day tokens of width ``N*F`` (all assets' features of one day), runs a
 pre-LayerNorm transformer encoder over them (no causal mask: every token is in the past), pools the
-most recent day's token, joins it with an embedding of the ``N + 3`` portfolio-state tail and outputs
-target exposures ``leverage_cap * tanh(.)`` per asset (fractions of equity; the env then scales the
-gross exposure down to its cap).
+most recent day's token, joins it with an embedding of the ``N + 3`` portfolio-state tail and
+outputs target exposures ``leverage_cap * tanh(.)`` per asset (fractions of equity; the env then
+scales the gross exposure down to its cap).
 
 ``hidden_size``, ``num_layers`` and ``num_heads`` correspond to the original's ``--rl-hidden-size``,
 ``--rl-num-layers`` and ``--rl-num-heads``.
@@ -27,7 +27,9 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         h = nn.LayerNorm()(x)
-        h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=self.hidden_size)(h, h)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads, qkv_features=self.hidden_size
+        )(h, h)
         x = x + h
         h = nn.LayerNorm()(x)
         h = nn.Dense(4 * self.hidden_size)(h)
@@ -74,9 +76,10 @@ class TransformerAllocator(nn.Module):
         h = nn.gelu(nn.Dense(self.hidden_size, name="head_hidden")(h))
         out = nn.Dense(
             N,
-            kernel_init=nn.initializers.variance_scaling(self.output_init_scale**2, "fan_in", "normal"),
+            kernel_init=nn.initializers.variance_scaling(
+                self.output_init_scale**2, "fan_in", "normal"
+            ),
             bias_init=nn.initializers.zeros,
             name="head_out",
         )(h)
         return self.leverage_cap * jnp.tanh(out)
-

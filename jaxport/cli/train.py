@@ -1,0 +1,492 @@
+"""``jaxport train``: the three-stage pipeline with the original trainer's flags, its progress bars
+and the final tables."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from jaxport.cli.common import ExitCode, console, err_console, fail, parse_symbols
+
+if TYPE_CHECKING:  # heavy: imported inside the functions that need them
+    from rich.console import Console
+    from rich.table import Table
+
+    from jaxport.pipeline.config import PipelineConfig
+
+STAGE_TITLES = {
+    "base": "stage 1: generic forecaster",
+    "specialists": "stage 2: specialists",
+    "portfolio": "stage 3: portfolio RL",
+}
+
+
+# ---------------------------------------------------------------------------- flags -> config
+def _overrides(**flags) -> dict:
+    """CLI values that were given (not None) as a nested override dict for ``build_config``."""
+    out: dict = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        section, _, name = dotted.partition("__")
+        if name:
+            out.setdefault(section, {})[name] = value
+        else:
+            out[section] = value
+    return out
+
+
+def _parse_pairs(values: Optional[list[str]]) -> Optional[list[list[str]]]:
+    if not values:
+        return None
+    pairs = []
+    for value in values:
+        symbols = parse_symbols(value) or []
+        if len(symbols) < 2:
+            fail(f"--pair {value!r}: expected two or more comma-separated symbols, e.g. AAPL,AMZN")
+        pairs.append(symbols)
+    return pairs
+
+
+def _parse_targets(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+
+# ---------------------------------------------------------------------------- final tables
+def _fmt(value, pct: bool = False) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{v:+.2%}" if pct else f"{v:.3f}"
+
+
+def results_table(summary: dict) -> Table:
+    """Test-split metrics of every pair next to its baselines (fractions shown as percent)."""
+    from rich.table import Table
+
+    table = Table(title="test split results")
+    for col in (
+        "pair",
+        "algo",
+        "total return",
+        "sharpe",
+        "max drawdown",
+        "trades",
+        "buy&hold (mean)",
+        "equal weight",
+        "cash",
+    ):
+        table.add_column(col)
+    for name, entry in summary.get("stages", {}).get("portfolio", {}).items():
+        if entry.get("status") != "completed":
+            status = f"[red]{entry.get('status')}: {entry.get('error', '')}[/red]"
+            table.add_row(name, "-", status, *["-"] * 6)
+            continue
+        m = entry["metrics"]
+        test, base = m["test"], m["baselines"]
+        bh = [v.get("total_return", float("nan")) for v in base.get("buy_and_hold", {}).values()]
+        table.add_row(
+            name,
+            entry["algo"],
+            _fmt(test.get("total_return"), True),
+            _fmt(test.get("sharpe")),
+            _fmt(test.get("max_drawdown"), True),
+            str(test.get("num_trades", "-")),
+            _fmt(sum(bh) / len(bh) if bh else None, True),
+            _fmt(base.get("equal_weight", {}).get("total_return"), True),
+            _fmt(base.get("cash", {}).get("total_return"), True),
+        )
+    return table
+
+
+def forecast_table(summary: dict) -> Table | None:
+    """The generic forecaster's test NLL/CRPS/direction accuracy and its baselines, if trained."""
+    from rich.table import Table
+
+    base = summary.get("stages", {}).get("base", {})
+    if not base.get("metrics"):
+        return None
+    table = Table(title="forecaster, test split (next-day close log-return)")
+    for col in ("model", "NLL", "CRPS", "direction acc."):
+        table.add_column(col)
+    test = base["metrics"]["test"]
+    table.add_row(
+        "generic",
+        _fmt(test.get("nll")),
+        f"{test.get('crps', float('nan')):.5f}",
+        _fmt(test.get("directional_accuracy")),
+    )
+    for name, m in base["metrics"]["baselines"].items():
+        table.add_row(
+            name,
+            _fmt(m.get("nll")),
+            f"{m.get('crps', float('nan')):.5f}",
+            _fmt(m.get("directional_accuracy")),
+        )
+    return table
+
+
+def resume_command() -> str:
+    """The command line that resumes this run (``--resume`` added, ``--overwrite`` dropped)."""
+    args = [a for a in sys.argv[1:] if a not in ("--overwrite",)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return "jaxport " + " ".join(shlex.quote(a) for a in args)
+
+
+# ---------------------------------------------------------------------------- the run
+def run_with_progress(
+    config: PipelineConfig, *, resume: bool, overwrite: bool, console: Console, err_console: Console
+) -> ExitCode:
+    """Run the pipeline with progress bars, then print the tables; return the exit code."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from jaxport.pipeline.run import Pipeline, Reporter, RunInterrupted
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+    tasks: dict[str, int] = {}
+
+    def stage_start(name: str, total: int) -> None:
+        tasks[name] = progress.add_task(STAGE_TITLES.get(name, name), total=total or None, info="")
+
+    def advance(name: str, n: int, metrics: dict) -> None:
+        if name not in tasks:
+            return
+        info = ", ".join(
+            f"{k.split('/')[-1]}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in list(metrics.items())[:3]
+        )
+        if name == "base" and "lr" in str(list(metrics)):
+            # forecaster log_fn reports every log_every steps: move the bar to that step
+            progress.update(tasks[name], advance=config.base.log_every, info=info)
+            return
+        progress.update(tasks[name], advance=n, info=info)
+
+    def stage_end(name: str) -> None:
+        if name in tasks:
+            task = progress.tasks[tasks[name]]
+            progress.update(tasks[name], completed=task.total or task.completed)
+
+    reporter = Reporter(
+        stage_start=stage_start,
+        advance=advance,
+        stage_end=stage_end,
+        say=lambda m: progress.console.print(f"[yellow]{m}[/yellow]"),
+    )
+    pipeline = Pipeline(config, resume=resume, overwrite=overwrite, reporter=reporter)
+    try:
+        with progress:
+            summary = pipeline.run()
+    except RunInterrupted as exc:
+        err_console.print(
+            f"[yellow]interrupted ({exc}); finished stages are saved in "
+            f"{config.output_dir}[/yellow]"
+        )
+        err_console.print(f"resume with: {resume_command()}")
+        return ExitCode.INTERRUPTED
+    ft = forecast_table(summary)
+    if ft is not None:
+        console.print(ft)
+    console.print(results_table(summary))
+    out = Path(config.output_dir)
+    console.print(f"checkpoints: {out}/  (base/, specialists/, portfolio/)")
+    console.print(f"summary:     {pipeline.summary_path}")
+    console.print(f"tensorboard: tensorboard --logdir {config.tensorboard_dir}")
+    console.print(f"report:      jaxport report {out}")
+    portfolio = summary["stages"].get("portfolio", {})
+    failed = [n for n, e in portfolio.items() if e.get("status") == "failed"]
+    if failed:
+        err_console.print(
+            f"[red]{len(failed)} pair(s) failed: {', '.join(failed)} (see the summary)[/red]"
+        )
+        return ExitCode.FAILURE
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------- the command
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        base_stocks: Annotated[
+            Optional[str],
+            typer.Option(
+                "--base-stocks",
+                help="Symbols for the generic forecaster "
+                "(default AAPL,AMZN,MSFT,NVDA,GOOGL when present, else all).",
+            ),
+        ] = None,
+        specialist_stocks: Annotated[
+            Optional[str],
+            typer.Option(
+                "--specialist-stocks",
+                help="Symbols that get a fine-tuned specialist "
+                "(default AAPL,AMZN,MSFT when present, else the first three).",
+            ),
+        ] = None,
+        trainingdata_dir: Annotated[
+            Optional[str],
+            typer.Option(
+                "--trainingdata-dir",
+                help="Folder of SYMBOL.csv files "
+                "(default trainingdata/, else tototraining/trainingdata/train).",
+            ),
+        ] = None,
+        output_dir: Annotated[
+            Optional[str],
+            typer.Option(
+                "--output-dir", help="Checkpoints and pipeline_summary.json (default runs/models)."
+            ),
+        ] = None,
+        tensorboard_dir: Annotated[
+            Optional[str],
+            typer.Option("--tensorboard-dir", help="TensorBoard event files (default runs/logs)."),
+        ] = None,
+        wandb_project: Annotated[
+            Optional[str],
+            typer.Option(
+                "--wandb-project",
+                help="Log to this wandb project too (optional dependency; offline if unreachable).",
+            ),
+        ] = None,
+        wandb_entity: Annotated[
+            Optional[str], typer.Option("--wandb-entity", help="wandb entity (team or user).")
+        ] = None,
+        pair: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--pair",
+                help="Basket for portfolio RL, e.g. AAPL,AMZN "
+                "(repeatable; default adjacent specialist pairs).",
+            ),
+        ] = None,
+        skip_base: Annotated[
+            bool,
+            typer.Option(
+                "--skip-base", help="Do not train the generic forecaster (statistical features)."
+            ),
+        ] = False,
+        skip_specialists: Annotated[
+            bool, typer.Option("--skip-specialists", help="Do not fine-tune specialists.")
+        ] = False,
+        skip_rl: Annotated[
+            bool, typer.Option("--skip-rl", help="Stop after the forecasters.")
+        ] = False,
+        base_checkpoint: Annotated[
+            Optional[str],
+            typer.Option(
+                "--base-checkpoint",
+                help="Restore the generic forecaster from this checkpoint instead of training it.",
+            ),
+        ] = None,
+        base_steps: Annotated[
+            Optional[int],
+            typer.Option("--base-steps", help="Max optimiser steps of the generic forecaster."),
+        ] = None,
+        base_batch_size: Annotated[
+            Optional[int], typer.Option("--base-batch-size", help="Windows per forecaster step.")
+        ] = None,
+        base_learning_rate: Annotated[
+            Optional[float],
+            typer.Option(
+                "--base-learning-rate", help="Peak AdamW learning rate of the generic forecaster."
+            ),
+        ] = None,
+        finetune_epochs: Annotated[
+            Optional[int],
+            typer.Option("--finetune-epochs", help="Specialist fine-tuning epochs (0 = none)."),
+        ] = None,
+        finetune_learning_rate: Annotated[
+            Optional[float],
+            typer.Option("--finetune-learning-rate", help="Specialist learning rate."),
+        ] = None,
+        rl_epochs: Annotated[
+            Optional[int], typer.Option("--rl-epochs", help="RL training updates per pair.")
+        ] = None,
+        rl_learning_rate: Annotated[
+            Optional[float],
+            typer.Option(
+                "--rl-learning-rate",
+                help="PPO learning rate (the gradient method uses rl.gradient_learning_rate, "
+                "settable with --config).",
+            ),
+        ] = None,
+        rl_batch_size: Annotated[
+            Optional[int],
+            typer.Option("--rl-batch-size", help="Parallel environments per RL update."),
+        ] = None,
+        rl_hidden_size: Annotated[
+            Optional[int], typer.Option("--rl-hidden-size", help="Policy width.")
+        ] = None,
+        rl_num_layers: Annotated[
+            Optional[int], typer.Option("--rl-num-layers", help="Policy depth.")
+        ] = None,
+        rl_num_heads: Annotated[
+            Optional[int],
+            typer.Option("--rl-num-heads", help="Attention heads of the transformer policy."),
+        ] = None,
+        rl_algo: Annotated[
+            Optional[str],
+            typer.Option("--rl-algo", help="ppo | gradient | both (best on validation kept)."),
+        ] = None,
+        transaction_cost_bps: Annotated[
+            Optional[float],
+            typer.Option(
+                "--transaction-cost-bps",
+                help="Trading cost in basis points of traded notional (default 10).",
+            ),
+        ] = None,
+        risk_penalty: Annotated[
+            Optional[float],
+            typer.Option(
+                "--risk-penalty",
+                help="Return-variance penalty of the gradient objective (default 0.1).",
+            ),
+        ] = None,
+        leverage_limit: Annotated[
+            Optional[float],
+            typer.Option(
+                "--leverage-limit", help="Max gross exposure, multiples of equity (default 2.0)."
+            ),
+        ] = None,
+        borrowing_cost: Annotated[
+            Optional[float],
+            typer.Option(
+                "--borrowing-cost",
+                help="Annual financing rate on exposure beyond 1x equity, "
+                "fraction (default 0.0675).",
+            ),
+        ] = None,
+        trading_days_per_year: Annotated[
+            Optional[int],
+            typer.Option(
+                "--trading-days-per-year",
+                help="Periods per year for financing and annualisation (default 252).",
+            ),
+        ] = None,
+        sequence_length: Annotated[
+            Optional[int],
+            typer.Option(
+                "--sequence-length",
+                help="Days behind the statistical forecast features (default 60).",
+            ),
+        ] = None,
+        toto_horizon: Annotated[
+            Optional[int],
+            typer.Option("--toto-horizon", help="Forecast steps per target (default 8)."),
+        ] = None,
+        toto_targets: Annotated[
+            Optional[str],
+            typer.Option("--toto-targets", help="Forecast columns (default close,open,high,low)."),
+        ] = None,
+        disable_toto: Annotated[
+            bool, typer.Option("--disable-toto", help="Use the statistical fallback features.")
+        ] = False,
+        features: Annotated[
+            Optional[str],
+            typer.Option(
+                "--features",
+                help="toto (our forecaster) | stat (fallback) | toto+stat (forecast + indicators).",
+            ),
+        ] = None,
+        summary_path: Annotated[
+            Optional[str],
+            typer.Option(
+                "--summary-path",
+                help="Where to write pipeline_summary.json (default <output-dir>/).",
+            ),
+        ] = None,
+        profile: Annotated[
+            str, typer.Option("--profile", help="quick (minutes on a laptop CPU) | full.")
+        ] = "quick",
+        config: Annotated[
+            Optional[Path],
+            typer.Option("--config", help="TOML file with any setting; flags override it."),
+        ] = None,
+        seed: Annotated[
+            Optional[int], typer.Option("--seed", help="Random seed (default 0).")
+        ] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue an interrupted run in --output-dir.")
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace a previous run in --output-dir.")
+        ] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
+    ) -> None:
+        """Train the generic forecaster, specialists and portfolio policies; evaluate on test."""
+        import logging
+
+        from jaxport.pipeline.config import build_config
+
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING, format="%(message)s"
+        )
+        overrides = _overrides(
+            output_dir=output_dir,
+            tensorboard_dir=tensorboard_dir,
+            summary_path=summary_path,
+            wandb_project=wandb_project,
+            wandb_entity=wandb_entity,
+            seed=seed,
+            skip_base=skip_base or None,
+            skip_specialists=skip_specialists or None,
+            skip_rl=skip_rl or None,
+            base_checkpoint=base_checkpoint,
+            verbose=verbose or None,
+            data__trainingdata_dir=trainingdata_dir,
+            data__base_symbols=parse_symbols(base_stocks),
+            data__specialist_symbols=parse_symbols(specialist_stocks),
+            data__pairs=_parse_pairs(pair),
+            data__features=features,
+            data__sequence_length=sequence_length,
+            data__toto_horizon=toto_horizon,
+            data__toto_targets=_parse_targets(toto_targets),
+            data__disable_toto=disable_toto or None,
+            base__steps=base_steps,
+            base__batch_size=base_batch_size,
+            base__learning_rate=base_learning_rate,
+            finetune__epochs=finetune_epochs,
+            finetune__learning_rate=finetune_learning_rate,
+            rl__epochs=rl_epochs,
+            rl__learning_rate=rl_learning_rate,
+            rl__batch_size=rl_batch_size,
+            rl__hidden_size=rl_hidden_size,
+            rl__num_layers=rl_num_layers,
+            rl__num_heads=rl_num_heads,
+            rl__algo=rl_algo,
+            rl__transaction_cost_bps=transaction_cost_bps,
+            rl__risk_penalty=risk_penalty,
+            rl__leverage_limit=leverage_limit,
+            rl__borrowing_cost=borrowing_cost,
+            rl__trading_days_per_year=trading_days_per_year,
+        )
+        cfg = build_config(profile, config, overrides)
+        code = run_with_progress(
+            cfg, resume=resume, overwrite=overwrite, console=console, err_console=err_console
+        )
+        if code != ExitCode.OK:
+            raise typer.Exit(int(code))

@@ -1,0 +1,46 @@
+"""The ``jaxport train`` pipeline and the typed API that reads its runs back.
+
+- :mod:`jaxport.pipeline.config`: the resolved configuration (profiles, TOML, overrides).
+- :mod:`jaxport.pipeline.run`: :class:`Pipeline`, the three training stages, ``--resume``.
+- :mod:`jaxport.pipeline.portfolio`: one basket's env data, training, selection and evaluation.
+- :mod:`jaxport.pipeline.summary`: the typed ``pipeline_summary.json`` (:class:`RunSummary`).
+- :mod:`jaxport.pipeline.rundir`: :class:`RunDir`, a finished run read back (config, data, features,
+  each pair's env, policy and checkpoint); ``jaxport eval``/``report``/``export`` use it.
+- :mod:`jaxport.pipeline.evaluate_run`, :mod:`jaxport.pipeline.report`: ``jaxport eval`` and
+  ``jaxport report``.
+
+Names are imported lazily (``import jaxport.pipeline`` stays light).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Pipeline": "run",
+    "RunInterrupted": "run",
+    "PipelineConfig": "config",
+    "build_config": "config",
+    "RunSummary": "summary",
+    "read_summary": "summary",
+    "config_from_summary": "summary",
+    "RunDir": "rundir",
+    "evaluate_run": "evaluate_run",
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxport.pipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"jaxport.pipeline.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = sorted(_LAZY)

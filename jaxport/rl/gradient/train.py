@@ -1,0 +1,145 @@
+"""Differentiable training: gradient ascent on the episode objective, backprop through the env.
+
+The env step is differentiable in the action, so a deterministic allocation policy is trained by
+direct gradient ascent on :func:`~jaxport.rl.gradient.losses.chunk_objective` (per-step log growth
+net of costs, minus ``risk_penalty`` x per-step return variance, minus ``turnover_penalty`` x mean
+turnover), averaged over ``num_envs`` episodes that start on random days. Gradients use truncated
+backpropagation through time: each update rolls every env forward ``bptt_length`` steps,
+differentiates the chunk's objective w.r.t. the policy parameters and carries the env state into the
+next chunk with ``stop_gradient``. Env ``i`` is re-drawn (new random start day) once its episode of
+``episode_length`` steps is over, it went bankrupt, or it reached the end of the data.
+
+Unlike the original's stage 3 (whose loss sign rewarded a LOW Sharpe), a larger ``risk_penalty``
+here always means less variance.
+
+Same builder as PPO (PureJaxRL style, one jitted program)::
+
+    train = make_train(GradientConfig(...), env, env_params)
+    out = train(jax.random.PRNGKey(0))           # or train(key, other_params); jax.vmap over keys
+    out["params"], out["metrics"]["objective"]   # metrics: one entry per update
+    policy_fn = make_policy_fn(out["params"], config, env)   # (key, obs) -> action
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxport.data import DataError
+from jaxport.env import EnvParams, PortfolioEnv
+from jaxport.rl.common import check_env_params
+from jaxport.rl.gradient.config import GradientConfig, split_config
+from jaxport.rl.gradient.losses import chunk_objective, reset_envs, select, training_params
+from jaxport.rl.gradient.policy import make_policy_network
+
+METRIC_KEYS = (
+    "objective",  # per-step objective of the update's chunk (the quantity ascended)
+    "mean_log_growth",  # per-step log growth net of costs
+    "return_std",  # per-step simple-return std within the chunk (fraction)
+    "mean_leverage",  # gross exposure sum|w| (multiples of equity)
+    "turnover",  # per-step turnover sum|dw| (fraction of equity)
+    "fees",  # per-step trading cost (fraction of equity)
+    "financing",  # per-step financing + borrow (fraction of equity)
+    "grad_norm",  # global gradient norm before clipping
+)
+
+
+def _make_optimizer(config: GradientConfig, hp: dict[str, jnp.ndarray]):
+    if config.anneal_lr:
+
+        def lr(count):  # cosine decay from hp["lr"] to 0 over num_updates
+            progress = jnp.minimum(count / config.num_updates, 1.0)
+            return hp["lr"] * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    else:
+        lr = hp["lr"]
+    return optax.chain(
+        optax.clip_by_global_norm(hp["max_grad_norm"]),
+        optax.adamw(lr, weight_decay=hp["weight_decay"]),
+    )
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _train(
+    config: GradientConfig,
+    env: PortfolioEnv,
+    env_params: EnvParams,
+    hp: dict[str, jnp.ndarray],
+    key: jax.Array,
+) -> dict[str, Any]:
+    params = training_params(config, env_params)
+    network = make_policy_network(config, env)
+    tx = _make_optimizer(config, hp)
+    k_init, k_reset, k_loop = jax.random.split(key, 3)
+    net_params = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
+    opt_state = tx.init(net_params)
+    obs, state = reset_envs(env, params, k_reset, config.num_envs)
+    done = jnp.zeros((config.num_envs,), bool)
+    num_days = params.prices.shape[-2]
+    grad_fn = jax.value_and_grad(chunk_objective, has_aux=True)
+
+    def update(carry, step_key):
+        net_params, opt_state, obs, state, done = carry
+        # Re-draw envs whose episode is over (time limit, bankruptcy or end of data).
+        finished = done | (state.time >= params.episode_length) | (state.t >= num_days - 1)
+        r_obs, r_state = reset_envs(env, params, step_key, config.num_envs)
+        obs = select(finished, r_obs, obs)
+        state = jax.tree_util.tree_map(partial(select, finished), r_state, state)
+        done = done & ~finished
+
+        (_, aux), grads = grad_fn(
+            net_params,
+            network,
+            config,
+            env,
+            params,
+            obs,
+            state,
+            done,
+            hp["risk_penalty"],
+            hp["turnover_penalty"],
+        )
+        grads = jax.tree_util.tree_map(jnp.negative, grads)  # optax minimises: ascend the objective
+        updates, opt_state = tx.update(grads, opt_state, net_params)
+        net_params = optax.apply_updates(net_params, updates)
+        obs, state, done = jax.lax.stop_gradient((aux["obs"], aux["state"], aux["done"]))
+        metrics = dict(aux["metrics"], grad_norm=optax.tree.norm(grads))
+        return (net_params, opt_state, obs, state, done), metrics
+
+    carry = (net_params, opt_state, obs, state, done)
+    keys = jax.random.split(k_loop, config.num_updates)
+    (net_params, *_), metrics = jax.lax.scan(update, carry, keys)
+    return {"params": net_params, "metrics": metrics}
+
+
+def make_train(
+    config: GradientConfig, env: PortfolioEnv, env_params: EnvParams | None = None
+) -> Callable[..., dict]:
+    """Build ``train(key, env_params=None) -> {"params", "metrics"}`` (same builder as PPO's).
+
+    ``env_params`` holds the TRAINING data (the default market; ``train(key, other_params)`` trains
+    on another of the same shapes, traced, without recompiling). Episodes start on random days (its
+    ``eval_start`` is ignored) and last ``config.episode_length`` steps. ``metrics`` maps each of
+    :data:`METRIC_KEYS` to a ``[num_updates]`` array. ``jax.vmap(train)(keys)`` trains one policy
+    per seed. Compiled code is shared by calls whose config differs only in
+    :data:`~jaxport.rl.gradient.config.DYNAMIC_FIELDS` and whose env params have the same shapes.
+    """
+    config.validate()
+    if not isinstance(env, PortfolioEnv):
+        raise DataError(f"gradient make_train needs a PortfolioEnv, got {type(env).__name__}")
+    if env_params is not None:
+        check_env_params(env, env_params)
+    static, dynamic = split_config(config)
+    default_params = env_params
+
+    def train(key: jax.Array, env_params: EnvParams | None = None) -> dict:
+        env_params = default_params if env_params is None else env_params
+        if env_params is None:
+            raise DataError("gradient train: no env_params given (to make_train or to train)")
+        return _train(static, env, env_params, dynamic, key)
+
+    return train

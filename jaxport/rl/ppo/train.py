@@ -1,0 +1,319 @@
+"""PPO training, PureJaxRL style: the whole run is ONE jitted function.
+
+``train = make_train(config, env, env_params)`` returns a pure ``train(key, env_params=None) ->
+dict`` (vmapped env rollouts under ``lax.scan``, GAE, clipped PPO updates over minibatch epochs).
+``env_params`` is a traced argument: one compilation serves every market of the same shapes
+(``jax.jit(train)(key, other_params)`` does not recompile, and ``train`` called without an outer jit
+runs a program cached per ``(config, env)``). ``jax.jit(jax.vmap(train))(keys)`` trains several
+seeds at once, and ``jax.vmap(train)(keys, stacked_params)`` several markets.
+
+One update = one rollout + ``update_epochs`` x ``num_minibatches`` Adam steps:
+
+* Rollout: ``num_envs`` envs x ``num_steps`` steps with auto-reset. Observations are normalised with
+  running mean/var kept in the train state (updated with every step's batch before acting, so the
+  stored observation is exactly what the policy saw). Actions: tanh-squashed Gaussian, see
+  :mod:`jaxport.rl.networks`.
+* Reward: :func:`~jaxport.rl.ppo.losses.shaped_reward` (the env's log growth minus
+  ``risk_penalty`` x squared deviation of the per-step return from its rollout mean minus
+  ``turnover_penalty`` x turnover), times ``reward_scale``.
+* Advantages: :func:`~jaxport.rl.ppo.losses.compute_gae`. Termination (bankruptcy) cuts the
+  bootstrap; truncation (episode length / end of data) bootstraps from ``V(final_observation)`` when
+  ``bootstrap_truncation``.
+* Loss: :func:`~jaxport.rl.ppo.losses.ppo_loss`; Adam (eps 1e-5) with global-norm clipping and
+  optional linear LR annealing to 0.
+
+Metrics: ``train(key)["metrics"]`` maps each of :data:`METRIC_KEYS` to a ``[num_updates]`` array
+(``[seeds, num_updates]`` under vmap); log them after the run with
+:func:`jaxport.rl.metrics.metrics_per_update`. Host callbacks: only with ``debug_callback``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+from jaxport.data import DataError
+from jaxport.env import EnvParams, PortfolioEnv
+from jaxport.rl.common import check_env_params
+from jaxport.rl.metrics import format_metrics, nanmean_where
+from jaxport.rl.networks import sample_action
+from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
+from jaxport.rl.ppo.config import PPOConfig
+from jaxport.rl.ppo.losses import Transition, compute_gae, ppo_loss, shaped_reward
+from jaxport.rl.ppo.policy import make_network
+
+METRIC_KEYS = (
+    "env_steps",  # cumulative env steps after this update (all envs)
+    "episode_return",  # mean undiscounted return of episodes finished in this rollout (NaN if none)
+    "episode_length",  # mean length (steps) of those episodes (NaN if none)
+    "episode_equity",  # mean final equity E/E0 of those episodes (NaN if none)
+    "num_episodes",  # episodes finished in this rollout
+    "reward",  # mean per-step env reward (log growth net of costs for reward="log_return")
+    "objective",  # mean per-step shaped reward (reward - risk and turnover penalties), unscaled
+    "equity",  # mean equity E/E0 over all steps
+    "leverage",  # mean gross exposure sum|w| (multiples of equity) over all steps
+    "turnover",  # mean per-step turnover sum|dw| (fraction of equity)
+    "fees",  # mean per-step trading cost (units of E0)
+    "financing",  # mean per-step financing + borrow (units of E0)
+    "policy_loss",
+    "value_loss",
+    "entropy",  # pre-squash Gaussian entropy (nats)
+    "approx_kl",  # mean of (ratio - 1) - log ratio over all minibatches
+    "clip_frac",  # fraction of samples with |ratio - 1| > clip_eps
+    "total_loss",
+    "grad_norm",  # global gradient norm before clipping (mean over minibatches)
+    "explained_variance",  # 1 - Var(targets - values) / Var(targets) of the rollout
+    "action_std",  # mean exp(log_std)
+    "learning_rate",  # LR used for the last minibatch step of this update
+)
+_PRINTED = (
+    "env_steps",
+    "episode_return",
+    "reward",
+    "equity",
+    "leverage",
+    "policy_loss",
+    "value_loss",
+    "approx_kl",
+)
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(format_metrics("ppo", metrics, _PRINTED), flush=True)
+
+
+def make_train(
+    config: PPOConfig, env: PortfolioEnv, env_params: EnvParams | None = None
+) -> Callable[..., dict]:
+    """Build ``train(key, env_params=None) -> {"runner_state", "params", "obs_norm", "metrics"}``.
+
+    ``train`` is pure: call it directly (it runs a jitted program cached per ``(config, env)``, with
+    ``env_params`` traced) or wrap it yourself (``jax.jit(train)``,
+    ``jax.jit(jax.vmap(train))(jax.random.split(key, seeds))``). ``env_params`` given here is the
+    default market; ``train(key, other_params)`` trains on another one of the same shapes without
+    recompiling. ``params`` are the flax variables ``{"params": {...}}`` of :class:`ActorCritic`;
+    ``obs_norm`` is a :class:`RunningMeanStd` (identity statistics when ``normalize_obs`` is off).
+    ``runner_state`` is ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len, rng)``.
+    """
+    config.validate()
+    if env_params is not None:
+        check_env_params(env, env_params)
+    compiled = _compiled_train(config, env)
+    default_params = env_params
+
+    def train(key: jax.Array, env_params: EnvParams | None = None) -> dict:
+        env_params = default_params if env_params is None else env_params
+        if env_params is None:
+            raise DataError("PPO train: no env_params given (to make_train or to train)")
+        return compiled(key, env_params)
+
+    return train
+
+
+@lru_cache(maxsize=16)
+def _compiled_train(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
+    """``jax.jit(train_fn)`` per ``(config, env)``: env params are traced arguments."""
+    return jax.jit(build_train_fn(config, env))
+
+
+def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
+    """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`."""
+    config.validate()
+    num_updates = config.num_updates
+    num_envs, num_steps = config.num_envs, config.num_steps
+    batch_size, minibatch_size = config.batch_size, config.minibatch_size
+    action_dim = env.num_actions
+    obs_dim = env.obs_dim
+    network = make_network(config, action_dim)
+    shaping = config.risk_penalty > 0 or config.turnover_penalty > 0
+
+    def lr_schedule(count):
+        frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / num_updates
+        return config.lr * frac
+
+    lr = lr_schedule if config.anneal_lr else config.lr
+    tx = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate=lr, eps=1e-5)
+    )
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    batched_reset = jax.vmap(env.reset, in_axes=(0, None))
+    cap = jnp.float32(config.leverage_cap)
+    loss = partial(
+        ppo_loss,
+        apply_fn=network.apply,
+        clip_eps=config.clip_eps,
+        vf_clip=config.vf_clip,
+        vf_coef=config.vf_coef,
+        ent_coef=config.ent_coef,
+        normalize_advantages=config.normalize_advantages,
+    )
+    grad_fn = jax.value_and_grad(
+        lambda params, tr, adv, targets: loss(params, batch=tr, advantages=adv, targets=targets),
+        has_aux=True,
+    )
+
+    def norm_obs(stats, obs):
+        return normalize(stats, obs, config.obs_clip) if config.normalize_obs else obs
+
+    def train(key: jax.Array, env_params: EnvParams) -> dict:
+        key, k_init, k_reset, k_run = jax.random.split(key, 4)
+        variables = network.init(k_init, jnp.zeros((obs_dim,), jnp.float32))
+        train_state = TrainState.create(apply_fn=network.apply, params=variables, tx=tx)
+        obs, env_state = batched_reset(jax.random.split(k_reset, num_envs), env_params)
+        obs_stats = RunningMeanStd.create(obs_dim)
+        zeros_b = jnp.zeros((num_envs,), jnp.float32)
+
+        # ------------------------------------------------------------------ rollout
+        def env_step(carry, _):
+            ts, stats, env_state, obs, ep_ret, ep_len, rng = carry
+            rng, k_act, k_env = jax.random.split(rng, 3)
+            if config.normalize_obs:
+                stats = update_running_stats(stats, obs)
+            obs_n = norm_obs(stats, obs)
+            mean, log_std, value = network.apply(ts.params, obs_n)
+            action, u, log_prob = sample_action(k_act, mean, log_std, cap)
+            next_obs, env_state, reward, terminated, truncated, info = batched_step(
+                jax.random.split(k_env, num_envs), env_state, action, env_params
+            )
+            done = terminated | truncated
+            if config.bootstrap_truncation:
+                need = truncated & ~terminated
+                final_obs = info["final_observation"]
+                # Truncation is rare: only run the critic on steps where some env truncates.
+                boot = jax.lax.cond(
+                    jnp.any(need),
+                    lambda: network.apply(ts.params, norm_obs(stats, final_obs), value_only=True),
+                    lambda: zeros_b,
+                )
+                boot = jnp.where(need, boot, 0.0)
+            else:
+                boot = zeros_b
+            ep_ret_new = ep_ret + reward
+            ep_len_new = ep_len + 1
+            step_info = {
+                "done": done,
+                "episode_return": ep_ret_new,
+                "episode_length": ep_len_new.astype(jnp.float32),
+                "equity": info["equity"] / env_params.initial_equity,
+                "leverage": info["leverage"],
+                "turnover": info["turnover"],
+                "fees": info["fees"],
+                "financing": info["financing"],
+            }
+            if shaping:
+                step_info["portfolio_return"] = info["portfolio_return"]
+            tr = Transition(
+                obs=obs_n,
+                u=u,
+                log_prob=log_prob,
+                value=value,
+                reward=reward,
+                terminated=terminated,
+                done=done,
+                bootstrap=boot,
+                info=step_info,
+            )
+            ep_ret = jnp.where(done, 0.0, ep_ret_new)
+            ep_len = jnp.where(done, 0, ep_len_new)
+            return (ts, stats, env_state, next_obs, ep_ret, ep_len, rng), tr
+
+        # ------------------------------------------------------------------ updates
+        def update_minibatch(ts, batch):
+            tr, adv, targets = batch
+            (total, aux), grads = grad_fn(ts.params, tr, adv, targets)
+            ts = ts.apply_gradients(grads=grads)
+            return ts, dict(aux, total_loss=total, grad_norm=optax.tree.norm(grads))
+
+        def update_epoch(carry, _):
+            ts, tr, adv, targets, rng = carry
+            rng, k_perm = jax.random.split(rng)
+            perm = jax.random.permutation(k_perm, batch_size)
+            flat = jax.tree.map(
+                lambda x: x.reshape((batch_size,) + x.shape[2:]), (tr, adv, targets)
+            )
+            shuffled = jax.tree.map(lambda x: jnp.take(x, perm, axis=0), flat)
+            minibatches = jax.tree.map(
+                lambda x: x.reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
+                shuffled,
+            )
+            ts, losses = jax.lax.scan(update_minibatch, ts, minibatches)
+            return (ts, tr, adv, targets, rng), losses
+
+        # ------------------------------------------------------------------ one update
+        def update_step(runner, update_idx):
+            runner, traj = jax.lax.scan(env_step, runner, None, num_steps)
+            ts, stats, env_state, last_obs, ep_ret, ep_len, rng = runner
+            info = traj.info
+            if shaping:
+                objective = shaped_reward(
+                    traj.reward,
+                    info["portfolio_return"],
+                    info["turnover"],
+                    config.risk_penalty,
+                    config.turnover_penalty,
+                )
+            else:
+                objective = traj.reward
+            learn_reward = (
+                objective * config.reward_scale if config.reward_scale != 1 else objective
+            )
+            last_val = network.apply(ts.params, norm_obs(stats, last_obs), value_only=True)
+            adv, targets = compute_gae(
+                learn_reward,
+                traj.value,
+                traj.done,
+                traj.bootstrap,
+                last_val,
+                config.gamma,
+                config.gae_lambda,
+            )
+            # only what the loss reads is shuffled into minibatches
+            learn = traj._replace(info={}, reward=None, terminated=None, done=None, bootstrap=None)
+            (ts, _, _, _, rng), losses = jax.lax.scan(
+                update_epoch, (ts, learn, adv, targets, rng), None, config.update_epochs
+            )
+            losses = {k: jnp.mean(v) for k, v in losses.items()}
+
+            done = info["done"]
+            var_t = jnp.var(targets)
+            lr_now = lr_schedule(ts.step - 1) if config.anneal_lr else config.lr
+            metrics = {
+                "env_steps": ((update_idx + 1) * batch_size).astype(jnp.float32),
+                "episode_return": nanmean_where(info["episode_return"], done),
+                "episode_length": nanmean_where(info["episode_length"], done),
+                "episode_equity": nanmean_where(info["equity"], done),
+                "num_episodes": jnp.sum(done).astype(jnp.float32),
+                "reward": jnp.mean(traj.reward),
+                "objective": jnp.mean(objective),
+                "equity": jnp.mean(info["equity"]),
+                "leverage": jnp.mean(info["leverage"]),
+                "turnover": jnp.mean(info["turnover"]),
+                "fees": jnp.mean(info["fees"]),
+                "financing": jnp.mean(info["financing"]),
+                **losses,
+                "explained_variance": 1.0
+                - jnp.var(targets - traj.value) / jnp.maximum(var_t, 1e-12),
+                "action_std": jnp.mean(jnp.exp(ts.params["params"]["log_std"])),
+                "learning_rate": jnp.asarray(lr_now, jnp.float32),
+            }
+            if config.debug_callback:
+                cb = config.debug_callback if callable(config.debug_callback) else _print_metrics
+                jax.debug.callback(cb, metrics)
+            return (ts, stats, env_state, last_obs, ep_ret, ep_len, rng), metrics
+
+        ep_len0 = jnp.zeros((num_envs,), jnp.int32)
+        runner = (train_state, obs_stats, env_state, obs, zeros_b, ep_len0, k_run)
+        runner, metrics = jax.lax.scan(update_step, runner, jnp.arange(num_updates))
+        return {
+            "runner_state": runner,
+            "params": runner[0].params,
+            "obs_norm": runner[1],
+            "metrics": metrics,
+        }
+
+    return train
