@@ -1,14 +1,15 @@
-"""Reference PPO on gymnax CartPole-v1, structured exactly like PureJaxRL's ``ppo.py`` ``make_train``.
+"""Reference PPO on gymnax CartPole-v1, structured exactly like PureJaxRL's ``ppo.py`` make_train.
 
 Used by ``benchmarks/ppo_throughput.py`` as the yardstick for env steps/s. Faithful to PureJaxRL:
 discrete actor-critic (two 64-unit tanh towers, orthogonal init), ``FlattenObservationWrapper`` +
 ``LogWrapper``, rollout with ``lax.scan`` over vmapped ``env.step``, GAE (``unroll=16``), clipped
 surrogate + clipped value loss + entropy bonus, per-epoch full-batch permutation into minibatches,
 Adam(eps=1e-5) with global-norm clipping and linear LR annealing, metrics = the rollout's ``info``.
-Only adaptations: gymnax >= 1.0 returns ``(obs, state, reward, terminated, truncated, info)`` (``done``
-is their OR); distrax's ``Categorical`` is replaced by the three equivalent lines it computes; and the
-orthogonal initialiser is :func:`jaxport.rl.networks.orthogonal_init` (same distribution, pure-JAX QR)
-because flax's LAPACK QR, batched by ``jax.vmap(train)``, can deadlock XLA's CPU thread pool.
+Only adaptations: gymnax >= 1.0 returns ``(obs, state, reward, terminated, truncated, info)``
+(``done`` is their OR); distrax's ``Categorical`` is replaced by the three equivalent lines it
+computes; and the orthogonal initialiser is :func:`jaxport.rl.networks.orthogonal_init` (same
+distribution, pure-JAX QR) because flax's LAPACK QR, batched by ``jax.vmap(train)``, can deadlock
+XLA's CPU thread pool.
 
 Run alone: ``python benchmarks/cartpole_ppo_reference.py`` (trains 500k steps, prints the return).
 """
@@ -61,9 +62,13 @@ class ActorCritic(nn.Module):
             activation = nn.tanh
         actor_mean = nn.Dense(64, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x)
         actor_mean = activation(actor_mean)
-        actor_mean = nn.Dense(64, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(actor_mean)
+        actor_mean = nn.Dense(64, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(
+            actor_mean
+        )
         actor_mean = activation(actor_mean)
-        actor_mean = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))(actor_mean)
+        actor_mean = nn.Dense(
+            self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0)
+        )(actor_mean)
         pi = Categorical(logits=actor_mean)
 
         critic = nn.Dense(64, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x)
@@ -106,14 +111,20 @@ DEFAULT_CONFIG = {
 
 def make_train(config):
     config = dict(config)
-    config["NUM_UPDATES"] = int(config["TOTAL_TIMESTEPS"] // config["NUM_STEPS"] // config["NUM_ENVS"])
+    config["NUM_UPDATES"] = int(
+        config["TOTAL_TIMESTEPS"] // config["NUM_STEPS"] // config["NUM_ENVS"]
+    )
     config["MINIBATCH_SIZE"] = config["NUM_ENVS"] * config["NUM_STEPS"] // config["NUM_MINIBATCHES"]
     env, env_params = gymnax.make(config["ENV_NAME"])
     env = FlattenObservationWrapper(env)
     env = LogWrapper(env)
 
     def linear_schedule(count):
-        frac = 1.0 - (count // (config["NUM_MINIBATCHES"] * config["UPDATE_EPOCHS"])) / config["NUM_UPDATES"]
+        frac = (
+            1.0
+            - (count // (config["NUM_MINIBATCHES"] * config["UPDATE_EPOCHS"]))
+            / config["NUM_UPDATES"]
+        )
         return config["LR"] * frac
 
     def train(rng):
@@ -128,7 +139,10 @@ def make_train(config):
                 optax.adam(learning_rate=linear_schedule, eps=1e-5),
             )
         else:
-            tx = optax.chain(optax.clip_by_global_norm(config["MAX_GRAD_NORM"]), optax.adam(config["LR"], eps=1e-5))
+            tx = optax.chain(
+                optax.clip_by_global_norm(config["MAX_GRAD_NORM"]),
+                optax.adam(config["LR"], eps=1e-5),
+            )
         train_state = TrainState.create(apply_fn=network.apply, params=network_params, tx=tx)
 
         # INIT ENV
@@ -159,7 +173,9 @@ def make_train(config):
                 runner_state = (train_state, env_state, obsv, rng)
                 return runner_state, transition
 
-            runner_state, traj_batch = jax.lax.scan(_env_step, runner_state, None, config["NUM_STEPS"])
+            runner_state, traj_batch = jax.lax.scan(
+                _env_step, runner_state, None, config["NUM_STEPS"]
+            )
 
             # CALCULATE ADVANTAGE
             train_state, env_state, last_obs, rng = runner_state
@@ -174,7 +190,11 @@ def make_train(config):
                     return (gae, value), gae
 
                 _, advantages = jax.lax.scan(
-                    _get_advantages, (jnp.zeros_like(last_val), last_val), traj_batch, reverse=True, unroll=16
+                    _get_advantages,
+                    (jnp.zeros_like(last_val), last_val),
+                    traj_batch,
+                    reverse=True,
+                    unroll=16,
                 )
                 return advantages, advantages + traj_batch.value
 
@@ -202,12 +222,19 @@ def make_train(config):
                         ratio = jnp.exp(log_prob - traj_batch.log_prob)
                         gae = (gae - gae.mean()) / (gae.std() + 1e-8)
                         loss_actor1 = ratio * gae
-                        loss_actor2 = jnp.clip(ratio, 1.0 - config["CLIP_EPS"], 1.0 + config["CLIP_EPS"]) * gae
+                        loss_actor2 = (
+                            jnp.clip(ratio, 1.0 - config["CLIP_EPS"], 1.0 + config["CLIP_EPS"])
+                            * gae
+                        )
                         loss_actor = -jnp.minimum(loss_actor1, loss_actor2)
                         loss_actor = loss_actor.mean()
                         entropy = pi.entropy().mean()
 
-                        total_loss = loss_actor + config["VF_COEF"] * value_loss - config["ENT_COEF"] * entropy
+                        total_loss = (
+                            loss_actor
+                            + config["VF_COEF"] * value_loss
+                            - config["ENT_COEF"] * entropy
+                        )
                         return total_loss, (value_loss, loss_actor, entropy)
 
                     grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
@@ -223,8 +250,12 @@ def make_train(config):
                 )
                 permutation = jax.random.permutation(_rng, batch_size)
                 batch = (traj_batch, advantages, targets)
-                batch = jax.tree_util.tree_map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
-                shuffled_batch = jax.tree_util.tree_map(lambda x: jnp.take(x, permutation, axis=0), batch)
+                batch = jax.tree_util.tree_map(
+                    lambda x: x.reshape((batch_size,) + x.shape[2:]), batch
+                )
+                shuffled_batch = jax.tree_util.tree_map(
+                    lambda x: jnp.take(x, permutation, axis=0), batch
+                )
                 minibatches = jax.tree_util.tree_map(
                     lambda x: jnp.reshape(x, [config["NUM_MINIBATCHES"], -1] + list(x.shape[1:])),
                     shuffled_batch,
@@ -234,7 +265,9 @@ def make_train(config):
                 return update_state, total_loss
 
             update_state = (train_state, traj_batch, advantages, targets, rng)
-            update_state, loss_info = jax.lax.scan(_update_epoch, update_state, None, config["UPDATE_EPOCHS"])
+            update_state, loss_info = jax.lax.scan(
+                _update_epoch, update_state, None, config["UPDATE_EPOCHS"]
+            )
             train_state = update_state[0]
             metric = traj_batch.info
             rng = update_state[-1]
@@ -257,5 +290,7 @@ if __name__ == "__main__":
     done = np.asarray(m["returned_episode"])
     rets = np.asarray(m["returned_episode_returns"])
     last = rets[-1][done[-1]]
-    print(f"CartPole-v1 PPO: {time.perf_counter() - t0:.1f} s (incl. compile), "
-          f"final mean episode return {last.mean() if last.size else float('nan'):.1f}")
+    print(
+        f"CartPole-v1 PPO: {time.perf_counter() - t0:.1f} s (incl. compile), "
+        f"final mean episode return {last.mean() if last.size else float('nan'):.1f}"
+    )

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: interleaved best-of-N timing, memory, JSON results, tables.
+"""Helpers shared by the benchmark scripts: interleaved best-of-N timing, memory, JSON, tables.
 
 Timing rule (the dev box is a shared 2-core CPU, so wall times are noisy): every implementation
 measured at one size is timed round-robin (rep 1 of each, rep 2 of each, ...) and the BEST wall time
@@ -62,7 +62,9 @@ def int_list(text: str) -> list[int]:
     return out
 
 
-def interleaved_best(fns: dict[str, Callable[[int], Any]], repeats: int) -> dict[str, dict[str, float]]:
+def interleaved_best(
+    fns: dict[str, Callable[[int], Any]], repeats: int
+) -> dict[str, dict[str, float]]:
     """Time each ``fns[name](i)`` (blocking) round-robin ``repeats`` times; best/median wall and
     best process-CPU seconds per name. Warm-up is the caller's job."""
     walls: dict[str, list[float]] = {k: [] for k in fns}
@@ -74,14 +76,21 @@ def interleaved_best(fns: dict[str, Callable[[int], Any]], repeats: int) -> dict
             walls[name].append(time.perf_counter() - w0)
             cpus[name].append(time.process_time() - c0)
     return {
-        k: {"best_s": min(walls[k]), "median_s": statistics.median(walls[k]), "cpu_best_s": min(cpus[k])}
+        k: {
+            "best_s": min(walls[k]),
+            "median_s": statistics.median(walls[k]),
+            "cpu_best_s": min(cpus[k]),
+        }
         for k in fns
     }
 
 
-def rate_within(step_fn: Callable[[], int], seconds: float, repeats: int = 3, warmup_calls: int = 20) -> dict[str, float]:
+def rate_within(
+    step_fn: Callable[[], int], seconds: float, repeats: int = 3, warmup_calls: int = 20
+) -> dict[str, float]:
     """Throughput of a slow Python loop: ``step_fn()`` does some env-steps and returns how many.
-    Calls it ``warmup_calls`` times, calibrates a chunk of ~``seconds / repeats``, keeps the best chunk."""
+    Calls it ``warmup_calls`` times, calibrates a chunk of ~``seconds / repeats``, keeps the best
+    chunk."""
     for _ in range(warmup_calls):
         step_fn()
     t0 = time.perf_counter()
@@ -97,11 +106,21 @@ def rate_within(step_fn: Callable[[], int], seconds: float, repeats: int = 3, wa
         n_steps = sum(step_fn() for _ in range(chunk))
         best = min(best, time.perf_counter() - w0)
         best_cpu = min(best_cpu, time.process_time() - c0)
-    return {"steps_per_s": n_steps / best, "cpu_us_per_env_step": 1e6 * best_cpu / n_steps, "env_steps_timed": n_steps}
+    return {
+        "steps_per_s": n_steps / best,
+        "cpu_us_per_env_step": 1e6 * best_cpu / n_steps,
+        "env_steps_timed": n_steps,
+    }
 
 
-def estimate_env_bytes(num_envs: int, num_assets: int, num_features: int, window: int = 1, num_days: int = 2768,
-                       temporaries: float = 8.0) -> int:
+def estimate_env_bytes(
+    num_envs: int,
+    num_assets: int,
+    num_features: int,
+    window: int = 1,
+    num_days: int = 2768,
+    temporaries: float = 8.0,
+) -> int:
     """Rough peak bytes of one batched env step (float32): state + obs + action + per-asset
     temporaries (``temporaries`` x the ``[B, N]`` arrays) + the market tables."""
     per_env = 4 * (num_assets * (window * num_features + 2 + temporaries) + 16)

@@ -4,9 +4,9 @@
     python benchmarks/env_memory.py --num-assets 2,8,64,512 --kinds step,scan,rollout,ppo
 
 For each program kind, ``jax.jit(...).lower(<abstract shapes>).compile().memory_analysis()`` is
-read at two or more ``num_envs``; its footprint (arguments + outputs + temporaries - aliased) is fitted
-as ``fixed + bytes_per_env * num_envs`` (least squares; ``fixed`` is the market tables and code
-constants, ``bytes_per_env`` what each extra env costs). Kinds:
+read at two or more ``num_envs``; its footprint (arguments + outputs + temporaries - aliased) is
+fitted as ``fixed + bytes_per_env * num_envs`` (least squares; ``fixed`` is the market tables and
+code constants, ``bytes_per_env`` what each extra env costs). Kinds:
 
 * ``step``     one batched ``vmap(env.step)``: state in, state/obs/reward/info out, temporaries;
 * ``scan``     the throughput harness (``jaxport.bench.make_scan_runner``, ``--scan-steps``
@@ -34,7 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, int_list, machine_info, write_results
-
 from jaxport import bench
 from jaxport.env import PortfolioEnv
 
@@ -45,10 +44,11 @@ RESULTS = RESULTS_DIR / "env_memory.json"
 def compiled_memory(compiled) -> dict[str, int] | None:
     """``compiled.memory_analysis()`` as a dict of bytes; ``None`` if the backend gives none.
 
-    ``peak_bytes`` = arguments + outputs + temporaries - aliased (XLA's buffer assignment: the
-    temporaries of every nested loop body are in ``temp_bytes``). XLA's own
-    ``peak_memory_in_bytes`` is kept as ``xla_peak_bytes``; on CPU it leaves out loop-body
-    temporaries (a PPO call with a 250 MB trajectory reports ~1 MB), so it is not used."""
+    ``peak_bytes`` = the larger of arguments + outputs + temporaries - aliased (XLA's buffer
+    assignment: the temporaries of every nested loop body are in ``temp_bytes``) and XLA's own
+    ``peak_memory_in_bytes`` (kept as ``xla_peak_bytes``; it counts constants such as market
+    tables closed over by the program, but on CPU it leaves out loop-body temporaries: a PPO call
+    with a 250 MB trajectory reports ~1 MB)."""
     try:
         m = compiled.memory_analysis()
     except Exception:  # noqa: BLE001 - not every backend implements it
@@ -67,6 +67,7 @@ def compiled_memory(compiled) -> dict[str, int] | None:
     xla_peak = getattr(m, "peak_memory_in_bytes", None)
     if xla_peak is not None:
         out["xla_peak_bytes"] = int(xla_peak)
+        out["peak_bytes"] = max(out["peak_bytes"], out["xla_peak_bytes"])
     return out
 
 
@@ -88,14 +89,18 @@ def _half_policy_factory(num_assets: int):
     return policy
 
 
-def lower_kind(kind: str, num_envs: int, num_assets: int, num_features: int = 4,
-               scan_steps: int = 100, rollout_steps: int = 64):
+def lower_kind(
+    kind: str,
+    num_envs: int,
+    num_assets: int,
+    num_features: int = 4,
+    scan_steps: int = 100,
+    rollout_steps: int = 64,
+):
     """The lowered program of ``kind`` at ``num_envs`` x ``num_assets`` (abstract inputs)."""
     env, params = bench.portfolio_setup(num_assets, num_features)
     keys = _key_spec(num_envs)
-    state_shape = jax.eval_shape(
-        lambda k: jax.vmap(env.reset, in_axes=(0, None))(k, params), keys
-    )
+    state_shape = jax.eval_shape(lambda k: jax.vmap(env.reset, in_axes=(0, None))(k, params), keys)
     obs_spec, state_spec = state_shape
     if kind == "step":
         act = jax.ShapeDtypeStruct((num_envs, num_assets), jnp.float32)
@@ -113,9 +118,14 @@ def lower_kind(kind: str, num_envs: int, num_assets: int, num_features: int = 4,
     if kind == "ppo":
         from jaxport.rl.ppo import PPOConfig, build_train_fn
 
-        cfg = PPOConfig(num_envs=num_envs, num_steps=rollout_steps,
-                        total_timesteps=num_envs * rollout_steps, update_epochs=1,
-                        num_minibatches=4, hidden_sizes=(64, 64))
+        cfg = PPOConfig(
+            num_envs=num_envs,
+            num_steps=rollout_steps,
+            total_timesteps=num_envs * rollout_steps,
+            update_epochs=1,
+            num_minibatches=4,
+            hidden_sizes=(64, 64),
+        )
         return jax.jit(build_train_fn(cfg, env)).lower(_key_spec(), params)
     raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
 
@@ -147,8 +157,13 @@ def _scan_runner_abstract(env: PortfolioEnv, params, num_envs, num_assets, num_s
 def memory_point(kind: str, num_envs: int, num_assets: int, **kw) -> dict:
     t0 = time.perf_counter()
     mem = compiled_memory(lower_kind(kind, num_envs, num_assets, **kw).compile())
-    return {"kind": kind, "num_envs": num_envs, "num_assets": num_assets,
-            "compile_s": time.perf_counter() - t0, **(mem or {})}
+    return {
+        "kind": kind,
+        "num_envs": num_envs,
+        "num_assets": num_assets,
+        "compile_s": time.perf_counter() - t0,
+        **(mem or {}),
+    }
 
 
 def fit_per_env(points: list[dict]) -> dict | None:
@@ -177,16 +192,22 @@ def measure(kinds, num_assets_list, num_envs_list, log=print, **kw) -> dict:
                 try:
                     p = memory_point(kind, b, n, **kw)
                 except Exception as err:  # noqa: BLE001 - record and go on
-                    p = {"kind": kind, "num_envs": b, "num_assets": n,
-                         "error": f"{type(err).__name__}: {err}"[:300]}
+                    p = {
+                        "kind": kind,
+                        "num_envs": b,
+                        "num_assets": n,
+                        "error": f"{type(err).__name__}: {err}"[:300],
+                    }
                 group.append(p)
                 log(_point_line(p))
             points.extend(group)
             fit = fit_per_env(group)
             if fit:
                 fits.append({"kind": kind, "num_assets": n, **fit})
-                log(f"  {kind} x {n} assets: {fit['bytes_per_env']:.0f} B/env "
-                    f"+ {fit['fixed_bytes'] / 2**20:.2f} MiB fixed")
+                log(
+                    f"  {kind} x {n} assets: {fit['bytes_per_env']:.0f} B/env "
+                    f"+ {fit['fixed_bytes'] / 2**20:.2f} MiB fixed"
+                )
     return {"points": points, "fits": fits}
 
 
@@ -212,11 +233,21 @@ def main(argv=None) -> dict:
     if set(kinds) - set(KINDS):
         p.error(f"--kinds: unknown {sorted(set(kinds) - set(KINDS))}; choose from {KINDS}")
     t0 = time.perf_counter()
-    res = measure(kinds, int_list(args.num_assets), int_list(args.num_envs),
-                  num_features=args.num_features, scan_steps=args.scan_steps,
-                  rollout_steps=args.rollout_steps)
-    payload = {"benchmark": "env_memory", "machine": machine_info(), "args": vars(args),
-               "wall_s": time.perf_counter() - t0, **res}
+    res = measure(
+        kinds,
+        int_list(args.num_assets),
+        int_list(args.num_envs),
+        num_features=args.num_features,
+        scan_steps=args.scan_steps,
+        rollout_steps=args.rollout_steps,
+    )
+    payload = {
+        "benchmark": "env_memory",
+        "machine": machine_info(),
+        "args": vars(args),
+        "wall_s": time.perf_counter() - t0,
+        **res,
+    }
     path = write_results("env_memory", payload, args.out)
     print(f"wrote {path}")
     return payload

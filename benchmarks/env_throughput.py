@@ -1,7 +1,7 @@
 """PortfolioEnv throughput (env-steps/s) versus Torch references and gymnax CartPole-v1.
 
-    python benchmarks/env_throughput.py                       # default grid, a few minutes on 2 cores
-    python benchmarks/env_throughput.py --quick               # the target point only: 4096 envs x 2 assets
+    python benchmarks/env_throughput.py              # default grid, a few minutes on 2 cores
+    python benchmarks/env_throughput.py --quick      # the target point only: 4096 envs x 2 assets
     python benchmarks/env_throughput.py --num-envs 1,64,1k,4k,16k,64k --num-assets 2,8,64,512
 
 At every (num_envs, num_assets), in the same process and interleaved (benchmarks/common.py):
@@ -22,10 +22,10 @@ Torch gets its best thread count per size (an eager pilot picks 1 or 2 threads; 
 XLA flags: the headline ``jax`` column is what a user gets, XLA's defaults (``jaxport train`` and
 ``jaxport bench`` never set flags). ``--xla-flags both`` (default) also times ``jax_ynn_off``: the
 same program compiled with ``xla_cpu_experimental_ynn_fusion_type=""`` (YNNPACK fusions off) passed
-as a per-compile option (``lowered.compile(compiler_options=...)``), in the same process and the same
-round-robin, so ``ynn_off_speedup`` = ynn-off / default steps/s is a like-for-like ratio. Sizes whose
-estimated memory exceeds ``--memory-budget-mb`` are skipped and listed. Prints a table with ratios
-(JAX / reference) and writes JSON under benchmarks/results/.
+as a per-compile option (``lowered.compile(compiler_options=...)``), in the same process and the
+same round-robin, so ``ynn_off_speedup`` = ynn-off / default steps/s is a like-for-like ratio.
+Sizes whose estimated memory exceeds ``--memory-budget-mb`` are skipped and listed. Prints a table
+with ratios (JAX / reference) and writes JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -43,25 +43,50 @@ XLA_VARIANTS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--num-envs", default="1,64,1k,4k", help="comma list; k = 1024 (full: 1,64,1k,4k,16k,64k)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--num-envs", default="1,64,1k,4k", help="comma list; k = 1024 (full: 1,64,1k,4k,16k,64k)"
+    )
     p.add_argument("--num-assets", default="2,8", help="comma list (full: 2,8,64,512)")
-    p.add_argument("--num-features", type=int, default=4, help="features per asset in the observation")
+    p.add_argument(
+        "--num-features", type=int, default=4, help="features per asset in the observation"
+    )
     p.add_argument("--impls", default="jax,cartpole,torch_eager,torch_compile,gym_loop,gym_vector")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per implementation (best kept)")
-    p.add_argument("--memory-budget-mb", type=float, default=4096.0, help="skip sizes estimated above this")
-    p.add_argument("--torch-threads", default="auto", help="'auto' (pilot picks 1 or 2 per size) or an int")
-    p.add_argument("--gym-max-envs", type=int, default=64, help="largest num_envs for the SyncVectorEnv row")
-    p.add_argument("--gym-seconds", type=float, default=2.0, help="time budget of each Python-loop measurement")
-    p.add_argument("--xla-flags", choices=("default", "ynn-off", "both"), default="both",
-                   help="JAX variants timed: XLA defaults (the headline), YNNPACK fusions off, or both")
-    p.add_argument("--quick", action="store_true", help="only 4096 envs x 2 assets (the target point)")
-    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/env_throughput-<stamp>.json)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per implementation (best kept)"
+    )
+    p.add_argument(
+        "--memory-budget-mb", type=float, default=4096.0, help="skip sizes estimated above this"
+    )
+    p.add_argument(
+        "--torch-threads", default="auto", help="'auto' (pilot picks 1 or 2 per size) or an int"
+    )
+    p.add_argument(
+        "--gym-max-envs", type=int, default=64, help="largest num_envs for the SyncVectorEnv row"
+    )
+    p.add_argument(
+        "--gym-seconds", type=float, default=2.0, help="time budget of each Python-loop measurement"
+    )
+    p.add_argument(
+        "--xla-flags",
+        choices=("default", "ynn-off", "both"),
+        default="both",
+        help="JAX variants timed: XLA defaults (the headline), YNNPACK fusions off, or both",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="only 4096 envs x 2 assets (the target point)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/env_throughput-<stamp>.json)",
+    )
     return p.parse_args(argv)
 
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,11 +104,12 @@ from common import (  # noqa: E402
     synthetic_arrays,
     write_results,
 )
-
 from jaxport import bench  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 
-RESULTS_PARTIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "env_throughput-partial.tmp")
+RESULTS_PARTIAL = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "env_throughput-partial.tmp"
+)
 
 TARGETS = {  # at 4096 envs x 2 assets, JAX / reference steps/s
     "cartpole": 0.5,
@@ -124,14 +150,18 @@ def cartpole_runner(num_envs, num_steps):
 
         run, (obs, state) = bench.make_scan_runner(env, params, sample_action, num_envs, num_steps)
         jax.block_until_ready(run(jax.random.key(0), obs, state))
-        _CARTPOLE[(num_envs, num_steps)] = lambda i: jax.block_until_ready(run(jax.random.key(i + 1), obs, state))
+        _CARTPOLE[(num_envs, num_steps)] = lambda i: jax.block_until_ready(
+            run(jax.random.key(i + 1), obs, state)
+        )
     return _CARTPOLE[(num_envs, num_steps)]
 
 
 # ------------------------------------------------------------------------------------ Torch
 def torch_runner(prices, features, num_envs, num_steps, compiled: bool, threads: int):
-    """A Python loop of ``num_steps`` calls of ``body`` (action draw + batched step + return sum)."""
+    """A Python loop of ``num_steps`` calls of ``body`` (action draw + batched step + return
+    sum)."""
     import torch
+
     from torch_reference import TorchPortfolioReference, portfolio_step
 
     torch.set_num_threads(threads)
@@ -145,7 +175,8 @@ def torch_runner(prices, features, num_envs, num_steps, compiled: bool, threads:
         return obs, state, ret + reward
 
     if compiled:
-        # every size compiles `body` afresh (static shapes); dynamo counts recompiles per code object
+        # every size compiles `body` afresh (static shapes); dynamo counts recompiles per code
+        # object
         torch._dynamo.reset()
         fn = torch.compile(body, dynamic=False, fullgraph=True)
     else:
@@ -182,6 +213,7 @@ def pick_torch_threads(prices, features, num_envs, setting: str) -> int:
 # ------------------------------------------------------------------------------------ Gymnasium
 def gym_loop_rate(prices, features, seconds):
     import torch
+
     from torch_compat.env import TorchPortfolioEnv
 
     env = TorchPortfolioEnv(prices, features)
@@ -200,9 +232,12 @@ def gym_loop_rate(prices, features, seconds):
 
 def gym_vector_rate(prices, features, num_envs, seconds):
     import gymnasium as gym
+
     from torch_compat.env import TorchPortfolioEnv
 
-    venv = gym.vector.SyncVectorEnv([lambda: TorchPortfolioEnv(prices, features) for _ in range(num_envs)])
+    venv = gym.vector.SyncVectorEnv(
+        [lambda: TorchPortfolioEnv(prices, features) for _ in range(num_envs)]
+    )
     venv.reset(seed=0)
     rng = np.random.default_rng(0)
     n = prices.shape[1]
@@ -223,7 +258,9 @@ def run(args) -> dict:
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     known = {"jax", "cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"}
     if set(impls) - known:
-        raise SystemExit(f"--impls: unknown {sorted(set(impls) - known)}; choose from {sorted(known)}")
+        raise SystemExit(
+            f"--impls: unknown {sorted(set(impls) - known)}; choose from {sorted(known)}"
+        )
     if "jax" not in impls:
         raise SystemExit("--impls must include jax (ratios are JAX / reference)")
     # the headline "jax" column: XLA defaults unless only ynn-off is asked for
@@ -246,18 +283,35 @@ def run(args) -> dict:
             est = estimate_env_bytes(n_envs, n_assets, args.num_features)
             torch_est = 2 * est  # eager Torch materialises every intermediate
             if est > budget:
-                skipped.append({"num_envs": n_envs, "num_assets": n_assets, "est_mb": est / 2**20,
-                                "reason": f"estimated {est / 2**20:.0f} MiB > budget {args.memory_budget_mb:.0f} MiB"})
-                print(f"skip {n_envs} envs x {n_assets} assets: {skipped[-1]['reason']}", flush=True)
+                skipped.append(
+                    {
+                        "num_envs": n_envs,
+                        "num_assets": n_assets,
+                        "est_mb": est / 2**20,
+                        "reason": f"estimated {est / 2**20:.0f} MiB"
+                        f" > budget {args.memory_budget_mb:.0f} MiB",
+                    }
+                )
+                print(
+                    f"skip {n_envs} envs x {n_assets} assets: {skipped[-1]['reason']}", flush=True
+                )
                 continue
-            steps = steps_for(n_envs * max(1, n_assets // 4))  # ~2M env-steps (fewer for many assets)
-            row = {"num_envs": n_envs, "num_assets": n_assets, "num_steps": steps,
-                   "est_mb": est / 2**20, "jax_xla": head_xla}
+            steps = steps_for(
+                n_envs * max(1, n_assets // 4)
+            )  # ~2M env-steps (fewer for many assets)
+            row = {
+                "num_envs": n_envs,
+                "num_assets": n_assets,
+                "num_steps": steps,
+                "est_mb": est / 2**20,
+                "jax_xla": head_xla,
+            }
             fns = {"jax": jax_runner(prices, features, n_envs, steps, XLA_VARIANTS[head_xla])}
             if extra_ynn:
                 try:
-                    fns["jax_ynn_off"] = jax_runner(prices, features, n_envs, steps,
-                                                    XLA_VARIANTS["ynn-off"])
+                    fns["jax_ynn_off"] = jax_runner(
+                        prices, features, n_envs, steps, XLA_VARIANTS["ynn-off"]
+                    )
                 except Exception as err:  # noqa: BLE001 - an XLA without the option
                     row["ynn_off_error"] = f"{type(err).__name__}: {err}"[:200]
             if "cartpole" in impls:
@@ -270,10 +324,14 @@ def run(args) -> dict:
                 threads = pick_torch_threads(prices, features, n_envs, args.torch_threads)
                 row["torch_threads"] = threads
                 if "torch_eager" in want_torch:
-                    fns["torch_eager"] = torch_runner(prices, features, n_envs, steps, False, threads)
+                    fns["torch_eager"] = torch_runner(
+                        prices, features, n_envs, steps, False, threads
+                    )
                 if "torch_compile" in want_torch:
                     t0 = time.perf_counter()
-                    fns["torch_compile"] = torch_runner(prices, features, n_envs, steps, True, threads)
+                    fns["torch_compile"] = torch_runner(
+                        prices, features, n_envs, steps, True, threads
+                    )
                     row["torch_compile_s"] = time.perf_counter() - t0
             timing = interleaved_best(fns, args.repeats)
             for name, t in timing.items():
@@ -289,6 +347,7 @@ def run(args) -> dict:
                 row["gym_vector_cpu_ns"] = 1e3 * gv["cpu_us_per_env_step"]
             if "jax_ynn_off_steps_per_s" in row:
                 row["ynn_off_speedup"] = row["jax_ynn_off_steps_per_s"] / row["jax_steps_per_s"]
+                row["ynn_off_cpu_speedup"] = row["jax_cpu_ns"] / row["jax_ynn_off_cpu_ns"]
             for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
                 if f"{ref}_steps_per_s" in row:
                     row[f"vs_{ref}"] = row["jax_steps_per_s"] / row[f"{ref}_steps_per_s"]
@@ -305,8 +364,11 @@ def run(args) -> dict:
             print(line(row), flush=True)
             del fns
             if partial_path is not None:  # keep what is measured if a long sweep is interrupted
-                write_results("env_throughput", _payload(args, rows, skipped, t_start, torch_info, partial=True),
-                              partial_path)
+                write_results(
+                    "env_throughput",
+                    _payload(args, rows, skipped, t_start, torch_info, partial=True),
+                    partial_path,
+                )
     return _payload(args, rows, skipped, t_start, torch_info)
 
 
@@ -335,10 +397,15 @@ def _torch_info():
 
 
 def line(r: dict) -> str:
-    parts = [f"{r['num_envs']:>6} envs x {r['num_assets']:>3} assets: jax {r['jax_steps_per_s'] / 1e6:7.2f} M/s"]
+    parts = [
+        f"{r['num_envs']:>6} envs x {r['num_assets']:>3} assets:"
+        f" jax {r['jax_steps_per_s'] / 1e6:7.2f} M/s"
+    ]
     if "ynn_off_speedup" in r:
-        parts.append(f"ynn-off {r['jax_ynn_off_steps_per_s'] / 1e6:.3g} M/s"
-                     f" ({r['ynn_off_speedup']:.2f}x default)")
+        parts.append(
+            f"ynn-off {r['jax_ynn_off_steps_per_s'] / 1e6:.3g} M/s"
+            f" ({r['ynn_off_speedup']:.2f}x default)"
+        )
     for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
         if f"vs_{ref}" in r:
             parts.append(f"{ref} {r[f'{ref}_steps_per_s'] / 1e6:.3g} M/s ({r[f'vs_{ref}']:.3g}x)")
@@ -351,8 +418,15 @@ def check_targets(rows) -> list[dict]:
         if r["num_envs"] == 4096 and r["num_assets"] == 2:
             for ref, need in TARGETS.items():
                 if f"vs_{ref}" in r:
-                    out.append({"reference": ref, "need": need, "ratio": r[f"vs_{ref}"],
-                                "cpu_ratio": r.get(f"cpu_vs_{ref}"), "met": r[f"vs_{ref}"] >= need})
+                    out.append(
+                        {
+                            "reference": ref,
+                            "need": need,
+                            "ratio": r[f"vs_{ref}"],
+                            "cpu_ratio": r.get(f"cpu_vs_{ref}"),
+                            "met": r[f"vs_{ref}"] >= need,
+                        }
+                    )
     return out
 
 
@@ -368,8 +442,16 @@ def linearity(rows) -> list[dict]:
         for r in rs[1:]:
             growth = r["jax_cpu_ns"] / base["jax_cpu_ns"]
             ratio = r["num_assets"] / base["num_assets"]
-            out.append({"num_envs": b, "from_assets": base["num_assets"], "to_assets": r["num_assets"],
-                        "cost_growth": growth, "asset_ratio": ratio, "at_most_linear": growth <= ratio})
+            out.append(
+                {
+                    "num_envs": b,
+                    "from_assets": base["num_assets"],
+                    "to_assets": r["num_assets"],
+                    "cost_growth": growth,
+                    "asset_ratio": ratio,
+                    "at_most_linear": growth <= ratio,
+                }
+            )
     return out
 
 
@@ -397,22 +479,34 @@ COLUMNS = [
 
 
 def report(result: dict) -> str:
-    rows = [{k: (v / 1e6 if k.endswith("_steps_per_s") and not k.startswith("gym") else v) for k, v in r.items()}
-            for r in result["rows"]]
+    rows = [
+        {
+            k: (v / 1e6 if k.endswith("_steps_per_s") and not k.startswith("gym") else v)
+            for k, v in r.items()
+        }
+        for r in result["rows"]
+    ]
     lines = [format_rows(rows, COLUMNS)]
     for s in result["skipped"]:
         lines.append(f"skipped {s['num_envs']} envs x {s['num_assets']} assets: {s['reason']}")
     for t in result["targets"]:
-        lines.append(f"target 4096x2 JAX >= {t['need']:g}x {t['reference']}: {t['ratio']:.2f}x wall"
-                     f" ({t['cpu_ratio']:.2f}x by CPU time) -> {'MET' if t['met'] else 'MISSED'}")
+        lines.append(
+            f"target 4096x2 JAX >= {t['need']:g}x {t['reference']}: {t['ratio']:.2f}x wall"
+            f" ({t['cpu_ratio']:.2f}x by CPU time) -> {'MET' if t['met'] else 'MISSED'}"
+        )
     for lin in result["linearity"]:
-        lines.append(f"cost/env-step {lin['num_envs']} envs: {lin['from_assets']} -> {lin['to_assets']} assets"
-                     f" x{lin['cost_growth']:.2f} (assets x{lin['asset_ratio']:.0f})")
+        lines.append(
+            f"cost/env-step {lin['num_envs']} envs:"
+            f" {lin['from_assets']} -> {lin['to_assets']} assets"
+            f" x{lin['cost_growth']:.2f} (assets x{lin['asset_ratio']:.0f})"
+        )
     m = result["machine"]
-    lines.append(f"machine: {m['cpu_count']} cpus, load {m['load_avg_1_5_15']}, backend {m['jax_backend']},"
-                 f" XLA_FLAGS='{m['xla_flags']}', headline jax = XLA "
-                 f"{'ynn-off' if result['args']['xla_flags'] == 'ynn-off' else 'default'},"
-                 f" torch {result['torch']}")
+    lines.append(
+        f"machine: {m['cpu_count']} cpus, load {m['load_avg_1_5_15']}, backend {m['jax_backend']},"
+        f" XLA_FLAGS='{m['xla_flags']}', headline jax = XLA "
+        f"{'ynn-off' if result['args']['xla_flags'] == 'ynn-off' else 'default'},"
+        f" torch {result['torch']}"
+    )
     return "\n".join(lines)
 
 

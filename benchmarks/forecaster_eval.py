@@ -1,10 +1,10 @@
-"""Train the forecaster on the real symbols and compare it with volatility baselines on the test split.
+"""Train the forecaster on the real symbols; compare it with volatility baselines on the test split.
 
 Usage (from the repository root)::
 
     python benchmarks/forecaster_eval.py                         # quick profile
     python benchmarks/forecaster_eval.py --profile quick --profile full --max-steps 1500
-    python benchmarks/forecaster_eval.py --specialists           # also fine-tune one specialist per symbol
+    python benchmarks/forecaster_eval.py --specialists   # also fine-tune one specialist per symbol
 
 Prints training throughput and a pooled table (next-day close log-returns on the chronological test
 split: NLL, CRPS, |r| MAE, directional accuracy) and writes everything to
@@ -39,7 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_profile(name, market, bounds, args) -> dict:
     config, tc = profile(name)
-    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs), ("seed", args.seed))
+        if v is not None
+    }
     tc = dataclasses.replace(tc, **overrides)
     print(f"\n=== profile {name}: {config}\n    {tc}")
     t0 = time.perf_counter()
@@ -48,16 +52,21 @@ def run_profile(name, market, bounds, args) -> dict:
     fc = Forecaster(config, result.params)
     print(
         f"trained {fc.num_params:,} params: {result.steps} steps, {train_wall:.1f} s wall, "
-        f"{result.windows_per_s:,.0f} windows/s (after compilation), best val NLL {result.best_val_loss:.4f} "
+        f"{result.windows_per_s:,.0f} windows/s (after compilation), "
+        f"best val NLL {result.best_val_loss:.4f} "
         f"(epoch {result.best_epoch}, initial {result.initial_val_loss:.4f})"
     )
     t0 = time.perf_counter()
     report = evaluate_forecaster(fc, market, bounds)
     eval_wall = time.perf_counter() - t0
     print(format_table(report))
-    init_report = evaluate_forecaster(Forecaster.init(config, seed=tc.seed), market, bounds, garch=False)
-    print(f"(untrained model, same split: NLL {init_report['model']['pooled']['nll']:.4f}, "
-          f"CRPS {init_report['model']['pooled']['crps']:.6f})")
+    init_report = evaluate_forecaster(
+        Forecaster.init(config, seed=tc.seed), market, bounds, garch=False
+    )
+    print(
+        f"(untrained model, same split: NLL {init_report['model']['pooled']['nll']:.4f}, "
+        f"CRPS {init_report['model']['pooled']['crps']:.6f})"
+    )
     out = {
         "num_params": fc.num_params,
         "train": result.summary(),
@@ -72,8 +81,11 @@ def run_profile(name, market, bounds, args) -> dict:
         for sym in market.symbols:
             sp = finetune_specialist(result.params, config, market, bounds, sym, stc)
             specs[sym] = sp.summary()
-            print(f"specialist {sym}: generic val {sp.generic_val_nll:.4f} -> specialist {sp.specialist_val_nll:.4f} "
-                  f"kept={sp.kept}")
+            print(
+                f"specialist {sym}: generic val {sp.generic_val_nll:.4f}"
+                f" -> specialist {sp.specialist_val_nll:.4f} "
+                f"kept={sp.kept}"
+            )
         out["specialists"] = specs
     return out
 
@@ -81,7 +93,11 @@ def run_profile(name, market, bounds, args) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT / "trainingdata"))
-    ap.add_argument("--profile", action="append", help="quick | full | large (repeatable; default quick, as jaxport train)")
+    ap.add_argument(
+        "--profile",
+        action="append",
+        help="quick | full | large (repeatable; default quick, as jaxport train)",
+    )
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)

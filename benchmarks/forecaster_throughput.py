@@ -1,11 +1,12 @@
 """Forecaster (Toto-style patch transformer, jaxport.forecast) throughput: windows/s.
 
-    python benchmarks/forecaster_throughput.py               # profiles quick,full; batches 1,64,256,1024
+    python benchmarks/forecaster_throughput.py      # profiles quick,full; batches 1,64,256,1024
     python benchmarks/forecaster_throughput.py --profiles large --batches 256
 
 For each profile's ``ForecasterConfig`` and batch size, on random raw windows ``[B, context, 6]``:
 
-* ``predict``  ``jit(predict_distribution)``: normalise + forward -> (loc, scale, dof) ``[B, K, H]``;
+* ``predict``  ``jit(predict_distribution)``: normalise + forward -> (loc, scale, dof)
+               ``[B, K, H]``;
 * ``train``    one AdamW step of the mean Student-T NLL (the training loss, dropout on as in
                training), jitted with donated buffers: forward + backward + update.
 
@@ -21,12 +22,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_of, format_rows, int_list, machine_info, peak_rss_mb, write_results  # noqa: E402
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+from common import best_of, format_rows, int_list, machine_info, peak_rss_mb, write_results  # noqa: E402
 from jaxport.forecast import count_params, init_params, predict_distribution, profile  # noqa: E402
 from jaxport.forecast.distribution import student_t_logpdf  # noqa: E402
 from jaxport.forecast.model import predict_normalised  # noqa: E402
@@ -56,7 +56,9 @@ def measure(config, batch: int, repeats: int) -> dict:
 
     def loss_fn(p, x, y, key):
         xn, s = normalise_window(x, config)
-        loc, scale, dof = predict_normalised(p, config, xn, deterministic=config.dropout == 0.0, dropout_key=key)
+        loc, scale, dof = predict_normalised(
+            p, config, xn, deterministic=config.dropout == 0.0, dropout_key=key
+        )
         return -jnp.mean(student_t_logpdf(y / s[:, None, None], loc, scale, dof))
 
     @jax.jit
@@ -68,7 +70,9 @@ def measure(config, batch: int, repeats: int) -> dict:
     state = {"p": params, "o": tx.init(params)}
 
     def one(i):
-        state["p"], state["o"], loss = train_step(state["p"], state["o"], x, y, jax.random.PRNGKey(i + 10))
+        state["p"], state["o"], loss = train_step(
+            state["p"], state["o"], x, y, jax.random.PRNGKey(i + 10)
+        )
         jax.block_until_ready(loss)
 
     t0 = time.perf_counter()
@@ -113,9 +117,17 @@ def main(argv=None):
         for b in int_list(args.batches):
             row = {"profile": name, "config": config.to_dict(), **measure(config, b, args.repeats)}
             rows.append(row)
-            print(f"{name:8s} batch {b:5d}: predict {row['predict_windows_per_s']:10,.0f} windows/s, "
-                  f"train {row['train_windows_per_s']:9,.0f} windows/s", flush=True)
-    result = {"benchmark": "forecaster_throughput", "machine": machine_info(), "args": vars(args), "rows": rows}
+            print(
+                f"{name:8s} batch {b:5d}: predict {row['predict_windows_per_s']:10,.0f} windows/s, "
+                f"train {row['train_windows_per_s']:9,.0f} windows/s",
+                flush=True,
+            )
+    result = {
+        "benchmark": "forecaster_throughput",
+        "machine": machine_info(),
+        "args": vars(args),
+        "rows": rows,
+    }
     print()
     print(format_rows(rows, COLUMNS))
     print(f"wrote {write_results('forecaster_throughput', result, args.out)}")

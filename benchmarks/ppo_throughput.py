@@ -2,18 +2,20 @@
 
 Both runs use the same PPO settings (envs, steps per rollout, epochs, minibatches, 64x64 tanh MLPs)
 and are timed in the same process, after compilation, with ``block_until_ready``, round-robin
-(reference rep 1, portfolio rep 1, reference rep 2, ...; best of ``--repeats``), so drifting load on a
-shared machine hits both alike. Env steps/s = ``num_updates * num_envs * num_steps / wall seconds`` of
-one full ``train(key)`` call (all seeds counted under ``--num-seeds``). Portfolio market: synthetic
-random walk from :func:`jaxport.bench.synthetic_arrays` (``--num-features`` N(0,1) features per asset).
+(reference rep 1, portfolio rep 1, reference rep 2, ...; best of ``--repeats``), so drifting load
+on a shared machine hits both alike. Env steps/s = ``num_updates * num_envs * num_steps / wall
+seconds`` of one full ``train(key)`` call (all seeds counted under ``--num-seeds``). Portfolio
+market: synthetic random walk from :func:`jaxport.bench.synthetic_arrays` (``--num-features``
+N(0,1) features per asset).
 
     python benchmarks/ppo_throughput.py --num-envs 2048 --num-steps 64 --total-steps 2000000
     python benchmarks/ppo_throughput.py --num-seeds 4            # also vmap(train) over 4 seeds
     python benchmarks/ppo_throughput.py --sweep-envs 256,1024,4096
     python benchmarks/ppo_throughput.py --breakdown              # env-only step costs
 
-Prints a table; the LAST line is JSON with at least ``env_steps_per_s``, ``reference_env_steps_per_s``
-and ``ratio``; the same JSON goes to ``benchmarks/results/ppo_throughput.json``.
+Prints a table; the LAST line is JSON with at least ``env_steps_per_s``,
+``reference_env_steps_per_s`` and ``ratio``; the same JSON goes to
+``benchmarks/results/ppo_throughput.json``.
 """
 
 from __future__ import annotations
@@ -26,23 +28,23 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cartpole_ppo_reference as ref  # noqa: E402
 from common import interleaved_best, write_results  # noqa: E402
-
 from jaxport.bench import DEFAULT_NUM_FEATURES, machine_info, synthetic_arrays  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
-from jaxport.rl import PPOConfig, make_train  # noqa: E402
+from jaxport.rl.ppo import PPOConfig, make_train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ppo_throughput.json"
 
 
 def portfolio_setup(args):
     prices, feats = synthetic_arrays(args.num_assets, args.num_days, args.num_features)
-    params = EnvParams.from_arrays(prices, feats, episode_length=args.episode_length, fee_rate=0.0005)
+    params = EnvParams.from_arrays(
+        prices, feats, episode_length=args.episode_length, fee_rate=0.0005
+    )
     env = PortfolioEnv(args.num_assets, args.num_features)
     return env, params
 
@@ -95,7 +97,8 @@ def time_fn(fn, args_, repeats: int):
 
 
 def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
-    """Portfolio PPO and CartPole reference at ``num_envs``, timed round-robin; steps/s over all seeds.
+    """Portfolio PPO and CartPole reference at ``num_envs``, timed round-robin; steps/s over all
+    seeds.
 
     CPU seconds are the process's user+system time over a run (all threads): a steadier measure of
     work on a shared machine (``cpu_time_ratio`` = reference CPU s / portfolio CPU s).
@@ -113,9 +116,16 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
     else:
         port_fn, port_args = (lambda k, p: train(k, p)), (key, params)
         ref_fn, ref_args = ref_train, (key,)
-    out = {"num_envs": num_envs, "num_seeds": num_seeds, "env_steps": steps, "num_updates": cfg.num_updates}
+    out = {
+        "num_envs": num_envs,
+        "num_seeds": num_seeds,
+        "env_steps": steps,
+        "num_updates": cfg.num_updates,
+    }
     fns = {}
-    log(f"compiling portfolio PPO: {num_envs} envs x {num_seeds} seed(s), {cfg.num_updates} updates")
+    log(
+        f"compiling portfolio PPO: {num_envs} envs x {num_seeds} seed(s), {cfg.num_updates} updates"
+    )
     port_c, out["compile_s"] = compile_fn(port_fn, port_args)
     fns["portfolio"] = lambda i: jax.block_until_ready(port_c(*port_args))
     if not args.skip_reference:
@@ -124,19 +134,28 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
         fns = {"reference": lambda i: jax.block_until_ready(ref_c(*ref_args)), **fns}
     log(f"timing {list(fns)} round-robin x {args.repeats}")
     t = interleaved_best(fns, args.repeats)
-    out.update(run_s=t["portfolio"]["best_s"], cpu_s=t["portfolio"]["cpu_best_s"],
-               env_steps_per_s=steps / t["portfolio"]["best_s"])
+    out.update(
+        run_s=t["portfolio"]["best_s"],
+        cpu_s=t["portfolio"]["cpu_best_s"],
+        env_steps_per_s=steps / t["portfolio"]["best_s"],
+    )
     if "reference" in t:
-        out.update(reference_run_s=t["reference"]["best_s"], reference_cpu_s=t["reference"]["cpu_best_s"],
-                   reference_env_steps_per_s=steps / t["reference"]["best_s"])
+        out.update(
+            reference_run_s=t["reference"]["best_s"],
+            reference_cpu_s=t["reference"]["cpu_best_s"],
+            reference_env_steps_per_s=steps / t["reference"]["best_s"],
+        )
         out["ratio"] = out["env_steps_per_s"] / out["reference_env_steps_per_s"]
-        out["cpu_time_ratio"] = out["reference_cpu_s"] / out["cpu_s"]  # > 1: portfolio does less work
+        out["cpu_time_ratio"] = (
+            out["reference_cpu_s"] / out["cpu_s"]
+        )  # > 1: portfolio does less work
     return out
 
 
 def env_breakdown(args) -> dict:
-    """Env-only costs (no network): steps/s of vmapped ``env.step`` (auto-reset), ``step_env`` alone,
-    ``reset_env`` alone and CartPole's ``env.step``, each over ``num_steps`` x ``num_envs`` in a scan."""
+    """Env-only costs (no network): steps/s of vmapped ``env.step`` (auto-reset), ``step_env``
+    alone, ``reset_env`` alone and CartPole's ``env.step``, each over ``num_steps`` x ``num_envs``
+    in a scan."""
     import gymnax
 
     env, params = portfolio_setup(args)
@@ -161,11 +180,15 @@ def env_breakdown(args) -> dict:
         return run
 
     def auto(keys, st):
-        o, st, r, te, tr, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, st, action, params)
+        o, st, r, te, tr, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            keys, st, action, params
+        )
         return st, r + jnp.sum(o, -1) * 0.0
 
     def raw(keys, st):
-        o, st2, r, te, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(keys, st, action, params)
+        o, st2, r, te, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(
+            keys, st, action, params
+        )
         # keep time from running past the data: rewind t (a cheap select, not a reset)
         st2 = st2.replace(t=st.t, time=st.time)
         return st2, r + jnp.sum(o, -1) * 0.0
@@ -179,7 +202,9 @@ def env_breakdown(args) -> dict:
     cp_action = jnp.zeros((n,), jnp.int32)
 
     def cartpole(keys, st):
-        o, st, r, te, tr, info = jax.vmap(cp_env.step, in_axes=(0, 0, 0, None))(keys, st, cp_action, cp_params)
+        o, st, r, te, tr, info = jax.vmap(cp_env.step, in_axes=(0, 0, 0, None))(
+            keys, st, cp_action, cp_params
+        )
         return st, r + jnp.sum(o, -1) * 0.0
 
     def split_only(keys, st):
@@ -212,9 +237,18 @@ def main(argv=None) -> dict:
     p.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES)
     p.add_argument("--num-days", type=int, default=2768)
     p.add_argument("--episode-length", type=int, default=252)
-    p.add_argument("--num-seeds", type=int, default=1, help="also measure jax.vmap(train) over K seeds")
-    p.add_argument("--sweep-envs", type=str, default="", help="comma list of num_envs for a steps/s sweep")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per measurement, round-robin (best is kept)")
+    p.add_argument(
+        "--num-seeds", type=int, default=1, help="also measure jax.vmap(train) over K seeds"
+    )
+    p.add_argument(
+        "--sweep-envs", type=str, default="", help="comma list of num_envs for a steps/s sweep"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed runs per measurement, round-robin (best is kept)",
+    )
     p.add_argument("--breakdown", action="store_true", help="also time env-only step costs")
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--output", type=str, default=str(RESULTS))
@@ -231,17 +265,27 @@ def main(argv=None) -> dict:
     breakdown = env_breakdown(args) if args.breakdown else None
 
     nan = float("nan")
-    print(f"{'envs':>6} {'seeds':>5} {'updates':>7} {'portfolio steps/s':>18} {'cartpole steps/s':>17} "
-          f"{'ratio':>6} {'cpu ratio':>9} {'compile s':>9} {'ref compile s':>13}")
+    print(
+        f"{'envs':>6} {'seeds':>5} {'updates':>7} {'portfolio steps/s':>18}"
+        f" {'cartpole steps/s':>17} "
+        f"{'ratio':>6} {'cpu ratio':>9} {'compile s':>9} {'ref compile s':>13}"
+    )
     for r in rows:
-        print(f"{r['num_envs']:>6} {r['num_seeds']:>5} {r['num_updates']:>7} {r['env_steps_per_s']:>18,.0f} "
-              f"{r.get('reference_env_steps_per_s', nan):>17,.0f} {r.get('ratio', nan):>6.3f} "
-              f"{r.get('cpu_time_ratio', nan):>9.3f} {r['compile_s']:>9.1f} {r.get('reference_compile_s', nan):>13.1f}")
+        print(
+            f"{r['num_envs']:>6} {r['num_seeds']:>5} {r['num_updates']:>7}"
+            f" {r['env_steps_per_s']:>18,.0f} "
+            f"{r.get('reference_env_steps_per_s', nan):>17,.0f} {r.get('ratio', nan):>6.3f} "
+            f"{r.get('cpu_time_ratio', nan):>9.3f} {r['compile_s']:>9.1f}"
+            f" {r.get('reference_compile_s', nan):>13.1f}"
+        )
     if breakdown:
         print("env-only (no network): steps/s (wall) and steps per CPU-second:")
         names = sorted({k.rsplit("_steps_per", 1)[0] for k in breakdown})
         for k in names:
-            print(f"  {k:<32} {breakdown[k + '_steps_per_s']:>14,.0f} {breakdown[k + '_steps_per_cpu_s']:>14,.0f}")
+            print(
+                f"  {k:<32} {breakdown[k + '_steps_per_s']:>14,.0f}"
+                f" {breakdown[k + '_steps_per_cpu_s']:>14,.0f}"
+            )
 
     result = {
         "env_steps_per_s": main_row["env_steps_per_s"],
@@ -254,8 +298,15 @@ def main(argv=None) -> dict:
         "machine": machine_info(),
     }
     write_results("ppo_throughput", result, out=args.output)
-    print(json.dumps({k: result[k] for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio", "cpu_time_ratio")}
-                     | {"num_envs": args.num_envs, "device": result["machine"]["devices"][0]}))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio", "cpu_time_ratio")
+            }
+            | {"num_envs": args.num_envs, "device": result["machine"]["devices"][0]}
+        )
+    )
     return result
 
 

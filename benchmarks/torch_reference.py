@@ -1,13 +1,13 @@
-"""A batched PyTorch implementation of ``PortfolioEnv.step`` (auto-reset), the benchmark's reference.
+"""A batched PyTorch implementation of ``PortfolioEnv.step`` (auto-reset): the benchmark reference.
 
 Same semantics as ``jaxport.env.PortfolioEnv`` (notes/env_spec.md), vectorised over a batch of
 ``B`` envs on ``[B, N]`` tensors: action sanitising and the leverage cap, fees and slippage on
 turnover, financing beyond 1x equity, short borrow, bankruptcy floor and liquidation, weight drift,
-per-trade accounting, truncation, and auto-reset with a uniformly random start day. It is written the
-way a careful Torch engineer would write it (float32, no Python loop over envs, returns precomputed
-once as a ``[T-1, N]`` table, one ``randint`` per step for the whole batch), so the JAX-vs-Torch ratio
-in ``env_throughput.py`` measures the frameworks, not a strawman. ``tests/test_bench_reference.py``
-checks it against the JAX step number for number.
+per-trade accounting, truncation, and auto-reset with a uniformly random start day. It is written
+the way a careful Torch engineer would write it (float32, no Python loop over envs, returns
+precomputed once as a ``[T-1, N]`` table, one ``randint`` per step for the whole batch), so the
+JAX-vs-Torch ratio in ``env_throughput.py`` measures the frameworks, not a strawman.
+``tests/test_bench_reference.py`` checks it against the JAX step number for number.
 
 Units: rates are fractions; ``annual_financing_rate`` and ``short_borrow_rate`` are annual, charged
 per step as ``rate / periods_per_year``; equity is in units of ``initial_equity`` (E0).
@@ -54,7 +54,8 @@ class TorchState(NamedTuple):
 
 
 class TorchConsts(NamedTuple):
-    """Everything the step reads besides the state; built once by :class:`TorchPortfolioReference`."""
+    """Everything the step reads besides the state; built once by
+    :class:`TorchPortfolioReference`."""
 
     returns: torch.Tensor  # [T-1, N] float32, return of the step from day t to t + 1 (row t)
     features: torch.Tensor  # [T, N*F] float32
@@ -75,7 +76,8 @@ class TorchConsts(NamedTuple):
 
 
 def observation(state: TorchState, c: TorchConsts) -> torch.Tensor:
-    """``concat(features[t-K+1..t].ravel(), w, 1 - sum w, sum|w|, E/E0 - 1)`` -> ``[B, K*N*F + N + 3]``."""
+    """``concat(features[t-K+1..t].ravel(), w, 1 - sum w, sum|w|, E/E0 - 1)``
+    -> ``[B, K*N*F + N + 3]``."""
     w = state.weights
     rows = state.t[:, None] + c.window_offsets[None, :]  # [B, K]
     feats = c.features[rows].reshape(w.shape[0], -1)
@@ -98,7 +100,9 @@ def reset_state(starts: torch.Tensor, num_assets: int, c: TorchConsts) -> TorchS
     def zw():
         return torch.zeros(B, num_assets, dtype=torch.float32, device=dev)
 
-    return TorchState(starts, zi(), zf() + c.initial_equity, zw(), zw(), zf(), zf(), zf(), zi(), zi())
+    return TorchState(
+        starts, zi(), zf() + c.initial_equity, zw(), zw(), zf(), zf(), zf(), zi(), zi()
+    )
 
 
 def draw_starts(batch: int, c: TorchConsts, device) -> torch.Tensor:
@@ -281,7 +285,9 @@ class TorchPortfolioReference:
             window_offsets=torch.arange(-(window - 1), 1, device=dev),
             leverage_cap=float(leverage_cap),
             cost_rate=float(np.float32(fee_rate) + np.float32(slippage_rate)),
-            financing_per_step=float(np.float32(annual_financing_rate) / np.float32(periods_per_year)),
+            financing_per_step=float(
+                np.float32(annual_financing_rate) / np.float32(periods_per_year)
+            ),
             borrow_per_step=float(np.float32(short_borrow_rate) / np.float32(periods_per_year)),
             bankruptcy_fraction=float(bankruptcy_fraction),
             initial_equity=float(initial_equity),
@@ -300,13 +306,19 @@ class TorchPortfolioReference:
         self.state: TorchState | None = None
 
     def reset(self, starts: torch.Tensor | None = None) -> torch.Tensor:
-        """Reset every env (random starts unless ``starts`` [B] is given); returns ``obs [B, D]``."""
+        """Reset every env (random starts unless ``starts`` [B] is given); returns
+        ``obs [B, D]``."""
         if starts is None:
             starts = draw_starts(self.num_envs, self.consts, self.device)
         self.state = reset_state(starts.to(self.device, torch.int64), self.num_assets, self.consts)
         return observation(self.state, self.consts)
 
-    def step(self, action: torch.Tensor, reset_starts: torch.Tensor | None = None, with_info: bool = False):
+    def step(
+        self,
+        action: torch.Tensor,
+        reset_starts: torch.Tensor | None = None,
+        with_info: bool = False,
+    ):
         """``(obs, reward, terminated, truncated[, info])`` for actions ``[B, N]`` (auto-reset)."""
         out = self._step(self.state, action, self.consts, reset_starts, with_info)
         self.state = out[1]
@@ -320,6 +332,8 @@ class TorchPortfolioReference:
             return portfolio_step(state, action, consts, reset_starts, with_info)
 
         compiled = torch.compile(step_fn, dynamic=False, fullgraph=True, **kwargs)
-        self._step = lambda state, action, c, reset_starts, with_info: compiled(state, action, reset_starts, with_info)
+        self._step = lambda state, action, c, reset_starts, with_info: compiled(
+            state, action, reset_starts, with_info
+        )
         self.compiled = True
         return self

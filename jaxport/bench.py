@@ -48,12 +48,18 @@ def best_of(fn: Callable[[int], Any], repeats: int = 5, warmup: int = 1) -> dict
         fn(i)
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
-    return {"best_s": min(walls), "median_s": statistics.median(walls), "cpu_best_s": min(cpus), "times_s": walls}
+    return {
+        "best_s": min(walls),
+        "median_s": statistics.median(walls),
+        "cpu_best_s": min(cpus),
+        "times_s": walls,
+    }
 
 
 # ------------------------------------------------------------------------------------ memory
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (``ru_maxrss``; KiB on Linux, B on macOS)."""
+    """Peak resident set size of this process so far, MiB (``ru_maxrss``: KiB on Linux, B on
+    macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024.0 * 1024.0) if platform.system() == "Darwin" else rss / 1024.0
 
@@ -99,9 +105,13 @@ def machine_info() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ data
 def synthetic_arrays(
-    num_assets: int, num_days: int = DEFAULT_NUM_DAYS, num_features: int = DEFAULT_NUM_FEATURES, seed: int = 0
+    num_assets: int,
+    num_days: int = DEFAULT_NUM_DAYS,
+    num_features: int = DEFAULT_NUM_FEATURES,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric-random-walk closes ``[T, N]`` (2 %/day vol, float32) and N(0,1) features ``[T, N, F]``."""
+    """Geometric-random-walk closes ``[T, N]`` (2 %/day vol, float32) and N(0,1) features
+    ``[T, N, F]``."""
     rng = np.random.default_rng(seed)
     log_ret = rng.normal(0.0003, 0.02, size=(num_days, num_assets))
     prices = (100.0 * np.exp(np.cumsum(log_ret, axis=0))).astype(np.float32)
@@ -109,8 +119,13 @@ def synthetic_arrays(
     return prices, features
 
 
-def portfolio_setup(num_assets: int, num_features: int = DEFAULT_NUM_FEATURES, num_days: int = DEFAULT_NUM_DAYS,
-                    seed: int = 0, **env_kwargs):
+def portfolio_setup(
+    num_assets: int,
+    num_features: int = DEFAULT_NUM_FEATURES,
+    num_days: int = DEFAULT_NUM_DAYS,
+    seed: int = 0,
+    **env_kwargs,
+):
     """``(PortfolioEnv, EnvParams)`` on :func:`synthetic_arrays` with the default trading terms."""
     from jaxport.env import EnvParams, PortfolioEnv
 
@@ -133,11 +148,15 @@ def make_scan_runner(env, params, sample_action: Callable, num_envs: int, num_st
             obs, state, ret = carry
             k_act, k_step = jax.random.split(k)
             action = sample_action(k_act, num_envs)
-            obs, state, reward, _, _, _ = vstep(jax.random.split(k_step, num_envs), state, action, params)
+            obs, state, reward, _, _, _ = vstep(
+                jax.random.split(k_step, num_envs), state, action, params
+            )
             return (obs, state, ret + reward), None
 
         ret0 = jnp.zeros((num_envs,), jnp.float32)
-        (obs, state, ret), _ = jax.lax.scan(body, (obs, state, ret0), jax.random.split(key, num_steps))
+        (obs, state, ret), _ = jax.lax.scan(
+            body, (obs, state, ret0), jax.random.split(key, num_steps)
+        )
         return obs, state, ret
 
     init = vreset(jax.random.split(jax.random.key(12345), num_envs), params)
@@ -150,7 +169,9 @@ def time_scan_runner(run, init, num_envs: int, num_steps: int, repeats: int = 5)
     t0 = time.perf_counter()
     jax.block_until_ready(run(jax.random.key(0), obs, state))
     compile_s = time.perf_counter() - t0
-    timing = best_of(lambda i: jax.block_until_ready(run(jax.random.key(i + 7), obs, state)), repeats, warmup=1)
+    timing = best_of(
+        lambda i: jax.block_until_ready(run(jax.random.key(i + 7), obs, state)), repeats, warmup=1
+    )
     steps = num_envs * num_steps
     return {
         "steps_per_s": steps / timing["best_s"],
@@ -162,9 +183,16 @@ def time_scan_runner(run, init, num_envs: int, num_steps: int, repeats: int = 5)
     }
 
 
-def portfolio_throughput(num_envs: int, num_assets: int, num_steps: int | None = None, repeats: int = 5,
-                         num_features: int = DEFAULT_NUM_FEATURES, **env_kwargs) -> dict[str, Any]:
-    """env-steps/s of ``PortfolioEnv`` (random exposures in [-2, 2] per asset; the env caps leverage)."""
+def portfolio_throughput(
+    num_envs: int,
+    num_assets: int,
+    num_steps: int | None = None,
+    repeats: int = 5,
+    num_features: int = DEFAULT_NUM_FEATURES,
+    **env_kwargs,
+) -> dict[str, Any]:
+    """env-steps/s of ``PortfolioEnv`` (random exposures in [-2, 2] per asset; the env caps
+    leverage)."""
     env, params = portfolio_setup(num_assets, num_features, **env_kwargs)
     num_steps = num_steps or steps_for(num_envs)
     low = 0.0 if env.long_only else -2.0
@@ -178,8 +206,9 @@ def portfolio_throughput(num_envs: int, num_assets: int, num_steps: int | None =
     return out
 
 
-def gymnax_throughput(num_envs: int, env_name: str = "CartPole-v1", num_steps: int | None = None,
-                      repeats: int = 5) -> dict[str, Any]:
+def gymnax_throughput(
+    num_envs: int, env_name: str = "CartPole-v1", num_steps: int | None = None, repeats: int = 5
+) -> dict[str, Any]:
     """env-steps/s of a gymnax env (random discrete actions) in the same harness."""
     import gymnax
 
@@ -197,10 +226,16 @@ def gymnax_throughput(num_envs: int, env_name: str = "CartPole-v1", num_steps: i
 
 
 # ------------------------------------------------------------------------------------ default set
-def run_default_bench(num_envs=(64, 1024, 4096), num_assets=(2, 8), repeats: int = 5,
-                      cartpole: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_default_bench(
+    num_envs=(64, 1024, 4096),
+    num_assets=(2, 8),
+    repeats: int = 5,
+    cartpole: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """What ``jaxport bench`` runs: PortfolioEnv steps/s over a small grid and CartPole-v1 at the
-    same batch sizes (ratio ``vs_cartpole`` = portfolio / CartPole). About a minute on 2 CPU cores."""
+    same batch sizes (ratio ``vs_cartpole`` = portfolio / CartPole). About a minute on 2 CPU
+    cores."""
     rows = []
     cart = {}
     if cartpole:
@@ -217,27 +252,40 @@ def run_default_bench(num_envs=(64, 1024, 4096), num_assets=(2, 8), repeats: int
             rows.append(r)
             if log:
                 log(_row_line(r))
-    return {"machine": machine_info(), "rows": rows, "peak_rss_mb": peak_rss_mb(),
-            "device_memory": device_memory_stats()}
+    return {
+        "machine": machine_info(),
+        "rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "device_memory": device_memory_stats(),
+    }
 
 
 def _row_line(r: dict) -> str:
     assets = r.get("num_assets", "-")
     extra = f"  {r['vs_cartpole']:.2f}x CartPole" if "vs_cartpole" in r else ""
-    return f"{r['impl']:<22} envs={r['num_envs']:<6} assets={assets!s:<4} {r['steps_per_s'] / 1e6:8.2f} M steps/s{extra}"
+    rate = r["steps_per_s"] / 1e6
+    return (
+        f"{r['impl']:<22} envs={r['num_envs']:<6} assets={assets!s:<4} {rate:8.2f} M steps/s{extra}"
+    )
 
 
 def format_table(result: dict[str, Any]) -> str:
     """Plain-text table of :func:`run_default_bench` rows."""
-    head = f"{'impl':<22} {'envs':>7} {'assets':>6} {'M steps/s':>10} {'cpu ns/step':>11} {'vs CartPole':>11}"
+    head = (
+        f"{'impl':<22} {'envs':>7} {'assets':>6} {'M steps/s':>10} {'cpu ns/step':>11}"
+        f" {'vs CartPole':>11}"
+    )
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         ratio = f"{r['vs_cartpole']:.2f}x" if "vs_cartpole" in r else ""
         lines.append(
-            f"{r['impl']:<22} {r['num_envs']:>7} {r.get('num_assets', '-')!s:>6} {r['steps_per_s'] / 1e6:>10.2f}"
+            f"{r['impl']:<22} {r['num_envs']:>7} {r.get('num_assets', '-')!s:>6}"
+            f" {r['steps_per_s'] / 1e6:>10.2f}"
             f" {1e3 * r['cpu_us_per_env_step']:>11.1f} {ratio:>11}"
         )
     m = result["machine"]
-    lines.append(f"backend={m['jax_backend']} cpus={m['cpu_count']} load={m['load_avg_1_5_15']} "
-                 f"peak RSS {result['peak_rss_mb']:.0f} MiB")
+    lines.append(
+        f"backend={m['jax_backend']} cpus={m['cpu_count']} load={m['load_avg_1_5_15']} "
+        f"peak RSS {result['peak_rss_mb']:.0f} MiB"
+    )
     return "\n".join(lines)

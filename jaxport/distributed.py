@@ -83,7 +83,9 @@ def initialize_distributed(
             f"(or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); got {given}"
         )
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ConfigError(f"initialize_distributed: process_id={process_id} not in [0, num_processes={num_processes})")
+        raise ConfigError(
+            f"initialize_distributed: process_id={process_id} not in [0, num_processes={num_processes})"
+        )
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,
@@ -138,7 +140,11 @@ def _check_divisible(num_envs: int, mesh: Mesh) -> None:
 def shard_env_batch(tree, mesh: Mesh, batch_dim: int = 0):
     """``with_sharding_constraint`` splitting ``batch_dim`` of every array leaf (inside jit)."""
     return jax.tree.map(
-        lambda x: jax.lax.with_sharding_constraint(x, env_sharding(mesh, batch_dim, x.ndim)) if x.ndim > batch_dim else x,
+        lambda x: (
+            jax.lax.with_sharding_constraint(x, env_sharding(mesh, batch_dim, x.ndim))
+            if x.ndim > batch_dim
+            else x
+        ),
         tree,
     )
 
@@ -154,7 +160,9 @@ def to_host(tree) -> Any:
 
 # ------------------------------------------------------------------------------------ rollouts
 @lru_cache(maxsize=32)
-def _rollout_program(env: PortfolioEnv, policy_fn: PolicyFn, num_envs: int, num_steps: int, mesh: Mesh):
+def _rollout_program(
+    env: PortfolioEnv, policy_fn: PolicyFn, num_envs: int, num_steps: int, mesh: Mesh
+):
     from jaxport.env.rollout import RolloutResult, batch_reset, scan_steps
 
     def run(params: EnvParams, key: jax.Array) -> RolloutResult:
@@ -204,8 +212,15 @@ _JIT_CACHE: dict = {}
 def _jit_with_out_shardings(fn: Callable, shardings_of: Callable, mesh: Mesh, args: tuple):
     """``jax.jit(fn, in_shardings=replicated, out_shardings=shardings_of(eval_shape(fn)))``, cached
     per (fn, argument shapes)."""
-    sig = (fn, mesh, jax.tree.structure(args), tuple((getattr(a, "shape", None), str(getattr(a, "dtype", type(a))))
-                                                       for a in jax.tree.leaves(args)))
+    sig = (
+        fn,
+        mesh,
+        jax.tree.structure(args),
+        tuple(
+            (getattr(a, "shape", None), str(getattr(a, "dtype", type(a))))
+            for a in jax.tree.leaves(args)
+        ),
+    )
     if sig not in _JIT_CACHE:
         out_shape = jax.eval_shape(fn, *args)
         rep = replicated(mesh)
@@ -223,7 +238,9 @@ def _jit_with_out_shardings(fn: Callable, shardings_of: Callable, mesh: Mesh, ar
 _RUNNER_ENV_SLOTS = (2, 3, 4, 5)
 
 
-def make_sharded_train(config, env: PortfolioEnv, env_params: EnvParams, mesh: Mesh | None = None) -> Callable:
+def make_sharded_train(
+    config, env: PortfolioEnv, env_params: EnvParams, mesh: Mesh | None = None
+) -> Callable:
     """PPO (:func:`jaxport.rl.ppo.make_train`) with the env batch split over ``mesh``.
 
     Returns a jitted ``train(key, env_params=env_params) -> dict`` (same outputs as
@@ -248,14 +265,18 @@ def make_sharded_train(config, env: PortfolioEnv, env_params: EnvParams, mesh: M
         sh = jax.tree.map(lambda _: rep, out_shape)
         runner = list(sh["runner_state"])
         for slot in _RUNNER_ENV_SLOTS:
-            runner[slot] = jax.tree.map(lambda x: env_sharding(mesh, 0, len(x.shape)),
-                                        out_shape["runner_state"][slot])
+            runner[slot] = jax.tree.map(
+                lambda x: env_sharding(mesh, 0, len(x.shape)), out_shape["runner_state"][slot]
+            )
         sh["runner_state"] = tuple(runner)
         return sh
 
     out_shape = jax.eval_shape(train, jax.random.key(0), env_params)
-    jitted = jax.jit(train, in_shardings=(rep, jax.tree.map(lambda _: rep, env_params)),
-                     out_shardings=out_shardings(out_shape))
+    jitted = jax.jit(
+        train,
+        in_shardings=(rep, jax.tree.map(lambda _: rep, env_params)),
+        out_shardings=out_shardings(out_shape),
+    )
 
     def sharded_train(key: jax.Array, env_params_: EnvParams | None = None) -> dict:
         return jitted(key, env_params if env_params_ is None else env_params_)
@@ -266,17 +287,26 @@ def make_sharded_train(config, env: PortfolioEnv, env_params: EnvParams, mesh: M
 
 
 def sharded_env_steps_per_second(
-    env: PortfolioEnv, params: EnvParams, num_envs: int, num_steps: int, mesh: Mesh | None = None, repeats: int = 3
+    env: PortfolioEnv,
+    params: EnvParams,
+    num_envs: int,
+    num_steps: int,
+    mesh: Mesh | None = None,
+    repeats: int = 3,
 ) -> float:
     """Throughput (env-steps/s) of :func:`sharded_rollout` with a random policy, after a warm-up."""
     import time
 
     policy = _cached_random_policy(env)
-    jax.block_until_ready(sharded_rollout(env, params, policy, jax.random.key(0), num_envs, num_steps, mesh))
+    jax.block_until_ready(
+        sharded_rollout(env, params, policy, jax.random.key(0), num_envs, num_steps, mesh)
+    )
     best = float("inf")
     for i in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(sharded_rollout(env, params, policy, jax.random.key(i + 1), num_envs, num_steps, mesh))
+        jax.block_until_ready(
+            sharded_rollout(env, params, policy, jax.random.key(i + 1), num_envs, num_steps, mesh)
+        )
         best = min(best, time.perf_counter() - t0)
     return num_envs * num_steps / best
 

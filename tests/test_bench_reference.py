@@ -1,5 +1,5 @@
-"""The batched Torch reference of the benchmark (benchmarks/torch_reference.py) computes exactly what
-``PortfolioEnv.step`` computes, so the JAX-vs-Torch ratios compare equal work.
+"""The batched Torch reference of the benchmark (benchmarks/torch_reference.py) computes exactly
+what ``PortfolioEnv.step`` computes, so the JAX-vs-Torch ratios compare equal work.
 
 Both are driven with the same actions (including NaN/inf and over-cap ones) through bankruptcies,
 truncations and auto-resets; the Torch reference is handed the JAX env's reset days (its own draws
@@ -20,15 +20,33 @@ import pytest
 torch = pytest.importorskip("torch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 from torch_reference import TorchPortfolioReference, draw_starts, portfolio_step  # noqa: E402
 
-from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
-
 T, N, F, B, STEPS = 60, 3, 2, 24, 40
-STATE_FIELDS = ("t", "time", "equity", "weights", "open_trade_pnl", "gross_pnl", "fees", "financing",
-                "num_trades", "winning_trades")
-INFO_FIELDS = ("equity", "leverage", "turnover", "fees", "financing", "gross_pnl", "portfolio_return",
-               "closed_trade_pnl", "num_closed")
+STATE_FIELDS = (
+    "t",
+    "time",
+    "equity",
+    "weights",
+    "open_trade_pnl",
+    "gross_pnl",
+    "fees",
+    "financing",
+    "num_trades",
+    "winning_trades",
+)
+INFO_FIELDS = (
+    "equity",
+    "leverage",
+    "turnover",
+    "fees",
+    "financing",
+    "gross_pnl",
+    "portfolio_return",
+    "closed_trade_pnl",
+    "num_closed",
+)
 
 
 def _market(seed=0):
@@ -36,7 +54,9 @@ def _market(seed=0):
     # wild daily moves (+-25 %) and crashes so that 2x positions go bankrupt within an episode
     log_ret = rng.normal(0.0, 0.12, (T, N)) - 0.6 * (rng.random((T, N)) < 0.04)
     close = (50.0 * np.exp(np.cumsum(log_ret, axis=0))).astype(np.float32)
-    opens = close.copy()  # open = previous close with a small gap, so open-to-close holds the day's move
+    opens = (
+        close.copy()
+    )  # open = previous close with a small gap, so open-to-close holds the day's move
     opens[1:] = close[:-1] * np.exp(rng.normal(0, 0.01, (T - 1, N))).astype(np.float32)
     feats = rng.normal(size=(T, N, F)).astype(np.float32)
     return close, opens, feats
@@ -51,11 +71,23 @@ def _actions(seed=1):
 
 
 CASES = {
-    "log_close_window2": dict(env=dict(window=2), params=dict(bankruptcy_fraction=0.3, slippage_rate=0.0007,
-                                                              short_borrow_rate=0.04, episode_length=9)),
-    "net_open_longonly": dict(env=dict(long_only=True, reward="net_profit", return_mode="open_to_close"),
-                              params=dict(bankruptcy_fraction=0.6, fee_rate=0.002, leverage_cap=1.5,
-                                          annual_financing_rate=0.2, episode_length=12, initial_equity=3.0)),
+    "log_close_window2": dict(
+        env=dict(window=2),
+        params=dict(
+            bankruptcy_fraction=0.3, slippage_rate=0.0007, short_borrow_rate=0.04, episode_length=9
+        ),
+    ),
+    "net_open_longonly": dict(
+        env=dict(long_only=True, reward="net_profit", return_mode="open_to_close"),
+        params=dict(
+            bankruptcy_fraction=0.6,
+            fee_rate=0.002,
+            leverage_cap=1.5,
+            annual_financing_rate=0.2,
+            episode_length=12,
+            initial_equity=3.0,
+        ),
+    ),
 }
 
 
@@ -71,8 +103,13 @@ def both(request):
 
 
 def _close(name, got, want, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=rtol, atol=atol,
-                               err_msg=name)
+    np.testing.assert_allclose(
+        np.asarray(got, np.float64),
+        np.asarray(want, np.float64),
+        rtol=rtol,
+        atol=atol,
+        err_msg=name,
+    )
 
 
 def test_torch_reference_matches_jax_step(both):
@@ -87,11 +124,19 @@ def test_torch_reference_matches_jax_step(both):
     for i in range(STEPS):
         keys = jax.random.split(jax.random.key(100 + i), B)
         obs, state, reward, term, trunc, info = vstep(keys, state, jnp.asarray(actions[i]), params)
-        starts = torch.as_tensor(np.array(state.t), dtype=torch.int64)  # JAX's reset days (used where done)
-        t_obs, t_reward, t_term, t_trunc, t_info = ref.step(torch.as_tensor(actions[i]), starts, with_info=True)
+        starts = torch.as_tensor(
+            np.array(state.t), dtype=torch.int64
+        )  # JAX's reset days (used where done)
+        t_obs, t_reward, t_term, t_trunc, t_info = ref.step(
+            torch.as_tensor(actions[i]), starts, with_info=True
+        )
         where = f"step {i}"
-        np.testing.assert_array_equal(t_term.numpy(), np.asarray(term), err_msg=f"{where} terminated")
-        np.testing.assert_array_equal(t_trunc.numpy(), np.asarray(trunc), err_msg=f"{where} truncated")
+        np.testing.assert_array_equal(
+            t_term.numpy(), np.asarray(term), err_msg=f"{where} terminated"
+        )
+        np.testing.assert_array_equal(
+            t_trunc.numpy(), np.asarray(trunc), err_msg=f"{where} truncated"
+        )
         _close(f"{where} reward", t_reward, reward)
         _close(f"{where} obs", t_obs, obs)
         for k in INFO_FIELDS:
@@ -120,12 +165,18 @@ def test_torch_reference_random_starts_cover_the_range():
     assert np.all(ref.state.time.numpy() == 0)
 
 
-@pytest.mark.skipif(not os.environ.get("JAXPORT_TEST_TORCH_COMPILE"),
-                    reason="torch.compile takes ~30 s on 2 cores; set JAXPORT_TEST_TORCH_COMPILE=1")
+@pytest.mark.skipif(
+    not os.environ.get("JAXPORT_TEST_TORCH_COMPILE"),
+    reason="torch.compile takes ~30 s on 2 cores; set JAXPORT_TEST_TORCH_COMPILE=1",
+)
 def test_compiled_reference_equals_eager():
     close, opens, feats = _market()
-    eager = TorchPortfolioReference(close, feats, num_envs=B, bankruptcy_fraction=0.3, episode_length=9)
-    comp = TorchPortfolioReference(close, feats, num_envs=B, bankruptcy_fraction=0.3, episode_length=9).compile()
+    eager = TorchPortfolioReference(
+        close, feats, num_envs=B, bankruptcy_fraction=0.3, episode_length=9
+    )
+    comp = TorchPortfolioReference(
+        close, feats, num_envs=B, bankruptcy_fraction=0.3, episode_length=9
+    ).compile()
     starts = torch.arange(B) % 20 + 1
     eager.reset(starts)
     comp.reset(starts)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from jaxport.data import split_bounds
 from jaxport.data.synth import generate_synthetic_market
-from jaxport.errors import ConfigError, JaxportError
-from jaxport.forecast import ForecasterConfig, TrainConfig, train_forecaster
+from jaxport.errors import ConfigError, DataError, JaxportError
+from jaxport.forecast import ForecasterConfig, TrainConfig, split_windows, train_forecaster
 from jaxport.forecast.crossfit import (
     crossfit_features,
     forecaster_fit_fn,
@@ -295,3 +295,36 @@ def test_select_origins_tail_rule():
     assert es.size > 0 and train.size > 0
     assert train.max() + H <= es.min()
     assert np.all(last.origin_mask[np.concatenate([train, es])])
+
+
+def test_train_forecaster_on_explicit_windows_matches_the_split(market):
+    """train_index / val_index: the split's own windows give the split's model; bad windows are
+    refused with one line."""
+    bounds = split_bounds(market)
+    today = train_forecaster(market, bounds, TINY, TINY_TC)
+    train_idx = split_windows(market, bounds, TINY, "train")
+    val_idx = split_windows(market, bounds, TINY, "val")
+    explicit = train_forecaster(
+        market, None, TINY, TINY_TC, train_index=train_idx, val_index=val_idx
+    )
+    assert _same(today.params, explicit.params)
+    assert explicit.num_train_windows == today.num_train_windows
+    with pytest.raises(DataError, match="out of range"):
+        train_forecaster(market, None, TINY, TINY_TC, train_index=[[0, 3]], val_index=val_idx)
+    with pytest.raises(DataError, match="bounds"):
+        train_forecaster(market, None, TINY, TINY_TC, train_index=train_idx)
+
+
+def test_fitted_crossfit_featurises_like_crossfit_features(market):
+    res = crossfit_features(
+        market, 340, memorising_fit, fingerprint_features, num_blocks=3, horizon=H
+    )
+    again = res.fitted.featurise(market, fingerprint_features)
+    np.testing.assert_array_equal(again.values, res.values)
+    one = res.fitted.featurise(market.select([market.symbols[1]]), fingerprint_features)
+    np.testing.assert_array_equal(one.values, res.select([market.symbols[1]]))
+    summary = res.summary()
+    first = summary["models"][0]
+    assert first["dates"] == [str(market.dates[0]), str(market.dates[first["rows"][1] - 1])]
+    prov = res.fitted.provenance(market.dates)
+    assert [p["rows"] for p in prov] == [list(s.rows) for s in res.plan.specs]

@@ -87,16 +87,26 @@ CHILD = textwrap.dedent(
 
 def _run_child(init_args, devices=4, extra_env=None):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    ).strip()
     env["JAX_PLATFORMS"] = "cpu"
     for k in ("JAXPORT_COORDINATOR_ADDRESS", "JAXPORT_NUM_PROCESSES", "JAXPORT_PROCESS_ID"):
         env.pop(k, None)
     env.update(extra_env or {})
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(init_args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(init_args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    assert proc.returncode == 0 and lines, (
+        f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+    )
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _free_port() -> int:
@@ -181,11 +191,24 @@ def test_two_process_sharded_rollout_equals_unsharded():
     port = _free_port()
     procs = []
     for pid in range(2):
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-                   JAXPORT_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAXPORT_NUM_PROCESSES="2",
-                   JAXPORT_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen([sys.executable, "-c", MULTI], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            XLA_FLAGS="--xla_force_host_platform_device_count=2",
+            JAX_PLATFORMS="cpu",
+            JAXPORT_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAXPORT_NUM_PROCESSES="2",
+            JAXPORT_PROCESS_ID=str(pid),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", MULTI],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = []
     for p in procs:
         try:
@@ -195,7 +218,7 @@ def test_two_process_sharded_rollout_equals_unsharded():
                 p.kill()
         lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
         assert p.returncode == 0 and lines, f"process failed (rc={p.returncode}):\n{err[-3000:]}"
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
     assert sorted(r["process"] for r in results) == [0, 1]
     for r in results:
         assert (r["processes"], r["devices"], r["local_devices"]) == (2, 4, 2)
@@ -208,8 +231,15 @@ def test_two_process_sharded_rollout_equals_unsharded():
 def test_initialize_distributed_without_settings_is_a_noop(monkeypatch):
     from jaxport.distributed import initialize_distributed
 
-    for k in ("JAXPORT_COORDINATOR_ADDRESS", "JAXPORT_NUM_PROCESSES", "JAXPORT_PROCESS_ID", "SLURM_JOB_ID",
-              "OMPI_COMM_WORLD_SIZE", "JOBSET_NAME", "TPU_WORKER_HOSTNAMES"):
+    for k in (
+        "JAXPORT_COORDINATOR_ADDRESS",
+        "JAXPORT_NUM_PROCESSES",
+        "JAXPORT_PROCESS_ID",
+        "SLURM_JOB_ID",
+        "OMPI_COMM_WORLD_SIZE",
+        "JOBSET_NAME",
+        "TPU_WORKER_HOSTNAMES",
+    ):
         monkeypatch.delenv(k, raising=False)
     assert initialize_distributed() is False
     monkeypatch.setenv("JAXPORT_NUM_PROCESSES", "2")
@@ -224,15 +254,16 @@ def test_initialize_distributed_without_settings_is_a_noop(monkeypatch):
 
 def test_num_envs_must_divide_over_devices():
     import jax
+    import numpy as np
 
     from jaxport.distributed import make_env_mesh, sharded_rollout
     from jaxport.env import EnvParams, PortfolioEnv, random_policy
 
-    import numpy as np
-
     mesh = make_env_mesh(jax.devices()[:1] * 1)
     env = PortfolioEnv(num_assets=2, num_features=1)
-    params = EnvParams.from_arrays(np.ones((20, 2)) + np.arange(20)[:, None], np.zeros((20, 2, 1)), episode_length=5)
+    params = EnvParams.from_arrays(
+        np.ones((20, 2)) + np.arange(20)[:, None], np.zeros((20, 2, 1)), episode_length=5
+    )
     # one device: any batch works, and it equals the plain rollout
     from jaxport.env import rollout
 

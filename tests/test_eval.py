@@ -242,7 +242,14 @@ def test_report_is_json_ready():
         "leverage",
         "weights",
     }
-    assert set(report["baselines"]) == {"buy_and_hold", "equal_weight", "cash"}
+    assert set(report["baselines"]) == {
+        "buy_and_hold",
+        "equal_weight",
+        "inverse_volatility",
+        "minimum_variance",
+        "risk_parity",
+        "cash",
+    }
     assert set(report["baselines"]["buy_and_hold"]) == {"AAA", "BBB"}
     assert (
         len(report["baseline_curves"]["equal_weight"]) == len(report["equity_curve"]) == T - START

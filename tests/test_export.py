@@ -30,6 +30,7 @@ from jaxport.rl.gradient import make_policy_network
 from torch_compat.export import export_forecaster, export_policy, export_run
 from torch_compat.models import (
     ActorCritic,
+    AllocatorPolicy,
     MLPAllocator,
     PatchTransformerForecaster,
     build_model,
@@ -342,3 +343,127 @@ def test_torch_example_runs_exported_policy(exported, capsys):
     printed = capsys.readouterr().out
     assert "AAPL, MSFT: 15 steps" in printed and f"{equity:.4f}" in printed
     assert 0.5 < equity < 2.0 and equity != 1.0
+
+
+# ---------------------------------------------------------------------------------- baselines
+def _real_episode(symbols, eval_start: int, steps: int):
+    """``(env, params)`` over real closes (trainingdata/), no features (allocators ignore them)."""
+    from jaxport.data import load_market
+    from jaxport.env import EnvParams
+
+    closes = np.asarray(load_market(ROOT / "trainingdata", symbols).close, np.float32)
+    closes = closes[: eval_start + steps + 1]
+    env = PortfolioEnv(len(symbols), 1)
+    params = EnvParams.from_arrays(
+        closes,
+        np.zeros(closes.shape + (1,), np.float32),
+        eval_start=eval_start,
+        episode_length=None,
+    )
+    return env, params
+
+
+@pytest.mark.parametrize("symbols", [("AAPL", "MSFT"), ("AAPL", "MSFT", "NVDA")])
+def test_allocator_policy_parity_over_real_episode(symbols):
+    """Every default allocator shipped as ``baseline:<name>``: the Torch twin, fed only the price
+    window and the step counter (plus the obs), chooses the JAX allocator's action at every step of
+    a real-data episode (1e-5), and the episode ends at the JAX evaluation's equity."""
+    from jaxport.eval import default_allocators, run_allocators
+    from jaxport.pipeline.portfolio import baseline_policy
+
+    env, params = _real_episode(list(symbols), eval_start=70, steps=64)
+    prices = torch.from_numpy(np.array(params.prices))
+    allocators = default_allocators(len(symbols))
+    reports = run_allocators(env, params, allocators)  # the JAX allocators, one compile
+    step = jax.jit(env.step_env)
+    for a, ref in zip(allocators, reports):
+        sd, arch = export_policy(baseline_policy(a, env))
+        json.dumps(arch)
+        assert sd == {} and arch["policy_kind"] == f"baseline:{a.name}"
+        model = _to_torch(sd, arch)
+        assert isinstance(model, AllocatorPolicy) and arch["kind"] == "allocator_policy"
+        obs, state = env.reset_env(jax.random.PRNGKey(0), params)
+        got = []
+        for k in range(ref["num_steps"]):
+            t = int(state.t)
+            action = model.act(torch.tensor(np.asarray(obs)), model.price_window(prices, t), k)
+            got.append(action.numpy())
+            # the env is driven by the TORCH action
+            obs, state, _, _, _ = step(jax.random.PRNGKey(0), state, jnp.asarray(got[-1]), params)
+        assert len(got) == 64
+        np.testing.assert_allclose(
+            np.stack(got), np.asarray(ref["weights"]), rtol=0, atol=1e-5, err_msg=a.name
+        )
+        assert float(state.equity) / float(params.initial_equity) == pytest.approx(
+            ref["equity_curve"][-1], rel=1e-5
+        ), a.name
+
+
+def test_allocator_policy_early_days_and_schedule():
+    """Short windows at the start of the data (fewer than ``lookback`` returns, < 2 -> 1/N) match
+    the JAX estimators, and off-schedule steps hold the drifted weights read from the obs."""
+    from jaxport.data import load_market
+    from jaxport.eval.allocators import Allocator
+
+    closes = np.asarray(
+        load_market(ROOT / "trainingdata", ["AAPL", "MSFT", "NVDA"]).close, np.float32
+    )[:80]
+    for kind in ("inverse_volatility", "minimum_variance", "risk_parity"):
+        a = Allocator(kind, lookback=30, rebalance_every=5)
+        model = AllocatorPolicy(a.kind, 3, a.lookback, a.rebalance_every, shrinkage=a.shrinkage)
+        for t in (0, 1, 2, 3, 10, 29, 30, 31, 79):
+            want = np.asarray(a.target(jnp.asarray(closes), jnp.int32(t)))
+            got = model.target(model.price_window(torch.from_numpy(closes), t)).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{kind} t={t}")
+        obs = torch.arange(ENV.obs_dim + 1, dtype=torch.float32)  # 3 assets: w = obs[-6:-3]
+        held = model.act(obs, model.price_window(torch.from_numpy(closes), 40), 3)
+        np.testing.assert_array_equal(held.numpy(), obs[-6:-3].numpy())
+        assert model.is_rebalance_step(10) and not model.is_rebalance_step(11)
+
+
+def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
+    """A run whose pair shipped ``baseline:minimum_variance`` exports through ``jaxport export`` in
+    a fresh process (the kind must be known without importing jaxport.eval first), and the Torch
+    example replays it to the JAX evaluation's final equity on the same real-data episode."""
+    import subprocess
+    import sys
+
+    from jaxport.eval import evaluate_policy
+    from jaxport.eval.allocators import Allocator
+    from jaxport.pipeline.portfolio import baseline_policy
+    from torch_compat import TorchPortfolioEnv
+
+    symbols = ["AAPL", "MSFT"]
+    root = tmp_path / "run"
+    allocator = Allocator("minimum_variance", lookback=40, rebalance_every=5)
+    policy = baseline_policy(allocator, PortfolioEnv(2, len(STAT_FEATURE_NAMES)))
+    save_policy_checkpoint(
+        root / "portfolio" / "AAPL_MSFT",
+        policy,
+        {"algo": "baseline", "symbols": symbols, "env": {"leverage_cap": 1.0, "fee_rate": 0.001}},
+    )
+    out = tmp_path / "exported"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxport", "export", str(root), "--to", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["models"]["portfolio_AAPL_MSFT"]["policy_kind"] == "baseline:minimum_variance"
+    model = load_exported(out / "portfolio_AAPL_MSFT.safetensors")
+    assert isinstance(model, AllocatorPolicy) and model.config["lookback"] == 40
+    main = runpy.run_path(str(ROOT / "examples" / "torch_policy_episode.py"))["main"]
+    equity = main([str(out / "portfolio_AAPL_MSFT.pt"), "--data", str(ROOT / "trainingdata")])
+    # the example's episode (no .env.npz: the last 252 days of the data) evaluated in JAX
+    opts = dict(leverage_cap=1.0, fee_rate=0.001)
+    env = TorchPortfolioEnv.from_csv_dir(ROOT / "trainingdata", symbols, **opts)
+    start = max(int(env.params.start_min), int(env.params.num_days) - 1 - 252)
+    env = TorchPortfolioEnv.from_csv_dir(
+        ROOT / "trainingdata", symbols, eval_start=start, episode_length=None, **opts
+    )
+    ref = evaluate_policy(env.jax_env, env.params, policy.with_env(env.jax_env))["metrics"]
+    assert equity == pytest.approx(1.0 + ref["total_return"], rel=1e-5)
+    assert equity != 1.0

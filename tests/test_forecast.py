@@ -39,8 +39,18 @@ from jaxport.forecast.distribution import (
 from jaxport.forecast.windows import day_channels
 
 # One tiny architecture and one batch size everywhere, so jitted programs are compiled once.
-CFG = ForecasterConfig(context=32, patch=8, d_model=16, num_layers=1, num_heads=2, mlp_ratio=2, horizon=4, dropout=0.0)
-TC = TrainConfig(learning_rate=1e-2, batch_size=64, epochs=6, warmup_steps=10, patience=0, eval_batch_size=256, seed=0)
+CFG = ForecasterConfig(
+    context=32, patch=8, d_model=16, num_layers=1, num_heads=2, mlp_ratio=2, horizon=4, dropout=0.0
+)
+TC = TrainConfig(
+    learning_rate=1e-2,
+    batch_size=64,
+    epochs=6,
+    warmup_steps=10,
+    patience=0,
+    eval_batch_size=256,
+    seed=0,
+)
 LOW_VOL, HIGH_VOL = 0.004, 0.03
 
 
@@ -61,7 +71,13 @@ def planted_market(T: int = 500, N: int = 2, seed: int = 0) -> MarketData:
     low = np.minimum(open_, close) * np.exp(-0.3 * day_sig * np.abs(rng.standard_normal((T, N))))
     dates = (np.datetime64("2001-01-01") + np.arange(T)).astype("datetime64[D]")
     return MarketData(
-        symbols=tuple(f"S{i}" for i in range(N)), dates=dates, open=open_, high=high, low=low, close=close, volume=volume
+        symbols=tuple(f"S{i}" for i in range(N)),
+        dates=dates,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
     )
 
 
@@ -73,7 +89,11 @@ def perturb_after(market: MarketData, t0: int, seed: int = 1) -> MarketData:
     v = np.ones_like(market.volume)
     v[t0 + 1 :] = rng.uniform(0.2, 5.0, size=v[t0 + 1 :].shape)
     return dataclasses.replace(
-        market, open=market.open * f, high=market.high * f, low=market.low * f, close=market.close * f,
+        market,
+        open=market.open * f,
+        high=market.high * f,
+        low=market.low * f,
+        close=market.close * f,
         volume=market.volume * v,
     )
 
@@ -91,7 +111,9 @@ def bounds(market):
 @pytest.fixture(scope="module")
 def trained(market, bounds):
     logs = []
-    result = train_forecaster(market, bounds, CFG, TC, log_fn=lambda step, d: logs.append((step, d)))
+    result = train_forecaster(
+        market, bounds, CFG, TC, log_fn=lambda step, d: logs.append((step, d))
+    )
     return result, logs
 
 
@@ -123,7 +145,9 @@ def test_transformer_is_causal_over_patches():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, CFG.context, 6)), jnp.float32)
     j = 2  # perturb patches j.. ; tokens < j must not move, tokens >= j must
     x2 = x.at[:, j * CFG.patch :].add(1.0)
-    enc = jax.jit(lambda v: ForecasterNet(CFG).apply({"params": fc.params}, v, method=ForecasterNet.encode))
+    enc = jax.jit(
+        lambda v: ForecasterNet(CFG).apply({"params": fc.params}, v, method=ForecasterNet.encode)
+    )
     h, h2 = enc(x), enc(x2)
     chex.assert_shape(h, (3, CFG.num_patches, CFG.d_model))
     np.testing.assert_array_equal(np.asarray(h[:, :j]), np.asarray(h2[:, :j]))
@@ -197,7 +221,13 @@ def test_append_stat(market):
     np.testing.assert_array_equal(both[..., : len(names)], base)
     assert both.shape == (market.num_days, market.num_symbols, len(names2))
     vf = feature_valid_from(None, sequence_length=20, append_stat=True)
-    assert vf >= 21 and compute_features(None, market, horizon=2, sequence_length=20, append_stat=True).valid_from == vf
+    assert (
+        vf >= 21
+        and compute_features(
+            None, market, horizon=2, sequence_length=20, append_stat=True
+        ).valid_from
+        == vf
+    )
 
 
 # ---------------------------------------------------------------- training and evaluation
@@ -210,7 +240,9 @@ def test_training_learns_planted_volatility(market, bounds, trained):
     assert hist["train_loss"][-1] < hist["train_loss"][0] - 0.1
     assert result.best_val_loss < result.initial_val_loss - 0.15
     assert result.windows_per_s > 0 and all(w > 0 for w in hist["windows_per_s"])
-    assert any("forecaster/val_loss" in d for _, d in logs) and any("forecaster/train_loss" in d for _, d in logs)
+    assert any("forecaster/val_loss" in d for _, d in logs) and any(
+        "forecaster/train_loss" in d for _, d in logs
+    )
     report = evaluate_forecaster(Forecaster(CFG, result.params), market, bounds)
     model, base = report["model"]["pooled"], report["baselines"]["rolling_gaussian"]["pooled"]
     # oracle NLL is about -3.1, the volume-blind rolling Gaussian about -2.4
@@ -229,7 +261,9 @@ def test_specialist_kept_only_if_better(market, bounds, trained):
     assert not same.kept and same.params is generic
     assert same.specialist_val_nll == pytest.approx(same.generic_val_nll, abs=1e-6)
     untrained = Forecaster.init(CFG, seed=7).params
-    better = finetune_specialist(untrained, CFG, market, bounds, "S1", dataclasses.replace(TC, epochs=6))
+    better = finetune_specialist(
+        untrained, CFG, market, bounds, "S1", dataclasses.replace(TC, epochs=6)
+    )
     assert better.kept and better.specialist_val_nll < better.generic_val_nll - 0.05
     assert better.params is better.train.params
     assert better.train.num_val_windows < trained[0].num_val_windows  # one symbol only
@@ -245,7 +279,12 @@ def test_checkpoint_roundtrip_identical_predictions(tmp_path, trained, market):
     params, config, extra = load_forecaster(path)
     assert config == CFG and extra == {"symbols": ["S0", "S1"], "val_nll": 1.25}
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(fc.params)
-    x = jnp.asarray(day_channels(market.open, market.high, market.low, market.close, market.volume)[100 : 100 + CFG.context, 0][None], jnp.float32)
+    x = jnp.asarray(
+        day_channels(market.open, market.high, market.low, market.close, market.volume)[
+            100 : 100 + CFG.context, 0
+        ][None],
+        jnp.float32,
+    )
     for a, b in zip(fc.predict(x), Forecaster(config, params).predict(x)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # overwrite atomically (no temporary directories left behind) and restore through the class
@@ -265,9 +304,17 @@ def test_checkpoint_roundtrip_identical_predictions(tmp_path, trained, market):
 def test_student_t_closed_forms_match_numerics():
     stats = pytest.importorskip("scipy.stats")
     integrate = pytest.importorskip("scipy.integrate")
-    loc, scale, dof, y = (np.array(v) for v in zip((0.001, 0.02, 3.5, 0.03), (-0.01, 0.01, 8.0, -0.002), (0.0, 0.05, 2.6, -0.2)))
+    loc, scale, dof, y = (
+        np.array(v)
+        for v in zip((0.001, 0.02, 3.5, 0.03), (-0.01, 0.01, 8.0, -0.002), (0.0, 0.05, 2.6, -0.2))
+    )
     closed = jax.jit(
-        lambda *a: (student_t_logpdf(*a), student_t_cdf(*a), student_t_crps(*a), student_t_expected_abs(*a[1:]))
+        lambda *a: (
+            student_t_logpdf(*a),
+            student_t_cdf(*a),
+            student_t_crps(*a),
+            student_t_expected_abs(*a[1:]),
+        )
     )
     logpdf, cdf, crps, eabs = (np.asarray(v) for v in closed(y, loc, scale, dof))
     np.testing.assert_allclose(logpdf, stats.t.logpdf(y, dof, loc, scale), rtol=1e-4)
@@ -275,15 +322,22 @@ def test_student_t_closed_forms_match_numerics():
     for i in range(3):
         F = lambda v: stats.t.cdf(v, dof[i], loc[i], scale[i])  # noqa: E731
         f = lambda v: stats.t.pdf(v, dof[i], loc[i], scale[i])  # noqa: E731
-        crps_num = integrate.quad(lambda v: F(v) ** 2, -np.inf, y[i])[0] + integrate.quad(
-            lambda v: (1 - F(v)) ** 2, y[i], np.inf
-        )[0]
+        crps_num = (
+            integrate.quad(lambda v: F(v) ** 2, -np.inf, y[i])[0]
+            + integrate.quad(lambda v: (1 - F(v)) ** 2, y[i], np.inf)[0]
+        )
         assert crps[i] == pytest.approx(crps_num, rel=1e-3)
-        eabs_num = integrate.quad(lambda v: -v * f(v), -np.inf, 0)[0] + integrate.quad(lambda v: v * f(v), 0, np.inf)[0]
+        eabs_num = (
+            integrate.quad(lambda v: -v * f(v), -np.inf, 0)[0]
+            + integrate.quad(lambda v: v * f(v), 0, np.inf)[0]
+        )
         assert eabs[i] == pytest.approx(eabs_num, rel=1e-3)
     # Gaussian CRPS closed form vs quadrature
     G = lambda v: stats.norm.cdf(v, 0.001, 0.02)  # noqa: E731
-    num = integrate.quad(lambda v: G(v) ** 2, -np.inf, 0.01)[0] + integrate.quad(lambda v: (1 - G(v)) ** 2, 0.01, np.inf)[0]
+    num = (
+        integrate.quad(lambda v: G(v) ** 2, -np.inf, 0.01)[0]
+        + integrate.quad(lambda v: (1 - G(v)) ** 2, 0.01, np.inf)[0]
+    )
     assert float(gaussian_crps(0.01, 0.001, 0.02)) == pytest.approx(num, rel=1e-3)
 
 

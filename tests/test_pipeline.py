@@ -94,7 +94,12 @@ def assert_checkpoints_restore(summary: dict, root: Path) -> None:
         assert entry["status"] == "completed", (name, entry.get("error"))
         tree, meta = load_checkpoint(root / entry["checkpoint"])
         assert meta["algo"] == entry["algo"] and meta["symbols"] == entry["symbols"]
-        assert tree["params"], name
+        kind, shipped = meta["policy"]["kind"], entry["shipped"]
+        assert kind == shipped or kind.startswith(f"{shipped}_"), (name, kind, shipped)
+        if shipped.startswith("baseline:"):
+            assert not tree.get("params"), name  # a standard allocator: nothing trained to store
+        else:
+            assert tree["params"], name
 
 
 def normalised(summary: dict) -> dict:

@@ -189,3 +189,22 @@ def test_load_exported_errors(tmp_path):
         load_exported(tmp_path / "bare.safetensors")
     (tmp_path / "bare.json").write_text(json.dumps(arch))  # a sibling .json serves as the arch
     assert load_exported(tmp_path / "bare.safetensors").arch["kind"] == "mlp_allocator"
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    (sd, arch), *_ = _mlp()
+    path = save_exported(tmp_path / "m.safetensors", sd, arch, format="safetensors")[0]
+    assert path == tmp_path / "m.safetensors"  # a stem with the suffix is accepted
+    before = path.read_bytes()
+    import safetensors.torch as st
+
+    def broken(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(st, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_exported(tmp_path / "m", {k: v + 1 for k, v in sd.items()}, arch, format="safetensors")
+    assert path.read_bytes() == before  # the old model is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary left

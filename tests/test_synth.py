@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from jaxport.cli import app
-from jaxport.data import DataError, OHLCV_FIELDS, load_market
+from jaxport.data import OHLCV_FIELDS, DataError, load_market
 from jaxport.data.synth import generate_synthetic_market, planted_predictor, write_synthetic_csvs
 
 PLANTED = 0.004
@@ -94,7 +94,9 @@ def test_planted_signal_is_detectable(market, planted_market):
     assert abs(predictive_corr(market)) < 0.04
     # exactly what is planted: r[t+1] = base[t+1] + s * predictor[t], with the same base draws
     base = log_returns(market)[1:]
-    planted = log_returns(planted_market)[1:] - PLANTED * planted_predictor(planted_market.close)[1:-1]
+    planted = (
+        log_returns(planted_market)[1:] - PLANTED * planted_predictor(planted_market.close)[1:-1]
+    )
     np.testing.assert_allclose(planted, base, atol=1e-9)
 
 
@@ -120,7 +122,9 @@ def test_bad_arguments_raise_data_error():
 
 
 def test_written_csvs_load_back(tmp_path):
-    kwargs = dict(num_symbols=3, num_days=120, seed=7, planted_signal=0.002, start_date="2020-03-02")
+    kwargs = dict(
+        num_symbols=3, num_days=120, seed=7, planted_signal=0.002, start_date="2020-03-02"
+    )
     paths = write_synthetic_csvs(tmp_path / "syn", **kwargs)
     assert [p.name for p in paths] == ["SYN000.csv", "SYN001.csv", "SYN002.csv"]
     assert paths[0].read_text().splitlines()[0] == "Date,Open,High,Low,Close,Volume"
@@ -135,8 +139,21 @@ def test_written_csvs_load_back(tmp_path):
 def test_cli_synth_then_check(cli_runner, tmp_path):
     out = tmp_path / "cli"
     result = cli_runner.invoke(
-        app, ["data", "synth", "--out", str(out), "--symbols", "4", "--days", "90", "--seed", "2",
-              "--planted-signal", "0.003"],
+        app,
+        [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--symbols",
+            "4",
+            "--days",
+            "90",
+            "--seed",
+            "2",
+            "--planted-signal",
+            "0.003",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert str(out) in result.stdout and "wrote 4 files" in result.stdout
@@ -146,5 +163,7 @@ def test_cli_synth_then_check(cli_runner, tmp_path):
     check = cli_runner.invoke(app, ["data", "check", str(out)])
     assert check.exit_code == 0 and "all 4 file(s) OK" in check.stdout
     bad = cli_runner.invoke(app, ["data", "synth", "--out", str(out), "--planted-signal", "0.5"])
-    assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and "planted_signal" in bad.stderr
+    assert (
+        bad.exit_code == 2 and bad.stderr.startswith("error: ") and "planted_signal" in bad.stderr
+    )
     assert bad.stderr.count("\n") == 1

@@ -32,7 +32,15 @@ from gymnasium.wrappers.jax_to_torch import jax_to_torch, torch_to_jax
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 
-FLOAT_FIELDS = ("equity", "weights", "open_trade_pnl", "gross_pnl", "fees", "financing", "last_reward")
+FLOAT_FIELDS = (
+    "equity",
+    "weights",
+    "open_trade_pnl",
+    "gross_pnl",
+    "fees",
+    "financing",
+    "last_reward",
+)
 INT_FIELDS = ("t", "time", "num_trades", "winning_trades")
 
 
@@ -69,7 +77,9 @@ class EpisodeOutput(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- state conversion
-def state_to_torch(state: EnvState, *, device=None, dtype: torch.dtype = torch.float32) -> TorchEnvState:
+def state_to_torch(
+    state: EnvState, *, device=None, dtype: torch.dtype = torch.float32
+) -> TorchEnvState:
     """JAX ``EnvState`` -> :class:`TorchEnvState` (float fields as ``dtype``, int fields int32)."""
     out = {}
     for name in TorchEnvState._fields:
@@ -93,13 +103,17 @@ def _to_jax_int(t) -> jax.Array:
 
 def state_from_torch(state: TorchEnvState) -> EnvState:
     """:class:`TorchEnvState` -> JAX ``EnvState`` (float32 / int32)."""
-    kw = {n: (_to_jax_f32(getattr(state, n)) if n in FLOAT_FIELDS else _to_jax_int(getattr(state, n)))
-          for n in TorchEnvState._fields}
+    kw = {
+        n: (_to_jax_f32(getattr(state, n)) if n in FLOAT_FIELDS else _to_jax_int(getattr(state, n)))
+        for n in TorchEnvState._fields
+    }
     return EnvState(**kw)
 
 
 def _split_state(state: EnvState) -> tuple[tuple, tuple]:
-    return tuple(getattr(state, n) for n in FLOAT_FIELDS), tuple(getattr(state, n) for n in INT_FIELDS)
+    return tuple(getattr(state, n) for n in FLOAT_FIELDS), tuple(
+        getattr(state, n) for n in INT_FIELDS
+    )
 
 
 def _join_state(fstate: tuple, istate: tuple) -> EnvState:
@@ -109,7 +123,9 @@ def _join_state(fstate: tuple, istate: tuple) -> EnvState:
 # ---------------------------------------------------------------------------------- JAX kernels
 def _step_fn(env: PortfolioEnv, action, fstate, istate, params: EnvParams):
     """``(differentiable outputs, aux)`` of one non-resetting step."""
-    obs, new, reward, terminated, _ = env.step_env(jax.random.PRNGKey(0), _join_state(fstate, istate), action, params)
+    obs, new, reward, terminated, _ = env.step_env(
+        jax.random.PRNGKey(0), _join_state(fstate, istate), action, params
+    )
     truncated = env.is_truncated(new, params)
     new_f, new_i = _split_state(new)
     return (reward, obs, *new_f), (*new_i, terminated, truncated)
@@ -148,7 +164,9 @@ def _forward(name: str, batched: bool, env: PortfolioEnv, action, fstate, istate
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _backward(name: str, batched: bool, env: PortfolioEnv, action, fstate, istate, params, cotangents):
+def _backward(
+    name: str, batched: bool, env: PortfolioEnv, action, fstate, istate, params, cotangents
+):
     fn = _kernel(name, batched)
     _, vjp = jax.vjp(lambda a, fs: fn(env, a, fs, istate, params)[0], action, fstate)
     g_action, g_fstate = vjp(tuple(cotangents))
@@ -170,8 +188,15 @@ class JaxVJPFunction(torch.autograd.Function):
         ctx.spec = spec
         ctx.save_for_backward(action, *fstate)
         ctx.float_dtypes = [t.dtype for t in (action, *fstate)]
-        diff, aux = _forward(name, batched, env, _to_jax_f32(action), tuple(_to_jax_f32(t) for t in fstate),
-                             istate, params)
+        diff, aux = _forward(
+            name,
+            batched,
+            env,
+            _to_jax_f32(action),
+            tuple(_to_jax_f32(t) for t in fstate),
+            istate,
+            params,
+        )
         ctx.num_diff = len(diff)
         dev = action.device
         diff_t = [jax_to_torch(x, device=dev).to(action.dtype) for x in diff]
@@ -184,10 +209,21 @@ class JaxVJPFunction(torch.autograd.Function):
         name, batched, env, params, istate = ctx.spec
         action, *fstate = ctx.saved_tensors
         cts = tuple(_to_jax_f32(g) for g in grads[: ctx.num_diff])
-        g_action, g_fstate = _backward(name, batched, env, _to_jax_f32(action),
-                                       tuple(_to_jax_f32(t) for t in fstate), istate, params, cts)
+        g_action, g_fstate = _backward(
+            name,
+            batched,
+            env,
+            _to_jax_f32(action),
+            tuple(_to_jax_f32(t) for t in fstate),
+            istate,
+            params,
+            cts,
+        )
         dev = action.device
-        out = [jax_to_torch(g, device=dev).to(dt) for g, dt in zip((g_action, *g_fstate), ctx.float_dtypes)]
+        out = [
+            jax_to_torch(g, device=dev).to(dt)
+            for g, dt in zip((g_action, *g_fstate), ctx.float_dtypes)
+        ]
         return (None, *out)
 
 
@@ -198,8 +234,10 @@ def _resolve_env(env) -> tuple[PortfolioEnv, EnvParams, EnvState | None]:
         return env[0], env[1], None
     base = env.unwrapped if hasattr(env, "unwrapped") else env
     if not (hasattr(base, "jax_env") and hasattr(base, "params")):
-        raise DataError(f"env: expected a TorchPortfolioEnv/TorchPortfolioVectorEnv or (PortfolioEnv, EnvParams), "
-                        f"got {type(env).__name__}")
+        raise DataError(
+            f"env: expected a TorchPortfolioEnv/TorchPortfolioVectorEnv or (PortfolioEnv, EnvParams), "
+            f"got {type(env).__name__}"
+        )
     return base.jax_env, base.params, getattr(base, "state", None)
 
 
@@ -216,8 +254,10 @@ def _prepare(env, action: torch.Tensor, state, action_ndim: int):
     batched = state.equity.dim() == 1
     want = action_ndim + int(batched)
     if action.dim() != want or action.shape[-1] != jax_env.num_assets:
-        raise DataError(f"action: expected {want} dims ending in N={jax_env.num_assets} "
-                        f"({'batched' if batched else 'single'} state), got shape {tuple(action.shape)}")
+        raise DataError(
+            f"action: expected {want} dims ending in N={jax_env.num_assets} "
+            f"({'batched' if batched else 'single'} state), got shape {tuple(action.shape)}"
+        )
     if batched and action.shape[0] != state.equity.shape[0]:
         raise DataError(f"action: batch {action.shape[0]} != state batch {state.equity.shape[0]}")
     istate = tuple(_to_jax_int(getattr(state, n)) for n in INT_FIELDS)
@@ -230,7 +270,9 @@ def _torch_state(fstate, istate) -> TorchEnvState:
     return TorchEnvState(**dict(zip(FLOAT_FIELDS, fstate)), **dict(zip(INT_FIELDS, istate)))
 
 
-def differentiable_reward(env, action: torch.Tensor, state: TorchEnvState | EnvState | None = None) -> StepOutput:
+def differentiable_reward(
+    env, action: torch.Tensor, state: TorchEnvState | EnvState | None = None
+) -> StepOutput:
     """One differentiable step: gradients flow to ``action`` and to ``state``'s float tensors.
 
     ``env``: a ``TorchPortfolioEnv`` / ``TorchPortfolioVectorEnv`` (or ``(PortfolioEnv, EnvParams)``);
@@ -251,8 +293,9 @@ def differentiable_reward(env, action: torch.Tensor, state: TorchEnvState | EnvS
 differentiable_step = differentiable_reward
 
 
-def differentiable_episode_reward(env, actions: torch.Tensor,
-                                  state: TorchEnvState | EnvState | None = None) -> EpisodeOutput:
+def differentiable_episode_reward(
+    env, actions: torch.Tensor, state: TorchEnvState | EnvState | None = None
+) -> EpisodeOutput:
     """Differentiable open-loop episode: ``actions [T, N]`` (``[B, T, N]`` with a batched state).
 
     Starts from ``state`` (default: the env's current state, e.g. right after ``reset``) without

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
 from jaxport.checkpoint import atomic_write_json, plain_tree, to_jsonable
 from jaxport.errors import CheckpointError
 from jaxport.rl.codec import Policy, load_policy_checkpoint
@@ -141,9 +142,58 @@ def _export_mlp_allocator(policy: Policy) -> tuple[dict, dict]:
     return sd, config
 
 
+def _export_universe_allocator(policy: Policy) -> tuple[dict, dict]:
+    """The universe allocator (``jaxport.rl.universe``): any basket size, rebalance rate in the
+    config."""
+    cfg = policy.config_dict()
+    p = _unwrap_params(policy.tree["params"])
+    hidden = [int(h) for h in cfg.get("hidden_sizes", (32, 32))]
+    names = [f"enc_{i}" for i in range(len(hidden))]
+    missing = [k for k in names + ["head_0", "head_out", "gross_0", "gross_out"] if k not in p]
+    if missing:
+        raise CheckpointError(f"policy export: UniverseAllocator params lack {missing}")
+    sd: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(names):
+        _linear(sd, f"enc.{2 * i}", p[name])
+    _linear(sd, "head.0", p["head_0"])
+    _linear(sd, "head.2", p["head_out"])
+    _linear(sd, "gross.0", p["gross_0"])
+    _linear(sd, "gross.2", p["gross_out"])
+    config = dict(
+        window=int(policy.env.window),
+        num_features=int(policy.env.num_features),
+        hidden_sizes=hidden,
+        head_size=int(cfg.get("head_size", 32)),
+        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
+        observe_equity=bool(cfg.get("observe_equity", False)),
+        rebalance_rate=float(np.asarray(policy.tree["rebalance_rate"])),
+    )
+    return sd, config
+
+
+def _export_allocator_policy(policy: Policy) -> tuple[dict, dict]:
+    """A shipped baseline (``baseline:<name>``): no weights, the ``Allocator`` fields as config."""
+    cfg = policy.config_dict()
+    try:
+        config = dict(
+            allocator=str(cfg["kind"]),
+            num_assets=int(policy.env.num_assets),
+            lookback=int(cfg["lookback"]),
+            rebalance_every=int(cfg["rebalance_every"]),
+            asset=int(cfg.get("asset", -1)),
+            shrinkage=float(cfg.get("shrinkage", 0.1)),
+            name=str(cfg.get("name", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"policy export: bad allocator config ({exc})") from None
+    return {}, config
+
+
 TORCH_EXPORTERS: dict[str, TorchExporter] = {
     "ActorCritic": _export_actor_critic,
+    "AllocatorPolicy": _export_allocator_policy,
     "MLPAllocator": _export_mlp_allocator,
+    "UniverseAllocator": _export_universe_allocator,
 }
 
 

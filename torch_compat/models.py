@@ -13,6 +13,8 @@ Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense``
 * :class:`ActorCritic` -- ``jaxport.rl.networks.ActorCritic`` (PPO), plus the observation
   normalisation the trained policy was used with and the ``leverage_cap * tanh`` squash.
 * :class:`MLPAllocator` -- ``jaxport.rl.gradient.MLPAllocator`` (differentiable-RL MLP policy).
+* :class:`AllocatorPolicy` -- a shipped baseline (``jaxport.eval.allocators.Allocator``): no
+  weights, a rule on the trailing prices; ``act(obs, prices_window, step)``.
 * :class:`PatchTransformerForecaster` -- ``jaxport.forecast.model.ForecasterNet`` (Toto-style patch
   transformer with a Student-T head) plus the per-window input normalisation.
 """
@@ -66,13 +68,28 @@ class ActorCritic(nn.Module):
 
     kind = "actor_critic"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                 leverage_cap: float = 2.0, normalize_obs: bool = True, obs_clip: float = 10.0,
-                 init_log_std: float = 0.0):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        leverage_cap: float = 2.0,
+        normalize_obs: bool = True,
+        obs_clip: float = 10.0,
+        init_log_std: float = 0.0,
+    ):
         super().__init__()
-        self.config = dict(obs_dim=int(obs_dim), action_dim=int(action_dim), hidden=[int(h) for h in hidden],
-                           activation=activation, leverage_cap=float(leverage_cap), normalize_obs=bool(normalize_obs),
-                           obs_clip=float(obs_clip), init_log_std=float(init_log_std))
+        self.config = dict(
+            obs_dim=int(obs_dim),
+            action_dim=int(action_dim),
+            hidden=[int(h) for h in hidden],
+            activation=activation,
+            leverage_cap=float(leverage_cap),
+            normalize_obs=bool(normalize_obs),
+            obs_clip=float(obs_clip),
+            init_log_std=float(init_log_std),
+        )
         self.actor = _mlp(obs_dim, hidden, action_dim, activation)
         self.critic = _mlp(obs_dim, hidden, 1, activation)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
@@ -91,12 +108,19 @@ class ActorCritic(nn.Module):
         z = (obs - self.obs_mean) * torch.rsqrt(self.obs_var + 1e-8)
         return torch.clamp(z, -clip, clip)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None):
+    def act(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ):
         """Target exposures ``leverage_cap * tanh(u)`` for raw observations ``[..., obs_dim]``."""
         mean, log_std, _ = self(self.normalize(obs))
         u = mean
         if not deterministic:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            noise = torch.randn(
+                mean.shape, generator=generator, dtype=mean.dtype, device=mean.device
+            )
             u = mean + log_std.exp() * noise
         return self.config["leverage_cap"] * torch.tanh(u)
 
@@ -113,12 +137,22 @@ class MLPAllocator(nn.Module):
 
     kind = "mlp_allocator"
 
-    def __init__(self, obs_dim: int, num_assets: int, hidden_sizes: Sequence[int] = (64, 64),
-                 leverage_cap: float = 2.0, observe_equity: bool = False):
+    def __init__(
+        self,
+        obs_dim: int,
+        num_assets: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        leverage_cap: float = 2.0,
+        observe_equity: bool = False,
+    ):
         super().__init__()
-        self.config = dict(obs_dim=int(obs_dim), num_assets=int(num_assets),
-                           hidden_sizes=[int(h) for h in hidden_sizes], leverage_cap=float(leverage_cap),
-                           observe_equity=bool(observe_equity))
+        self.config = dict(
+            obs_dim=int(obs_dim),
+            num_assets=int(num_assets),
+            hidden_sizes=[int(h) for h in hidden_sizes],
+            leverage_cap=float(leverage_cap),
+            observe_equity=bool(observe_equity),
+        )
         in_dim = obs_dim if observe_equity else obs_dim - 1
         self.net = _mlp(in_dim, hidden_sizes, num_assets, "tanh")
 
@@ -128,6 +162,272 @@ class MLPAllocator(nn.Module):
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self(obs)
+
+
+class UniverseAllocator(nn.Module):
+    """Twin of ``jaxport.rl.universe.UniverseAllocator`` (deterministic policy, any basket size).
+
+    ``forward(obs [..., obs_dim])`` -> executed exposures ``[..., N]``: per-asset inputs
+    ``[features of asset i over the window, w_i]`` -> shared tanh encoder ``enc`` -> context
+    ``[mean_i e_i, cash, gross(, E/E0 - 1)]`` -> score ``s_i`` (``head``) and gross logit ``g``
+    (``gross``); target ``leverage_cap * sigmoid(g) * softmax(s)``; executed ``w + rate * (target -
+    w)`` (the full target when the book is flat). N is read from ``obs_dim``.
+    """
+
+    kind = "universe_allocator"
+
+    def __init__(
+        self,
+        window: int,
+        num_features: int,
+        hidden_sizes: Sequence[int] = (32, 32),
+        head_size: int = 32,
+        leverage_cap: float = 2.0,
+        observe_equity: bool = False,
+        rebalance_rate: float = 1.0,
+    ):
+        super().__init__()
+        self.config = dict(
+            window=int(window),
+            num_features=int(num_features),
+            hidden_sizes=[int(h) for h in hidden_sizes],
+            head_size=int(head_size),
+            leverage_cap=float(leverage_cap),
+            observe_equity=bool(observe_equity),
+            rebalance_rate=float(rebalance_rate),
+        )
+        in_dim = window * num_features + 1
+        layers, d = [], in_dim
+        for h in hidden_sizes:
+            layers += [nn.Linear(d, int(h)), nn.Tanh()]
+            d = int(h)
+        self.enc = nn.Sequential(*layers)
+        ctx = d + (3 if observe_equity else 2)
+        self.head = nn.Sequential(nn.Linear(d + ctx, head_size), nn.Tanh(), nn.Linear(head_size, 1))
+        self.gross = nn.Sequential(nn.Linear(ctx, head_size), nn.Tanh(), nn.Linear(head_size, 1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        k, f = c["window"], c["num_features"]
+        n = (obs.shape[-1] - 3) // (k * f + 1)
+        lead = obs.shape[:-1]
+        feats = obs[..., : k * n * f].reshape(*lead, k, n, f).movedim(-2, -3)
+        feats = feats.reshape(*lead, n, k * f)
+        w = obs[..., k * n * f : k * n * f + n]
+        scalars = obs[..., k * n * f + n :]
+        e = self.enc(torch.cat([feats, w.unsqueeze(-1)], dim=-1))
+        tail = scalars if c["observe_equity"] else scalars[..., :2]
+        ctx = torch.cat([e.mean(dim=-2), tail], dim=-1)
+        ctx_i = ctx.unsqueeze(-2).expand(*e.shape[:-1], ctx.shape[-1])
+        s = self.head(torch.cat([e, ctx_i], dim=-1)).squeeze(-1)
+        g = self.gross(ctx).squeeze(-1)
+        target = (c["leverage_cap"] * torch.sigmoid(g)).unsqueeze(-1) * torch.softmax(s, dim=-1)
+        flat = w.abs().sum(dim=-1, keepdim=True) <= 0
+        rate = torch.where(
+            flat,
+            torch.ones_like(flat, dtype=obs.dtype),
+            torch.full_like(flat, c["rebalance_rate"], dtype=obs.dtype),
+        )
+        return w + rate * (target - w)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(obs)
+
+
+ALLOCATOR_KINDS = (
+    "equal_weight",
+    "inverse_volatility",
+    "minimum_variance",
+    "risk_parity",
+    "buy_and_hold",
+    "cash",
+)
+
+
+def _normalised_cov(cov: torch.Tensor) -> torch.Tensor:
+    """``C / mean(diag C) + 1e-9 I`` (as ``jaxport.eval.allocators._normalised``)."""
+    n = cov.shape[-1]
+    scale = torch.clamp(torch.diagonal(cov).mean(), min=1e-12)
+    return cov / scale + 1e-9 * torch.eye(n, dtype=cov.dtype, device=cov.device)
+
+
+def _project_simplex(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection onto ``{w >= 0, sum w = 1}`` (sort-based)."""
+    n = v.shape[-1]
+    u = torch.sort(v, descending=True).values
+    css = torch.cumsum(u, 0) - 1.0
+    k = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)
+    rho = int(torch.sum(u - css / k > 0))
+    theta = css[rho - 1] / rho
+    return torch.clamp(v - theta, min=0.0)
+
+
+class AllocatorPolicy(nn.Module):
+    """Twin of a shipped ``baseline:<name>`` policy (``jaxport.eval.allocators.Allocator``).
+
+    No parameters: the weights are a rule on the trailing prices. ``act(obs, prices, step)``:
+
+    - ``prices``: the close prices ``[R, N]`` of days ``t - R + 1 .. t`` (``t`` the current day),
+      ``R = min(t, lookback) + 1`` (fewer rows at the start of the data; more are cut to the last
+      ``lookback + 1``); :meth:`price_window` slices it from the whole table.
+    - ``step``: episode steps since reset; on rebalance steps (``step % rebalance_every == 0``;
+      ``rebalance_every == 0``: step 0 only) the action is the allocator's :meth:`target`, else the
+      current drifted weights read from ``obs`` (its ``w`` block), i.e. no trade.
+
+    Estimators (per-step simple returns, covariance ddof=1, computed in float64 and returned in
+    ``obs``'s dtype): ``equal_weight`` 1/N, ``inverse_volatility``, ``minimum_variance`` (long-only,
+    covariance shrunk by ``shrinkage`` toward its diagonal; N = 2 closed form, exact support
+    enumeration up to ``exact_max_assets``, projected gradient beyond), ``risk_parity`` (cyclical
+    coordinate descent from inverse volatility), ``buy_and_hold`` of ``asset``, ``cash`` (flat);
+    fewer than 2 returns -> 1/N. Weights are fractions of equity.
+    """
+
+    kind = "allocator_policy"
+
+    def __init__(
+        self,
+        allocator: str,
+        num_assets: int,
+        lookback: int = 60,
+        rebalance_every: int = 21,
+        asset: int = -1,
+        shrinkage: float = 0.1,
+        name: str = "",
+        exact_max_assets: int = 10,
+        iterations: int = 500,
+        sweeps: int = 100,
+    ):
+        super().__init__()
+        if allocator not in ALLOCATOR_KINDS:
+            raise ValueError(f"allocator must be one of {ALLOCATOR_KINDS}, got {allocator!r}")
+        self.config = dict(
+            allocator=allocator,
+            num_assets=int(num_assets),
+            lookback=int(lookback),
+            rebalance_every=int(rebalance_every),
+            asset=int(asset),
+            shrinkage=float(shrinkage),
+            name=str(name or allocator),
+            exact_max_assets=int(exact_max_assets),
+            iterations=int(iterations),
+            sweeps=int(sweeps),
+        )
+
+    def price_window(self, prices, t: int) -> torch.Tensor:
+        """The rows of ``prices [T, N]`` that :meth:`target` reads for day ``t``."""
+        prices = torch.as_tensor(prices)
+        return prices[max(0, int(t) - self.config["lookback"]) : int(t) + 1]
+
+    def is_rebalance_step(self, step: int) -> bool:
+        every = self.config["rebalance_every"]
+        return int(step) == 0 if every == 0 else int(step) % every == 0
+
+    def _covariance(self, prices: torch.Tensor) -> tuple[torch.Tensor, int]:
+        p = prices[-(self.config["lookback"] + 1) :].to(torch.float64)
+        r = p[1:] / p[:-1] - 1.0
+        count = int(r.shape[0])
+        if count < 2:
+            return torch.zeros(p.shape[-1], p.shape[-1], dtype=p.dtype), count
+        d = r - r.mean(dim=0)
+        return d.T @ d / (count - 1), count
+
+    def target(self, prices) -> torch.Tensor:
+        """Target weights ``[N]`` (float64) from the trailing price window ``[R, N]``."""
+        c = self.config
+        prices = torch.as_tensor(prices)
+        n = c["num_assets"]
+        if prices.shape[-1] != n:
+            raise ValueError(f"price window has {prices.shape[-1]} assets, the policy {n}")
+        f64 = dict(dtype=torch.float64, device=prices.device)
+        kind = c["allocator"]
+        if kind == "equal_weight":
+            return torch.full((n,), 1.0 / n, **f64)
+        if kind == "cash":
+            return torch.zeros(n, **f64)
+        if kind == "buy_and_hold":
+            return torch.zeros(n, **f64).index_fill_(0, torch.tensor([c["asset"]]), 1.0)
+        cov, count = self._covariance(prices)
+        if count < 2:
+            return torch.full((n,), 1.0 / n, **f64)
+        if kind == "inverse_volatility":
+            inv = 1.0 / torch.sqrt(torch.diagonal(_normalised_cov(cov)))
+            return inv / inv.sum()
+        if kind == "minimum_variance":
+            s = c["shrinkage"]
+            return self._minimum_variance((1.0 - s) * cov + s * torch.diag(torch.diagonal(cov)))
+        return self._risk_parity(cov)
+
+    def _minimum_variance(self, cov: torch.Tensor) -> torch.Tensor:
+        n = cov.shape[-1]
+        if n == 1:
+            return torch.ones(1, dtype=cov.dtype)
+        c = _normalised_cov(cov)
+        if n == 2:  # w_1 = clip((s2^2 - c12) / (s1^2 + s2^2 - 2 c12), 0, 1)
+            w1 = torch.clamp((c[1, 1] - c[0, 1]) / (c[0, 0] + c[1, 1] - 2.0 * c[0, 1]), 0.0, 1.0)
+            return torch.stack([w1, 1.0 - w1])
+        if n <= self.config["exact_max_assets"]:
+            best, best_var = None, float("inf")
+            for bits in range(1, 2**n):
+                idx = [i for i in range(n) if bits >> (n - 1 - i) & 1]
+                sub = c[idx][:, idx]
+                m = len(idx)
+                kkt = torch.zeros(m + 1, m + 1, dtype=c.dtype)
+                kkt[:m, :m], kkt[:m, m], kkt[m, :m] = sub, 1.0, 1.0
+                rhs = torch.zeros(m + 1, dtype=c.dtype)
+                rhs[m] = 1.0
+                try:
+                    ws = torch.linalg.solve(kkt, rhs)[:m]
+                except RuntimeError:  # singular on this support
+                    continue
+                if not bool(torch.all(torch.isfinite(ws))) or bool(torch.any(ws < -1e-6)):
+                    continue
+                w = torch.zeros(n, dtype=c.dtype)
+                w[idx] = ws
+                var = float(w @ c @ w)
+                if var < best_var:
+                    best, best_var = w, var
+            if best is None:
+                return torch.full((n,), 1.0 / n, dtype=c.dtype)
+            best = torch.clamp(best, min=0.0)
+            return best / best.sum()
+        step = 1.0 / (2.0 * torch.abs(c).sum(dim=1).max())
+        w = z = torch.full((n,), 1.0 / n, dtype=c.dtype)
+        for k in range(self.config["iterations"]):
+            w_next = _project_simplex(z - step * 2.0 * (c @ z))
+            z = w_next + (k / (k + 3.0)) * (w_next - w)
+            w = w_next
+        return w
+
+    def _risk_parity(self, cov: torch.Tensor) -> torch.Tensor:
+        n = cov.shape[-1]
+        if n == 1:
+            return torch.ones(1, dtype=cov.dtype)
+        c = _normalised_cov(cov)
+        diag = torch.diagonal(c)
+        b = 1.0 / n
+        inv_vol = 1.0 / torch.sqrt(diag)
+        inv_vol = inv_vol / inv_vol.sum()
+        y = inv_vol / torch.sqrt(torch.clamp(inv_vol @ c @ inv_vol, min=1e-12))
+        for _ in range(self.config["sweeps"]):
+            for i in range(n):
+                s = c[i] @ y - c[i, i] * y[i]
+                y = y.clone()
+                y[i] = (-s + torch.sqrt(s * s + 4.0 * c[i, i] * b)) / (2.0 * c[i, i])
+        w = y / y.sum()
+        ok = bool(torch.all(torch.isfinite(w))) and bool(torch.all(w >= 0))
+        return w if ok else inv_vol
+
+    def act(self, obs: torch.Tensor, prices, step: int, deterministic: bool = True) -> torch.Tensor:
+        """The env action for raw observation ``obs [obs_dim]`` (``obs = [..., w [N], cash, gross,
+        E/E0 - 1]``) at episode step ``step`` with the trailing ``prices [R, N]`` up to today."""
+        obs = torch.as_tensor(obs)
+        n = self.config["num_assets"]
+        if self.is_rebalance_step(step):
+            return self.target(prices).to(obs.dtype)
+        return obs[..., -(n + 3) : -3].clone()
+
+    def forward(self, obs: torch.Tensor, prices, step: int) -> torch.Tensor:
+        return self.act(obs, prices, step)
 
 
 # ---------------------------------------------------------------------------------- forecaster
@@ -155,7 +455,9 @@ class CausalSelfAttention(nn.Module):
         qkv = self.qkv(x).reshape(B, L, 3, H, D // H)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = rope(q, self.rope_base), rope(k, self.rope_base)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+        )
         return self.out(out.transpose(1, 2).reshape(B, L, D))
 
 
@@ -194,27 +496,57 @@ class PatchTransformerForecaster(nn.Module):
     kind = "patch_transformer_forecaster"
     MIN_SCALE = 1e-4
 
-    def __init__(self, context: int = 128, patch: int = 8, d_model: int = 192, num_layers: int = 4,
-                 num_heads: int = 6, mlp_ratio: int = 4, horizon: int = 8,
-                 targets: Sequence[str] = ("close", "open", "high", "low"), min_dof: float = 2.5,
-                 input_clip: float = 10.0, scale_eps: float = 1e-4, rope_base: float = 10000.0,
-                 num_channels: int = 6, dropout: float = 0.0):
+    def __init__(
+        self,
+        context: int = 128,
+        patch: int = 8,
+        d_model: int = 192,
+        num_layers: int = 4,
+        num_heads: int = 6,
+        mlp_ratio: int = 4,
+        horizon: int = 8,
+        targets: Sequence[str] = ("close", "open", "high", "low"),
+        min_dof: float = 2.5,
+        input_clip: float = 10.0,
+        scale_eps: float = 1e-4,
+        rope_base: float = 10000.0,
+        num_channels: int = 6,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if context % patch or d_model % num_heads:
-            raise ValueError(f"context={context} must be a multiple of patch={patch}; d_model % num_heads must be 0")
-        self.config = dict(context=context, patch=patch, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
-                           mlp_ratio=mlp_ratio, horizon=horizon, targets=list(targets), min_dof=float(min_dof),
-                           input_clip=float(input_clip), scale_eps=float(scale_eps), rope_base=float(rope_base),
-                           num_channels=num_channels, dropout=float(dropout))
+            raise ValueError(
+                f"context={context} must be a multiple of patch={patch}; d_model % num_heads must be 0"
+            )
+        self.config = dict(
+            context=context,
+            patch=patch,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            horizon=horizon,
+            targets=list(targets),
+            min_dof=float(min_dof),
+            input_clip=float(input_clip),
+            scale_eps=float(scale_eps),
+            rope_base=float(rope_base),
+            num_channels=num_channels,
+            dropout=float(dropout),
+        )
         self.patch_embed = nn.Linear(patch * num_channels, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, num_heads, mlp_ratio, rope_base) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            Block(d_model, num_heads, mlp_ratio, rope_base) for _ in range(num_layers)
+        )
         self.final_norm = nn.RMSNorm(d_model, eps=1e-6)
         self.head = nn.Linear(d_model, len(targets) * horizon * 3)
 
     def forward(self, x: torch.Tensor):
         cfg = self.config
         B = x.shape[0]
-        h = self.patch_embed(x.reshape(B, cfg["context"] // cfg["patch"], cfg["patch"] * x.shape[-1]))
+        h = self.patch_embed(
+            x.reshape(B, cfg["context"] // cfg["patch"], cfg["patch"] * x.shape[-1])
+        )
         for block in self.blocks:
             h = block(h)
         z = self.final_norm(h)[:, -1]
@@ -231,7 +563,9 @@ class PatchTransformerForecaster(nn.Module):
         s = torch.sqrt(torch.mean(rc * rc, dim=-1) + cfg["scale_eps"] ** 2)
         rets = x[..., :5] / s[..., None, None]
         lv = x[..., 5]
-        lv = (lv - lv.mean(dim=-1, keepdim=True)) / torch.sqrt(lv.var(dim=-1, unbiased=False, keepdim=True) + 1e-6)
+        lv = (lv - lv.mean(dim=-1, keepdim=True)) / torch.sqrt(
+            lv.var(dim=-1, unbiased=False, keepdim=True) + 1e-6
+        )
         out = torch.cat([rets, lv[..., None]], dim=-1)
         return torch.clamp(out, -cfg["input_clip"], cfg["input_clip"]), s
 
@@ -243,7 +577,16 @@ class PatchTransformerForecaster(nn.Module):
         return loc * s, scale * s, dof
 
 
-MODELS = {cls.kind: cls for cls in (ActorCritic, MLPAllocator, PatchTransformerForecaster)}
+MODELS = {
+    cls.kind: cls
+    for cls in (
+        ActorCritic,
+        MLPAllocator,
+        PatchTransformerForecaster,
+        UniverseAllocator,
+        AllocatorPolicy,
+    )
+}
 
 
 # ---------------------------------------------------------------------------------- files
@@ -273,8 +616,10 @@ def _read_safetensors(path: Path, device: str) -> tuple[dict, dict]:
     elif path.with_suffix(".json").is_file():
         arch = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     else:
-        raise ValueError(f"{path}: no {ARCH_METADATA_KEY!r} in the safetensors metadata and no "
-                         f"{path.with_suffix('.json').name} beside it")
+        raise ValueError(
+            f"{path}: no {ARCH_METADATA_KEY!r} in the safetensors metadata and no "
+            f"{path.with_suffix('.json').name} beside it"
+        )
     return load_file(str(path), device=device), arch
 
 
@@ -315,8 +660,10 @@ __all__ = [
     "FORMAT",
     "MODELS",
     "ActorCritic",
+    "AllocatorPolicy",
     "MLPAllocator",
     "PatchTransformerForecaster",
+    "UniverseAllocator",
     "build_model",
     "load_exported",
     "rope",

@@ -84,11 +84,14 @@ def save_exported(
 
     ``format``: ``"both"`` (default) -> ``stem.pt``, ``stem.json``, ``stem.safetensors``;
     ``"pt"`` -> ``stem.pt`` + ``stem.json``; ``"safetensors"`` -> ``stem.safetensors`` only (the
-    architecture is in its metadata). Writes are atomic.
+    architecture is in its metadata). A ``stem`` ending in one of those suffixes is taken without
+    it. Writes are atomic: an existing file is replaced only by a complete new one.
     """
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"format={format!r}: expected one of {EXPORT_FORMATS}")
     stem = Path(stem)
+    if stem.suffix in (".pt", ".json", ".safetensors"):
+        stem = stem.with_suffix("")
     written: list[Path] = []
     if format in ("both", "pt"):
         pt, js = stem.with_name(stem.name + ".pt"), stem.with_name(stem.name + ".json")

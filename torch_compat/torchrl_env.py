@@ -175,6 +175,7 @@ class TorchRLPortfolioEnv(EnvBase):
         self._seeds = np.zeros(B, np.uint32)
         self._seeded = np.zeros(B, bool)
         self._ever_seeded = False
+        self._blank: EnvState | None = None
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -255,13 +256,15 @@ class TorchRLPortfolioEnv(EnvBase):
     def _blank_state(self) -> EnvState:
         """Zeros shaped like the batched ``EnvState`` (host arrays; traced, not compiled): the
         "kept" state of a reset of every env, so the first and later resets share one program."""
-        B, env = self.num_envs, self.jax_env
-        shapes = jax.eval_shape(
-            lambda: jax.vmap(env.initial_state, in_axes=(0, None))(
-                jnp.zeros((B,), jnp.int32), self.params
+        if self._blank is None:
+            B, env = self.num_envs, self.jax_env
+            shapes = jax.eval_shape(
+                lambda: jax.vmap(env.initial_state, in_axes=(0, None))(
+                    jnp.zeros((B,), jnp.int32), self.params
+                )
             )
-        )
-        return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+            self._blank = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        return self._blank
 
     @property
     def jax_state(self) -> EnvState | None:

@@ -18,20 +18,22 @@ def register(app: typer.Typer) -> None:
         """Re-run every pair's test evaluation from its checkpoints; compare with the summary."""
         from rich.table import Table
 
-        from jaxport.pipeline.evaluate_run import evaluate_run
+        from jaxport.pipeline.evaluate_run import all_match, evaluate_run
 
         result = evaluate_run(run_dir)
         table = Table(title=f"re-evaluation of {run_dir} (test split)")
-        for col in ("pair", "algo", "total return", "sharpe", "max drawdown", "matches summary"):
-            table.add_column(col)
-        mismatches = 0
-        for name, entry in result["pairs"].items():
+        for col in ("pair", "shipped", "return", "sharpe", "max dd", "matches"):
+            table.add_column(col, overflow="fold")
+        mismatches = 0 if all_match(result) else 1
+        rows = [(name, e) for name, e in result["pairs"].items()]
+        for fold in result.get("folds", []):
+            rows += [(f"{name} f{fold['fold']}", e) for name, e in fold["pairs"].items()]
+        for name, entry in rows:
             if entry.get("status") != "completed":
                 table.add_row(name, "-", f"[red]{entry.get('status')}[/red]", "-", "-", "-")
                 continue
             t = entry["test"]
             ok = entry["matches_summary"]
-            mismatches += not ok
             match = (
                 "[green]yes[/green]"
                 if ok
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
             )
             table.add_row(
                 name,
-                entry["algo"],
+                str(entry.get("shipped") or entry["algo"]).replace("baseline:", "base:"),
                 f"{t['total_return']:+.2%}",
                 f"{t['sharpe']:.3f}",
                 f"{t['max_drawdown']:.2%}",

@@ -67,41 +67,77 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{v:+.2%}" if pct else f"{v:.3f}"
 
 
+def _short(name: str) -> str:
+    """``baseline:minimum_variance`` -> ``min_var`` etc. (table cells; the summary has the name)."""
+    name = str(name).replace("baseline:", "")
+    return {
+        "equal_weight": "1/N",
+        "inverse_volatility": "inv_vol",
+        "minimum_variance": "min_var",
+        "risk_parity": "risk_par",
+        "buy_and_hold": "b&h",
+        "gradient": "grad",
+    }.get(name, name.replace("buy_and_hold:", "b&h:"))
+
+
 def results_table(summary: dict) -> Table:
-    """Test-split metrics of every pair next to its baselines (fractions shown as percent)."""
+    """Test-split metrics of the shipped policy of every pair next to 1/N and the best baseline
+    (fractions as percent). Fits 80 columns; the summary holds the rest (trades, cash, ...)."""
     from rich.table import Table
 
-    table = Table(title="test split results")
-    for col in (
-        "pair",
-        "algo",
-        "total return",
-        "sharpe",
-        "max drawdown",
-        "trades",
-        "buy&hold (mean)",
-        "equal weight",
-        "cash",
-    ):
-        table.add_column(col)
+    table = Table(title="test split: shipped policy vs baselines")
+    for col in ("pair", "shipped", "return", "sharpe", "max dd", "1/N ret", "best base"):
+        table.add_column(col, overflow="fold")
+    reasons = []
     for name, entry in summary.get("stages", {}).get("portfolio", {}).items():
         if entry.get("status") != "completed":
-            status = f"[red]{entry.get('status')}: {entry.get('error', '')}[/red]"
-            table.add_row(name, "-", status, *["-"] * 6)
+            table.add_row(name, "-", f"[red]{entry.get('status')}[/red]", *["-"] * 4)
+            reasons.append(f"{name}: {entry.get('error', '')}")
             continue
         m = entry["metrics"]
         test, base = m["test"], m["baselines"]
-        bh = [v.get("total_return", float("nan")) for v in base.get("buy_and_hold", {}).values()]
+        flat = {k: v for k, v in base.items() if k != "buy_and_hold"}
+        flat.update({f"b&h:{s}": v for s, v in base.get("buy_and_hold", {}).items()})
+        best = max(flat, key=lambda k: flat[k].get("sharpe", float("-inf"))) if flat else None
         table.add_row(
             name,
-            entry["algo"],
+            _short(entry.get("shipped") or entry["algo"]),
             _fmt(test.get("total_return"), True),
             _fmt(test.get("sharpe")),
             _fmt(test.get("max_drawdown"), True),
-            str(test.get("num_trades", "-")),
-            _fmt(sum(bh) / len(bh) if bh else None, True),
             _fmt(base.get("equal_weight", {}).get("total_return"), True),
-            _fmt(base.get("cash", {}).get("total_return"), True),
+            f"{_short(best)} {_fmt(flat[best].get('sharpe'))}" if best else "-",
+        )
+        if m.get("selection"):
+            reasons.append(f"{name}: {m['selection']}")
+    if reasons:
+        table.caption = "why shipped: " + "; ".join(reasons)
+    return table
+
+
+def walk_forward_table(summary: dict) -> Table | None:
+    """Per pair over the walk-forward folds: test Sharpe gap to 1/N with its 95 % CI, folds
+    beating 1/N, PSR, DSR and what each fold shipped (None for a plain run)."""
+    from rich.table import Table
+
+    wf = summary.get("walk_forward")
+    if not wf:
+        return None
+    k = wf.get("num_folds")
+    table = Table(title=f"walk-forward, {k} folds: test Sharpe vs 1/N")
+    for col in ("pair", "gap", "95% CI", "beat", "PSR", "DSR", "shipped per fold"):
+        table.add_column(col, overflow="fold")
+    for name, st in wf.get("pairs", {}).items():
+        gap = st["sharpe_gap_vs_equal_weight"]
+        lo, hi = gap["ci95"]
+        table.add_row(
+            name,
+            f"{gap['mean']:+.2f}",
+            f"[{lo:+.2f},{hi:+.2f}]",
+            f"{st['folds_beating_equal_weight']}/{st['num_folds']}",
+            _fmt(st.get("probabilistic_sharpe")),
+            _fmt(st.get("deflated_sharpe")),
+            ",".join(_short(s) for s in st.get("shipped", [])),
         )
     return table
 
@@ -143,7 +179,14 @@ def resume_command() -> str:
 
 # ---------------------------------------------------------------------------- the run
 def run_with_progress(
-    config: PipelineConfig, *, resume: bool, overwrite: bool, console: Console, err_console: Console
+    config: PipelineConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    console: Console,
+    err_console: Console,
+    walk_forward: int = 1,
+    gate: bool = True,
 ) -> ExitCode:
     """Run the pipeline with progress bars, then print the tables; return the exit code."""
     from rich.progress import (
@@ -197,7 +240,14 @@ def run_with_progress(
         stage_end=stage_end,
         say=lambda m: progress.console.print(f"[yellow]{m}[/yellow]"),
     )
-    pipeline = Pipeline(config, resume=resume, overwrite=overwrite, reporter=reporter)
+    pipeline = Pipeline(
+        config,
+        resume=resume,
+        overwrite=overwrite,
+        reporter=reporter,
+        walk_forward=walk_forward,
+        gate=gate,
+    )
     try:
         with progress:
             summary = pipeline.run()
@@ -212,6 +262,9 @@ def run_with_progress(
     if ft is not None:
         console.print(ft)
     console.print(results_table(summary))
+    wf = walk_forward_table(summary)
+    if wf is not None:
+        console.print(wf)
     out = Path(config.output_dir)
     console.print(f"checkpoints: {out}/  (base/, specialists/, portfolio/)")
     console.print(f"summary:     {pipeline.summary_path}")
@@ -405,6 +458,14 @@ def register(app: typer.Typer) -> None:
         disable_toto: Annotated[
             bool, typer.Option("--disable-toto", help="Use the statistical fallback features.")
         ] = False,
+        crossfit_blocks: Annotated[
+            Optional[int],
+            typer.Option(
+                "--crossfit-blocks",
+                help="Train/validation rows get forecast features from models fitted without "
+                "their block (K blocks; default 3; 0: one model for all rows).",
+            ),
+        ] = None,
         features: Annotated[
             Optional[str],
             typer.Option(
@@ -434,6 +495,22 @@ def register(app: typer.Typer) -> None:
         ] = False,
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace a previous run in --output-dir.")
+        ] = False,
+        walk_forward: Annotated[
+            int,
+            typer.Option(
+                "--walk-forward",
+                help="K >= 2: K expanding-window folds over the end of the data, each with its own "
+                "forecasters, policies and test block (1 = one chronological split).",
+            ),
+        ] = 1,
+        no_gate: Annotated[
+            bool,
+            typer.Option(
+                "--no-gate",
+                help="Ship the best learned policy even when a standard allocator beat it on "
+                "validation.",
+            ),
         ] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
     ) -> None:
@@ -466,6 +543,7 @@ def register(app: typer.Typer) -> None:
             data__toto_horizon=toto_horizon,
             data__toto_targets=_parse_targets(toto_targets),
             data__disable_toto=disable_toto or None,
+            data__crossfit_blocks=crossfit_blocks,
             base__steps=base_steps,
             base__batch_size=base_batch_size,
             base__learning_rate=base_learning_rate,
@@ -484,9 +562,17 @@ def register(app: typer.Typer) -> None:
             rl__borrowing_cost=borrowing_cost,
             rl__trading_days_per_year=trading_days_per_year,
         )
+        if walk_forward < 1:
+            fail(f"--walk-forward {walk_forward}: the number of folds must be >= 1")
         cfg = build_config(profile, config, overrides)
         code = run_with_progress(
-            cfg, resume=resume, overwrite=overwrite, console=console, err_console=err_console
+            cfg,
+            resume=resume,
+            overwrite=overwrite,
+            console=console,
+            err_console=err_console,
+            walk_forward=walk_forward,
+            gate=not no_gate,
         )
         if code != ExitCode.OK:
             raise typer.Exit(int(code))

@@ -82,11 +82,15 @@ def generate_synthetic_market(
     """
     _check(int(num_symbols) >= 1, f"num_symbols must be >= 1, got {num_symbols}")
     _check(int(num_days) >= 2, f"num_days must be >= 2, got {num_days}")
-    _check(np.isfinite(planted_signal) and abs(planted_signal) < 0.1,
-           f"planted_signal must be finite with |value| < 0.1 (a daily log return), got {planted_signal}")
+    _check(
+        np.isfinite(planted_signal) and abs(planted_signal) < 0.1,
+        f"planted_signal must be finite with |value| < 0.1 (a daily log return), got {planted_signal}",
+    )
     _check(tail_df > 2, f"tail_df must be > 2 (finite variance), got {tail_df}")
-    _check(garch_alpha >= 0 and garch_beta >= 0 and garch_alpha + garch_beta < 1,
-           f"need garch_alpha, garch_beta >= 0 and alpha + beta < 1, got {garch_alpha}, {garch_beta}")
+    _check(
+        garch_alpha >= 0 and garch_beta >= 0 and garch_alpha + garch_beta < 1,
+        f"need garch_alpha, garch_beta >= 0 and alpha + beta < 1, got {garch_alpha}, {garch_beta}",
+    )
     _check(min(market_vol, style_vol, idio_vol) >= 0, "vols must be non-negative")
     try:
         dates = pd.bdate_range(start=start_date, periods=int(num_days))

@@ -448,3 +448,47 @@ def evaluate_allocators(
             metrics[a.name] = rep["metrics"]
             curves[a.name] = rep["equity_curve"]
     return {"metrics": metrics, "curves": curves}
+
+
+# ----------------------------------------------------------------------------- as a policy kind
+def _allocator_from_dict(d) -> Allocator:
+    names = {f.name for f in dataclasses.fields(Allocator)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"Allocator: unknown field(s) {unknown}")
+    return Allocator(**dict(d))
+
+
+def _allocator_make_act(config: Allocator, env: PortfolioEnv):
+    """``act(tree, obs, state, params)``: the allocator's action (its tree is empty)."""
+    del env
+
+    def act(tree, obs, state, params):
+        del tree, obs
+        return allocator_action(config, params, state)
+
+    return act
+
+
+def _register_baseline_kind() -> None:
+    from jaxport.rl.codec import PolicySpec, register_policy, registered_kinds
+
+    if "baseline:" in registered_kinds():
+        return
+    register_policy(
+        PolicySpec(
+            kind="baseline:",
+            config_from_dict=_allocator_from_dict,
+            config_to_dict=dataclasses.asdict,
+            make_act=_allocator_make_act,
+            to_tree=lambda config: {},
+            check_tree=lambda tree, config: dict(tree or {}),
+            torch_twin="AllocatorPolicy",
+            description="a standard allocator (Allocator fields as config; no arrays): "
+            "baseline:<name>, e.g. baseline:equal_weight",
+            needs_env_state=True,
+        )
+    )
+
+
+_register_baseline_kind()

@@ -124,14 +124,20 @@ def evaluation_steps(params: EnvParams) -> int:
 
 
 def _scan_episode(
-    env: PortfolioEnv, params: EnvParams, act: PolicyFn, key: jax.Array, num_steps: int
+    env: PortfolioEnv,
+    params: EnvParams,
+    act: PolicyFn,
+    key: jax.Array,
+    num_steps: int,
+    stateful: bool = False,
 ):
-    """One deterministic episode from ``params.eval_start``; steps after bankruptcy are frozen."""
+    """One deterministic episode from ``params.eval_start``; steps after bankruptcy are frozen.
+    ``stateful``: ``act(key, obs, state, params)`` (policies that read the env state)."""
     obs, state = env.reset_env(key, params)
 
     def body(carry, step_key):
         obs, state, done = carry
-        action = act(step_key, obs)
+        action = act(step_key, obs, state, params) if stateful else act(step_key, obs)
         n_obs, n_state, _, terminated, info = env.step_env(step_key, state, action, params)
         keep = lambda new, old: jnp.where(done, old, new)  # noqa: E731
         out = dict(
@@ -151,10 +157,10 @@ def _scan_episode(
     return state, done, traj
 
 
-@partial(jax.jit, static_argnums=(0, 2, 5))
-def _run_policy(env, params, act, policy_params, key, num_steps):
+@partial(jax.jit, static_argnums=(0, 2, 5, 6))
+def _run_policy(env, params, act, policy_params, key, num_steps, stateful=False):
     fn = act if policy_params is None else partial(act, policy_params)
-    return _scan_episode(env, params, fn, key, num_steps)
+    return _scan_episode(env, params, fn, key, num_steps, stateful)
 
 
 def _baseline_act(env: PortfolioEnv, target: jnp.ndarray, hold: jnp.ndarray, key, obs):
@@ -227,10 +233,10 @@ def _as_traced(policy_fn, policy_params):
     if isinstance(policy_fn, Policy):
         if policy_params is not None:
             raise DataError("evaluate_policy: pass either a Policy or policy_params, not both")
-        return policy_fn.eval_fn, policy_fn.tree
+        return policy_fn.eval_fn, policy_fn.tree, policy_fn.needs_env_state
     if isinstance(policy_fn, jax.tree_util.Partial) and policy_params is None:
-        return _call_partial, policy_fn  # e.g. rl make_policy_fn: its arrays are traced leaves
-    return policy_fn, policy_params
+        return _call_partial, policy_fn, False  # e.g. rl make_policy_fn: arrays are traced leaves
+    return policy_fn, policy_params, False
 
 
 def _call_partial(partial_fn, key, obs):
@@ -265,8 +271,8 @@ def evaluate_policy(
     """
     num_steps = evaluation_steps(params)
     key = jax.random.PRNGKey(0) if key is None else key
-    policy_fn, policy_params = _as_traced(policy_fn, policy_params)
-    state, done, traj = _run_policy(env, params, policy_fn, policy_params, key, num_steps)
+    policy_fn, policy_params, stateful = _as_traced(policy_fn, policy_params)
+    state, done, traj = _run_policy(env, params, policy_fn, policy_params, key, num_steps, stateful)
     report = _episode_report(state, done, traj, params)
     report.update(start_index=int(params.eval_start), num_steps=num_steps)
     return report
@@ -348,14 +354,19 @@ def portfolio_report(
 ) -> dict[str, Any]:
     """The JSON-ready test report: the policy and the baselines on the same test episode.
 
-    ``{"test": metrics, "baselines": {"buy_and_hold": {SYM: metrics}, "equal_weight": metrics,
+    Baselines are the standard allocators of :func:`jaxport.eval.allocators.default_allocators`
+    (buy-and-hold per asset, daily-rebalanced 1/N, inverse volatility, minimum variance, risk
+    parity, cash). ``{"test": metrics, "baselines": {"buy_and_hold": {SYM: metrics},
+    "equal_weight": metrics, "inverse_volatility": ..., "minimum_variance": ..., "risk_parity": ...,
     "cash": metrics}, "equity_curve": [...], "baseline_curves": {"buy_and_hold": {SYM: [...]},
     "equal_weight": [...], "cash": [...]}, "leverage": [...], "weights": [[...]], "start_index":
     int, "num_steps": int}`` (curves are E/E0 with ``num_steps + 1`` points starting at
     ``start_index``).
     """
+    from jaxport.eval.allocators import evaluate_allocators  # imports this module
+
     policy = evaluate_policy(env, params, policy_fn, key=key, policy_params=policy_params)
-    base = evaluate_baselines(env, params, symbols)
+    base = evaluate_allocators(env, params, symbols=symbols)
     return {
         "test": policy["metrics"],
         "baselines": base["metrics"],

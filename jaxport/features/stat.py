@@ -159,7 +159,9 @@ def stat_features(open_, high, low, close, volume) -> tuple[jnp.ndarray, tuple[s
     """
     shapes = {tuple(jnp.shape(a)) for a in (open_, high, low, close, volume)}
     if len(shapes) != 1:
-        raise ValueError(f"stat_features: open/high/low/close/volume shapes differ: {sorted(shapes)}")
+        raise ValueError(
+            f"stat_features: open/high/low/close/volume shapes differ: {sorted(shapes)}"
+        )
     (shape,) = shapes
     if len(shape) < 1:
         raise ValueError("stat_features: inputs need a leading time axis, got scalars")

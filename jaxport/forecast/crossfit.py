@@ -29,6 +29,8 @@ API::
     res = crossfit_features(market, plan, fit, final_model=generic)  # CrossFitResult
     res.values [T, N, F], res.names, res.valid_from, res.row_model [T], res.summary()
     spec_fit = specialist_fit_fn(res.models, "AAPL", spec_tcfg)      # same plan, per symbol
+    fitted = fit_crossfit(market, plan, fit, final_model=generic)    # FittedCrossFit (no features)
+    fitted.featurise(market.select(["AAPL"]), feature_fn(moments="std"))  # -> CrossFitResult
 
 ``fit_fn(market, spec: FitSpec) -> model`` is generic: it receives the allowed-origin mask in
 ``spec`` and returns anything ``featurise_fn(model, market) -> ForecastFeatures`` accepts.
@@ -36,9 +38,7 @@ API::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -214,39 +214,6 @@ def plan_crossfit(
 
 
 # ------------------------------------------------------------------------ training on given windows
-_TRAIN_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _explicit_windows(train_index: np.ndarray, val_index: np.ndarray):
-    """Make :func:`jaxport.forecast.train.train_forecaster` use these windows instead of a split's.
-
-    train_forecaster selects its windows through the module-level ``split_windows``; swapping that
-    one function reuses its whole loop (schedule, early stopping, history) unchanged. Fails loudly
-    if train_forecaster stops calling it.
-    """
-    from jaxport.forecast import train as train_module
-
-    calls: list[str] = []
-
-    def windows(market, bounds, config, split, symbols=None):
-        calls.append(split)
-        return {"train": train_index, "val": val_index}[split]
-
-    with _TRAIN_LOCK:
-        original = train_module.split_windows
-        train_module.split_windows = windows
-        try:
-            yield
-        finally:
-            train_module.split_windows = original
-    if sorted(calls) != ["train", "val"]:
-        raise RuntimeError(
-            "cross-fit: train_forecaster no longer selects windows through split_windows "
-            f"(calls: {calls}); update jaxport.forecast.crossfit.train_on_windows"
-        )
-
-
 def train_on_windows(
     market: MarketData,
     train_index: np.ndarray,
@@ -269,22 +236,17 @@ def train_on_windows(
             f"cross-fit: no complete train/early-stopping window (train={train_index.shape[0]}, "
             f"early-stopping={val_index.shape[0]})"
         )
-    T, C, H = market.num_days, config.context, config.horizon
-    for name, idx in (("train", train_index), ("early-stopping", val_index)):
-        t = idx[:, 1]
-        if (
-            t.min() < C
-            or t.max() + H > T - 1
-            or idx[:, 0].min() < 0
-            or idx[:, 0].max() >= market.num_symbols
-        ):
-            raise DataError(
-                f"cross-fit: {name} windows out of range (origins need {C} <= t <= {T - 1 - H})"
-            )
-    with _explicit_windows(train_index, val_index):
-        return train_forecaster(
-            market, None, config, train_config, params=params, log_fn=log_fn, log_prefix=log_prefix
-        )
+    return train_forecaster(
+        market,
+        None,
+        config,
+        train_config,
+        params=params,
+        log_fn=log_fn,
+        log_prefix=log_prefix,
+        train_index=train_index,
+        val_index=val_index,
+    )
 
 
 def _symbol_ids(market: MarketData, symbols: Sequence | None) -> np.ndarray:
@@ -462,6 +424,7 @@ def feature_fn(
     horizon: int = 8,
     sequence_length: int = 60,
     append_stat: bool = False,
+    moments: str = "mean+std",
 ) -> FeaturiseFn:
     """``featurise_fn`` = :func:`~jaxport.forecast.toto_features.compute_features` with these
     settings (``model=None`` gives the statistical fallback)."""
@@ -474,9 +437,118 @@ def feature_fn(
             horizon=horizon,
             sequence_length=sequence_length,
             append_stat=append_stat,
+            moments=moments,
         )
 
     return featurise
+
+
+def _date_range(dates: np.ndarray | None, a: int, b: int) -> list[str] | None:
+    """ISO dates of rows ``a`` and ``b - 1`` (inclusive), or None for an empty range / no dates."""
+    if dates is None or b <= a:
+        return None
+    return [str(np.asarray(dates)[a]), str(np.asarray(dates)[b - 1])]
+
+
+def plan_summary(plan: CrossFitPlan, dates: np.ndarray | None = None) -> dict:
+    """:meth:`CrossFitPlan.summary` plus, with ``dates`` (``[T]``), each model's featurised and
+    fitted-target date ranges (inclusive ISO dates)."""
+    out = plan.summary()
+    if dates is None:
+        return out
+    T = len(dates)
+    for entry in out["models"]:
+        entry["dates"] = _date_range(dates, *entry["rows"])
+        entry["fit_target_dates"] = [
+            _date_range(dates, a, min(b, T)) for a, b in entry["fit_target_ranges"]
+        ]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedCrossFit:
+    """The fitted models of a cross-fit, without features: :meth:`featurise` applies them to any
+    market with the plan's rows (e.g. one symbol of the market they were fitted on).
+
+    models: ``model_id -> model`` (``None`` for statistical/none blocks).  labels: ``model_id ->``
+    where that model lives (e.g. its checkpoint path), for provenance.  fit_s: fitting seconds.
+    """
+
+    plan: CrossFitPlan
+    models: Mapping[int, Any]
+    labels: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    fit_s: float = 0.0
+
+    @property
+    def final_model(self):
+        """The model of the test rows (fitted on every pre-test row)."""
+        return self.models.get(self.plan.final.model_id)
+
+    def featurise(
+        self, market: MarketData, featurise_fn: FeaturiseFn | None = None
+    ) -> CrossFitResult:
+        """Features ``[T, N, F]``, each model's rows from that model (:func:`crossfit_features`)."""
+        plan = self.plan
+        if plan.num_days != market.num_days:
+            raise DataError(
+                f"cross-fit: plan is for {plan.num_days} rows, market has {market.num_days}"
+            )
+        featurise_fn = featurise_fn or feature_fn(horizon=plan.horizon)
+        T, N = market.num_days, market.num_symbols
+        values, names, valid_from, sources = None, None, 0, set()
+        t0 = time.perf_counter()
+        for spec in plan.specs:
+            a, b = spec.rows
+            if spec.kind == "none" or b <= a:
+                if spec.kind == "none":
+                    valid_from = max(valid_from, b)
+                continue
+            out = featurise_fn(self.models.get(spec.model_id), market)
+            if out.values.shape[:2] != (T, N):
+                raise DataError(
+                    f"cross-fit: featurise_fn returned shape {out.values.shape}, "
+                    f"expected ({T}, {N}, F)"
+                )
+            if values is None:
+                values = np.zeros((T, N, out.values.shape[2]), np.float32)
+                names = tuple(out.names)
+            elif tuple(out.names) != names:
+                raise DataError(
+                    f"cross-fit: model {spec.name} gives features {out.names[:3]}..., "
+                    f"others {names[:3]}..."
+                )
+            values[a:b] = out.values[a:b]
+            valid_from = max(valid_from, int(out.valid_from))
+            sources.add(out.source)
+        if values is None:
+            raise DataError("cross-fit: no model featurises any row")
+        valid_from = min(valid_from, T)
+        values[:valid_from] = 0.0
+        return CrossFitResult(
+            values=values,
+            names=names,
+            valid_from=int(valid_from),
+            source=f"crossfit:{plan.scheme}:{'+'.join(sorted(sources))}",
+            plan=plan,
+            models=dict(self.models),
+            symbols=tuple(market.symbols),
+            wall_s={"fit": self.fit_s, "featurise": time.perf_counter() - t0},
+            dates=market.dates,
+            labels=dict(self.labels),
+        )
+
+    def provenance(self, dates: np.ndarray | None = None) -> list[dict]:
+        """Which model produced which rows: per model ``name, kind, rows`` (half-open), ``dates``
+        (inclusive ISO, with ``dates``) and ``model`` (its label, when known)."""
+        out = []
+        for spec in self.plan.specs:
+            entry = {"model": spec.name, "kind": spec.kind, "rows": list(spec.rows)}
+            if dates is not None:
+                entry["dates"] = _date_range(dates, *spec.rows)
+            if spec.model_id in self.labels:
+                entry["checkpoint"] = self.labels[spec.model_id]
+            out.append(entry)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,7 +558,8 @@ class CrossFitResult:
     values ``[T, N, F]`` float32, names, valid_from (first row every model fully computes; rows
     before are 0), source ("crossfit:<scheme>:<featurise source>").  plan: the :class:`CrossFitPlan`
     (``row_model`` says which model produced each row).  models: ``model_id -> model`` (``None`` for
-    statistical/none blocks).  wall_s: ``{"fit": ..., "featurise": ...}`` seconds.
+    statistical/none blocks).  wall_s: ``{"fit": ..., "featurise": ...}`` seconds.  dates: the
+    market's ``[T]`` dates; labels: ``model_id ->`` where each model lives (may be empty).
     """
 
     values: np.ndarray
@@ -497,6 +570,8 @@ class CrossFitResult:
     models: dict
     symbols: tuple
     wall_s: dict
+    dates: np.ndarray | None = None
+    labels: dict = dataclasses.field(default_factory=dict)
 
     @property
     def row_model(self) -> np.ndarray:
@@ -506,24 +581,89 @@ class CrossFitResult:
     def features(self) -> ForecastFeatures:
         return ForecastFeatures(self.values, self.names, self.valid_from, self.source)
 
+    @property
+    def fitted(self) -> FittedCrossFit:
+        """The models without the features (to featurise another market of the same rows)."""
+        return FittedCrossFit(self.plan, dict(self.models), dict(self.labels), self.wall_s["fit"])
+
     def select(self, symbols: Sequence[str]) -> np.ndarray:
         """``values[:, symbols]`` by name."""
         idx = [self.symbols.index(s) for s in symbols]
         return self.values[:, idx]
 
     def summary(self) -> dict:
-        """JSON-ready provenance: the plan plus each model's own record (``extra["crossfit"]``)."""
-        out = self.plan.summary()
+        """JSON-ready provenance: the plan (with dates) plus each model's own record
+        (``extra["crossfit"]``) and label."""
+        out = plan_summary(self.plan, self.dates)
         for entry in out["models"]:
             model = self.models.get(entry["model_id"])
             entry["fit"] = (
                 dict(getattr(model, "extra", {}).get("crossfit", {})) if model is not None else {}
             )
+            if entry["model_id"] in self.labels:
+                entry["checkpoint"] = self.labels[entry["model_id"]]
         out.update(valid_from=self.valid_from, source=self.source, wall_s=dict(self.wall_s))
         return out
 
 
 _FIT = object()
+
+
+def _as_plan(market: MarketData, split, **kw) -> CrossFitPlan:
+    if isinstance(split, CrossFitPlan):
+        plan = split
+    else:
+        plan = plan_crossfit(market.num_days, split, **kw)
+    if plan.num_days != market.num_days:
+        raise DataError(
+            f"cross-fit: plan is for {plan.num_days} rows, market has {market.num_days}"
+        )
+    return plan
+
+
+def fit_crossfit(
+    market: MarketData,
+    split: CrossFitPlan | SplitBounds | int,
+    fit_fn: FitFn,
+    *,
+    num_blocks: int = 5,
+    horizon: int = 8,
+    embargo: int | None = None,
+    scheme: str = "blocked",
+    first_block: str = "invalid",
+    input_purge: int = 0,
+    final_model: Any = _FIT,
+    on_fit: Callable[[FitSpec, Any], None] | None = None,
+) -> FittedCrossFit:
+    """Fit every model of a cross-fit plan (arguments as :func:`crossfit_features`); no features.
+
+    on_fit(spec, model): called after each model is fitted (e.g. to save a checkpoint).
+    """
+    plan = _as_plan(
+        market,
+        split,
+        horizon=horizon,
+        num_blocks=num_blocks,
+        embargo=embargo,
+        scheme=scheme,
+        first_block=first_block,
+        input_purge=input_purge,
+    )
+    models: dict[int, Any] = {}
+    fit_s = 0.0
+    for spec in plan.specs:
+        model = None
+        if spec.kind == "fitted":
+            if spec is plan.final and final_model is not _FIT:
+                model = final_model
+            else:
+                t0 = time.perf_counter()
+                model = fit_fn(market, spec)
+                fit_s += time.perf_counter() - t0
+                if on_fit is not None:
+                    on_fit(spec, model)
+        models[spec.model_id] = model
+    return FittedCrossFit(plan, models, {}, fit_s)
 
 
 def crossfit_features(
@@ -549,71 +689,16 @@ def crossfit_features(
     :func:`feature_fn` with ``horizon``).  final_model: the model for the test rows when already
     fitted (today's model, fitted on all pre-test rows); by default it is fitted with ``fit_fn``.
     """
-    if isinstance(split, CrossFitPlan):
-        plan = split
-    else:
-        plan = plan_crossfit(
-            market.num_days,
-            split,
-            horizon=horizon,
-            num_blocks=num_blocks,
-            embargo=embargo,
-            scheme=scheme,
-            first_block=first_block,
-            input_purge=input_purge,
-        )
-    if plan.num_days != market.num_days:
-        raise DataError(
-            f"cross-fit: plan is for {plan.num_days} rows, market has {market.num_days}"
-        )
-    featurise_fn = featurise_fn or feature_fn(horizon=plan.horizon)
-    T, N = market.num_days, market.num_symbols
-    models: dict[int, Any] = {}
-    values, names, valid_from, sources = None, None, 0, set()
-    fit_s = feat_s = 0.0
-    for spec in plan.specs:
-        model = None
-        if spec.kind == "fitted":
-            if spec is plan.final and final_model is not _FIT:
-                model = final_model
-            else:
-                t0 = time.perf_counter()
-                model = fit_fn(market, spec)
-                fit_s += time.perf_counter() - t0
-        models[spec.model_id] = model
-        a, b = spec.rows
-        if spec.kind == "none" or b <= a:
-            if spec.kind == "none":
-                valid_from = max(valid_from, b)
-            continue
-        t0 = time.perf_counter()
-        out = featurise_fn(model, market)
-        feat_s += time.perf_counter() - t0
-        if out.values.shape[:2] != (T, N):
-            raise DataError(
-                f"cross-fit: featurise_fn returned shape {out.values.shape}, expected ({T}, {N}, F)"
-            )
-        if values is None:
-            values = np.zeros((T, N, out.values.shape[2]), np.float32)
-            names = tuple(out.names)
-        elif tuple(out.names) != names:
-            raise DataError(
-                f"cross-fit: model {spec.name} gives features {out.names[:3]}..., "
-                f"others {names[:3]}..."
-            )
-        values[a:b] = out.values[a:b]
-        valid_from = max(valid_from, int(out.valid_from))
-        sources.add(out.source)
-    valid_from = min(valid_from, T)
-    values[:valid_from] = 0.0
-    source = f"crossfit:{plan.scheme}:{'+'.join(sorted(sources))}"
-    return CrossFitResult(
-        values=values,
-        names=names,
-        valid_from=int(valid_from),
-        source=source,
-        plan=plan,
-        models=models,
-        symbols=tuple(market.symbols),
-        wall_s={"fit": fit_s, "featurise": feat_s},
+    fitted = fit_crossfit(
+        market,
+        split,
+        fit_fn,
+        num_blocks=num_blocks,
+        horizon=horizon,
+        embargo=embargo,
+        scheme=scheme,
+        first_block=first_block,
+        input_purge=input_purge,
+        final_model=final_model,
     )
+    return fitted.featurise(market, featurise_fn)

@@ -49,13 +49,17 @@ def student_t_cdf(y, loc, scale, dof):
 
 def _abs_dev_std(a, dof):
     """E|Z - a| for standard Student-T Z (dof > 1)."""
-    return a * (2 * student_t_cdf(a, 0.0, 1.0, dof) - 1) + 2 * _std_t_pdf(a, dof) * (dof + a * a) / (dof - 1)
+    return a * (2 * student_t_cdf(a, 0.0, 1.0, dof) - 1) + 2 * _std_t_pdf(a, dof) * (
+        dof + a * a
+    ) / (dof - 1)
 
 
 def student_t_crps(y, loc, scale, dof):
     """Closed-form CRPS of the location-scale Student-T at observation ``y`` (units of ``y``)."""
     z = (y - loc) / scale
-    const = 2 * jnp.sqrt(dof) / (dof - 1) * jnp.exp(betaln(0.5, dof - 0.5) - 2 * betaln(0.5, dof / 2))
+    const = (
+        2 * jnp.sqrt(dof) / (dof - 1) * jnp.exp(betaln(0.5, dof - 0.5) - 2 * betaln(0.5, dof / 2))
+    )
     return scale * (_abs_dev_std(z, dof) - const)
 
 

@@ -62,13 +62,22 @@ def _metrics(y, loc, nll, crps, exp_abs, std) -> dict:
 
 @jax.jit
 def _t_terms(y, loc, scale, dof):
-    return (-student_t_logpdf(y, loc, scale, dof), student_t_crps(y, loc, scale, dof),
-            student_t_expected_abs(loc, scale, dof), student_t_std(scale, dof))
+    return (
+        -student_t_logpdf(y, loc, scale, dof),
+        student_t_crps(y, loc, scale, dof),
+        student_t_expected_abs(loc, scale, dof),
+        student_t_std(scale, dof),
+    )
 
 
 @jax.jit
 def _gauss_terms(y, loc, sigma):
-    return -gaussian_logpdf(y, loc, sigma), gaussian_crps(y, loc, sigma), gaussian_expected_abs(loc, sigma), sigma
+    return (
+        -gaussian_logpdf(y, loc, sigma),
+        gaussian_crps(y, loc, sigma),
+        gaussian_expected_abs(loc, sigma),
+        sigma,
+    )
 
 
 def _score(y, loc, kind, **p) -> list:
@@ -99,7 +108,9 @@ def rolling_gaussian_sigma(r: np.ndarray, window: int = 20) -> np.ndarray:
     return out
 
 
-def garch_forecast(r: np.ndarray, fit_end: int, first_origin: int, last_origin: int, dist: str = "normal"):
+def garch_forecast(
+    r: np.ndarray, fit_end: int, first_origin: int, last_origin: int, dist: str = "normal"
+):
     """GARCH(1,1) one-step forecasts for origins ``first_origin..last_origin`` (day indices).
 
     Fitted on returns of days ``1 .. fit_end-1`` (the train split), then filtered with the fixed
@@ -119,8 +130,8 @@ def garch_forecast(r: np.ndarray, fit_end: int, first_origin: int, last_origin: 
             warnings.simplefilter("ignore")
             res = am.fit(last_obs=fit_end - 1, disp="off")
             fc = res.forecast(horizon=1, start=first_origin - 1, reindex=False)
-        var = np.asarray(fc.variance)[: D, 0]
-        mean = np.asarray(fc.mean)[: D, 0]
+        var = np.asarray(fc.variance)[:D, 0]
+        mean = np.asarray(fc.mean)[:D, 0]
         mu[:, i] = mean / 100.0
         if dist == "t":
             nu = float(res.params["nu"])
@@ -152,7 +163,9 @@ def evaluate_forecaster(
         first = max(first, forecaster.config.context)
     last = b - 2
     if last < first:
-        raise DataError(f"evaluate: split {split!r} has no origin day with enough history (rows {a}..{b - 1})")
+        raise DataError(
+            f"evaluate: split {split!r} has no origin day with enough history (rows {a}..{b - 1})"
+        )
     r = close_log_returns(market)
     y = r[first + 1 : last + 2]  # [D, N]
     symbols = list(market.symbols)
@@ -175,13 +188,18 @@ def evaluate_forecaster(
         fc = forecaster.forecast_market(market, first_t=first)
         sl = slice(first, last + 1)
         out["model"] = _table(
-            _score(y, fc.loc[sl, :, k, 0], "t", scale=fc.scale[sl, :, k, 0], dof=fc.dof[sl, :, k, 0]), symbols
+            _score(
+                y, fc.loc[sl, :, k, 0], "t", scale=fc.scale[sl, :, k, 0], dof=fc.dof[sl, :, k, 0]
+            ),
+            symbols,
         )
         out["model"]["num_params"] = forecaster.num_params
         out["model"]["mean_dof"] = float(np.mean(fc.dof[sl, :, k, 0]))
     baselines = {}
     sigma = rolling_gaussian_sigma(r, vol_window)[first : last + 1]
-    baselines["rolling_gaussian"] = _table(_score(y, np.zeros_like(y), "gauss", sigma=np.maximum(sigma, 1e-6)), symbols)
+    baselines["rolling_gaussian"] = _table(
+        _score(y, np.zeros_like(y), "gauss", sigma=np.maximum(sigma, 1e-6)), symbols
+    )
     if garch:
         try:
             import arch  # noqa: F401
@@ -193,7 +211,8 @@ def evaluate_forecaster(
             baselines["garch"] = _table(_score(y, mu, "gauss", sigma=np.maximum(sg, 1e-6)), symbols)
             mu, sg, nus = garch_forecast(r, fit_end, first, last, "t")
             baselines["garch_t"] = _table(
-                _score(y, mu, "t", scale=np.maximum(sg, 1e-6), dof=np.broadcast_to(nus, y.shape)), symbols
+                _score(y, mu, "t", scale=np.maximum(sg, 1e-6), dof=np.broadcast_to(nus, y.shape)),
+                symbols,
             )
             baselines["garch_t"]["nu"] = {s: float(v) for s, v in zip(symbols, nus)}
     out["baselines"] = baselines

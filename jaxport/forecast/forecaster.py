@@ -50,7 +50,9 @@ class MarketForecast:
     @property
     def std(self) -> np.ndarray:
         valid = self.dof > 2
-        return np.where(valid, np.asarray(student_t_std(self.scale, np.where(valid, self.dof, 3.0))), 0.0)
+        return np.where(
+            valid, np.asarray(student_t_std(self.scale, np.where(valid, self.dof, 3.0))), 0.0
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +76,19 @@ class Forecaster:
         """Raw windows ``[B, context, 6]`` (channels of :func:`jaxport.forecast.windows.day_channels`)
         -> Student-T ``(loc, scale, dof)`` ``[B, K, H]`` of ``log(col[t+h] / close[t])`` (jitted)."""
         windows = jnp.asarray(windows, jnp.float32)
-        if windows.ndim != 3 or windows.shape[1:] != (self.config.context, self.config.num_channels):
+        if windows.ndim != 3 or windows.shape[1:] != (
+            self.config.context,
+            self.config.num_channels,
+        ):
             raise DataError(
                 f"forecaster predict: windows must be [B, {self.config.context}, {self.config.num_channels}], "
                 f"got {tuple(windows.shape)}"
             )
         return _predict(self.params, self.config, windows)
 
-    def forecast_market(self, market: MarketData, *, chunk: int = 4096, first_t: int | None = None) -> MarketForecast:
+    def forecast_market(
+        self, market: MarketData, *, chunk: int = 4096, first_t: int | None = None
+    ) -> MarketForecast:
         """Predict for every symbol and every day ``t >= max(context, first_t)`` (causal: the window of
         day t ends at t).  Batched over fixed-size chunks of windows (one compilation)."""
         cfg = self.config

@@ -100,7 +100,9 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool):
         drop = nn.Dropout(self.config.dropout)
-        h = CausalSelfAttention(self.config, name="attn")(nn.RMSNorm(epsilon=1e-6, name="attn_norm")(x))
+        h = CausalSelfAttention(self.config, name="attn")(
+            nn.RMSNorm(epsilon=1e-6, name="attn_norm")(x)
+        )
         x = x + drop(h, deterministic=deterministic)
         h = MLP(self.config, name="mlp")(nn.RMSNorm(epsilon=1e-6, name="mlp_norm")(x))
         return x + drop(h, deterministic=deterministic)
@@ -183,7 +185,9 @@ def count_params(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
-def predict_normalised(params, config: ForecasterConfig, x_norm, *, deterministic=True, dropout_key=None):
+def predict_normalised(
+    params, config: ForecasterConfig, x_norm, *, deterministic=True, dropout_key=None
+):
     """(loc, scale, dof) ``[B, K, H]`` in normalised units for normalised windows."""
     rngs = None if deterministic else {"dropout": dropout_key}
     return ForecasterNet(config).apply({"params": params}, x_norm, deterministic, rngs=rngs)

@@ -1,11 +1,12 @@
 """Training: generic model on windows pooled from every symbol, and per-symbol specialists.
 
-Loss: mean Student-T negative log-likelihood over (window, target, horizon) of the targets divided by
-the window scale (window-normalised units, so symbols of any volatility weigh the same).  Windows are
-drawn from the train split only (targets inside it); validation uses windows whose targets lie in the
-validation split.  AdamW (decoupled weight decay on matrices only) with linear warm-up then cosine
-decay, global-norm clipping, one jitted step per batch, reshuffled window order each epoch, early
-stopping on the validation loss (the best epoch's parameters are returned).
+Loss: mean Student-T negative log-likelihood over (window, target, horizon) of the targets divided
+by the window scale (window-normalised units, so symbols of any volatility weigh the same).  Windows
+are drawn from the train split only (targets inside it); validation uses windows whose targets lie
+in the validation split (or explicit windows, ``train_index`` / ``val_index``).  AdamW (decoupled
+weight decay on matrices only) with linear warm-up then cosine decay, global-norm clipping, one
+jitted step per batch, reshuffled window order each epoch, early stopping on the validation loss
+(the best epoch's parameters are returned).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class TrainResult:
     """Outcome of :func:`train_forecaster`.
 
     params: best-validation parameters.  history: per-epoch lists ``epoch, steps, train_loss,
-    val_loss, windows_per_s, wall_s`` (losses: mean NLL per target element, window-normalised units).
-    initial_val_loss: validation loss of the starting parameters.  windows_per_s: training throughput
-    over all steps after the first (compilation excluded).
+    val_loss, windows_per_s, wall_s`` (losses: mean NLL per target element, window-normalised
+    units).  initial_val_loss: validation loss of the starting parameters.  windows_per_s: training
+    throughput over all steps after the first (compilation excluded).
     """
 
     params: dict
@@ -107,12 +108,16 @@ class SpecialistResult:
         }
 
 
-def _window_nll(params, config: ForecasterConfig, series: SeriesArrays, index, *, deterministic=True, key=None):
+def _window_nll(
+    params, config: ForecasterConfig, series: SeriesArrays, index, *, deterministic=True, key=None
+):
     """NLL ``[B, K, H]`` (normalised units) of windows ``index``."""
     x_raw, y_raw = gather_windows(series, index, config)
     x, s = normalise_window(x_raw, config)
     y = y_raw / s[:, None, None]
-    loc, scale, dof = predict_normalised(params, config, x, deterministic=deterministic, dropout_key=key)
+    loc, scale, dof = predict_normalised(
+        params, config, x, deterministic=deterministic, dropout_key=key
+    )
     return -student_t_logpdf(y, loc, scale, dof)
 
 
@@ -133,7 +138,10 @@ class _FlatGroups:
 
     def flatten(self, tree) -> dict:
         leaves = jax.tree_util.tree_leaves(tree)
-        return {g: jnp.concatenate([leaves[i].reshape(-1) for i in idx]) for g, idx in self.groups.items()}
+        return {
+            g: jnp.concatenate([leaves[i].reshape(-1) for i in idx])
+            for g, idx in self.groups.items()
+        }
 
     def unflatten(self, flat: dict):
         out = [None] * len(self.shapes)
@@ -161,8 +169,12 @@ def init_optimizer(params, grad_clip: float, weight_decay: float):
     return make_optimizer(grad_clip, weight_decay).init(_FlatGroups(params).flatten(params))
 
 
-@functools.partial(jax.jit, static_argnames=("config", "grad_clip", "weight_decay"), donate_argnums=(0, 1))
-def _train_step(params, opt_state, series, index, lr, key, step, *, config, grad_clip, weight_decay):
+@functools.partial(
+    jax.jit, static_argnames=("config", "grad_clip", "weight_decay"), donate_argnums=(0, 1)
+)
+def _train_step(
+    params, opt_state, series, index, lr, key, step, *, config, grad_clip, weight_decay
+):
     tx = make_optimizer(grad_clip, weight_decay)
     key = jax.random.fold_in(key, step)
     groups = _FlatGroups(params)
@@ -184,9 +196,11 @@ def _eval_sum(params, series, index, weight, *, config):
     return jnp.sum(jnp.mean(nll, axis=(1, 2)) * weight)
 
 
-def mean_window_nll(params, config: ForecasterConfig, series: SeriesArrays, index: np.ndarray, batch: int = 2048) -> float:
-    """Mean NLL per target element over windows ``index [M, 2]`` (batches padded to ``batch`` so every
-    call reuses one compiled program)."""
+def mean_window_nll(
+    params, config: ForecasterConfig, series: SeriesArrays, index: np.ndarray, batch: int = 2048
+) -> float:
+    """Mean NLL per target element over windows ``index [M, 2]`` (batches padded to ``batch`` so
+    every call reuses one compiled program)."""
     M = int(index.shape[0])
     if M == 0:
         return float("nan")
@@ -212,12 +226,17 @@ def _symbol_indices(market: MarketData, symbols) -> Optional[list[int]]:
         elif s in market.symbols:
             out.append(market.symbols.index(s))
         else:
-            raise DataError(f"forecaster: symbol {s!r} not loaded; loaded: {', '.join(market.symbols)}")
+            raise DataError(
+                f"forecaster: symbol {s!r} not loaded; loaded: {', '.join(market.symbols)}"
+            )
     return out
 
 
-def split_windows(market: MarketData, bounds: SplitBounds, config: ForecasterConfig, split: str, symbols=None) -> np.ndarray:
-    """(symbol, t) windows ``[M, 2]`` whose targets lie in ``split`` (optionally some symbols only)."""
+def split_windows(
+    market: MarketData, bounds: SplitBounds, config: ForecasterConfig, split: str, symbols=None
+) -> np.ndarray:
+    """(symbol, t) windows ``[M, 2]`` whose targets lie in ``split`` (optionally some symbols
+    only)."""
     first, last = split_window_range(split, bounds, config)
     return window_index(market.num_symbols, first, last, _symbol_indices(market, symbols))
 
@@ -229,9 +248,26 @@ def _subsample(index: np.ndarray, limit: Optional[int]) -> np.ndarray:
     return index[pick]
 
 
+def _explicit_index(market: MarketData, index, config: ForecasterConfig, name: str) -> np.ndarray:
+    """``index`` as int32 ``[M, 2]`` (symbol, window end day t), checked against ``market``."""
+    idx = np.asarray(index, np.int32).reshape(-1, 2)
+    T, C, H = market.num_days, config.context, config.horizon
+    if idx.shape[0] and (
+        idx[:, 1].min() < C
+        or idx[:, 1].max() + H > T - 1
+        or idx[:, 0].min() < 0
+        or idx[:, 0].max() >= market.num_symbols
+    ):
+        raise DataError(
+            f"forecaster: {name} windows out of range (symbols 0..{market.num_symbols - 1}, "
+            f"window end days {C} <= t <= {T - 1 - H})"
+        )
+    return idx
+
+
 def train_forecaster(
     market: MarketData,
-    bounds: SplitBounds,
+    bounds: SplitBounds | None,
     config: ForecasterConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
@@ -239,29 +275,46 @@ def train_forecaster(
     symbols: Sequence | None = None,
     log_fn: LogFn | None = None,
     log_prefix: str = "forecaster/",
+    train_index: np.ndarray | None = None,
+    val_index: np.ndarray | None = None,
 ) -> TrainResult:
     """Train (or continue training ``params``) on the train split of ``market``.
 
     symbols: restrict training/validation windows to these symbols (names or indices); default all.
-    log_fn(step, {name: float}): called every ``log_every`` steps (train loss, learning rate) and after
-    each epoch (validation loss, windows/s), e.g. a TensorBoard writer.  Raises DataError when the
-    split holds no complete window.
+    train_index / val_index: explicit windows ``[M, 2]`` = (symbol, window end day t; targets are
+    days ``t+1 .. t+horizon``) to train / early-stop on instead of the split's (``symbols`` is then
+    ignored for that set; ``bounds`` may be None when both are given).  ``max_val_windows`` still
+    subsamples the early-stopping windows.
+    log_fn(step, {name: float}): called every ``log_every`` steps (train loss, learning rate) and
+    after each epoch (validation loss, windows/s), e.g. a TensorBoard writer.  Raises DataError when
+    the split holds no complete window.
     """
     config = config or ForecasterConfig()
     tc = train_config or TrainConfig()
     t0 = time.perf_counter()
+    if bounds is None and (train_index is None or val_index is None):
+        raise DataError("forecaster: give split bounds, or both train_index and val_index")
     series = series_arrays(market, config.horizon)
-    train_idx = split_windows(market, bounds, config, "train", symbols)
-    val_idx = _subsample(split_windows(market, bounds, config, "val", symbols), tc.max_val_windows)
+    if train_index is None:
+        train_idx = split_windows(market, bounds, config, "train", symbols)
+    else:
+        train_idx = _explicit_index(market, train_index, config, "train")
+    if val_index is None:
+        val_idx = split_windows(market, bounds, config, "val", symbols)
+    else:
+        val_idx = _explicit_index(market, val_index, config, "validation")
+    val_idx = _subsample(val_idx, tc.max_val_windows)
     if train_idx.shape[0] == 0 or val_idx.shape[0] == 0:
         raise DataError(
             f"forecaster: no complete train/validation window (train={train_idx.shape[0]}, "
-            f"val={val_idx.shape[0]}); need context={config.context} + horizon={config.horizon} days per split"
+            f"val={val_idx.shape[0]}); need context={config.context} + "
+            f"horizon={config.horizon} days per split"
         )
     key = jax.random.PRNGKey(tc.seed)
     init_key, drop_key = jax.random.split(key)
     params = init_params(config, init_key) if params is None else params
-    params = jax.tree_util.tree_map(jnp.array, params)  # private copy (the step donates its buffers)
+    # private copy (the step donates its buffers)
+    params = jax.tree_util.tree_map(jnp.array, params)
     opt_state = init_optimizer(params, tc.grad_clip, tc.weight_decay)
 
     M = train_idx.shape[0]
@@ -279,7 +332,9 @@ def train_forecaster(
     )
     lrs = np.asarray(jax.vmap(schedule)(jnp.arange(max(total_steps, 1))), dtype=np.float64)
     rng = np.random.default_rng(tc.seed)
-    history = {k: [] for k in ("epoch", "steps", "train_loss", "val_loss", "windows_per_s", "wall_s")}
+    history = {
+        k: [] for k in ("epoch", "steps", "train_loss", "val_loss", "windows_per_s", "wall_s")
+    }
     initial_val = mean_window_nll(params, config, series, val_idx, tc.eval_batch_size)
     best_val, best_epoch, bad_epochs = float("inf"), 0, 0
     best_params = jax.tree_util.tree_map(jnp.copy, params)
@@ -297,8 +352,16 @@ def train_forecaster(
             idx = jnp.asarray(train_idx[perm[b * batch : (b + 1) * batch]])
             lr = float(lrs[step])
             params, opt_state, loss = _train_step(
-                params, opt_state, series, idx, lr, drop_key, step,
-                config=config, grad_clip=tc.grad_clip, weight_decay=tc.weight_decay,
+                params,
+                opt_state,
+                series,
+                idx,
+                lr,
+                drop_key,
+                step,
+                config=config,
+                grad_clip=tc.grad_clip,
+                weight_decay=tc.weight_decay,
             )
             losses.append(loss)
             step += 1
@@ -320,11 +383,18 @@ def train_forecaster(
         history["windows_per_s"].append(epoch_windows / max(epoch_s, 1e-9))
         history["wall_s"].append(time.perf_counter() - t0)
         if log_fn is not None:
-            log_fn(step, {f"{log_prefix}epoch_train_loss": train_loss, f"{log_prefix}val_loss": val,
-                          f"{log_prefix}windows_per_s": history["windows_per_s"][-1]})
+            log_fn(
+                step,
+                {
+                    f"{log_prefix}epoch_train_loss": train_loss,
+                    f"{log_prefix}val_loss": val,
+                    f"{log_prefix}windows_per_s": history["windows_per_s"][-1],
+                },
+            )
         if val < best_val:
             best_val, best_epoch, bad_epochs = val, epoch, 0
-            best_params = jax.tree_util.tree_map(jnp.copy, params)  # params buffers are donated next step
+            # params buffers are donated next step
+            best_params = jax.tree_util.tree_map(jnp.copy, params)
         else:
             bad_epochs += 1
             if tc.patience and bad_epochs >= tc.patience:
@@ -366,7 +436,13 @@ def finetune_specialist(
     tc = train_config or specialist_train_config(TrainConfig())
     tc = dataclasses.replace(tc, max_val_windows=None)
     result = train_forecaster(
-        market, bounds, config, tc, params=params, symbols=[symbol], log_fn=log_fn,
+        market,
+        bounds,
+        config,
+        tc,
+        params=params,
+        symbols=[symbol],
+        log_fn=log_fn,
         log_prefix=f"forecaster/{symbol}/",
     )
     generic_nll, special_nll = result.initial_val_loss, result.best_val_loss

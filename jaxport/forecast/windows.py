@@ -29,7 +29,9 @@ from jaxport.data.errors import DataError
 from jaxport.data.market import MarketData
 from jaxport.forecast.config import TARGET_COLUMNS, ForecasterConfig
 
-_TARGET_CHANNEL = {name: i for i, name in enumerate(TARGET_COLUMNS)}  # close 0, open 1, high 2, low 3
+_TARGET_CHANNEL = {
+    name: i for i, name in enumerate(TARGET_COLUMNS)
+}  # close 0, open 1, high 2, low 3
 
 
 def day_channels(open_, high, low, close, volume) -> np.ndarray:
@@ -67,7 +69,9 @@ def series_arrays(market: MarketData, horizon: int) -> SeriesArrays:
     ch = day_channels(market.open, market.high, market.low, market.close, market.volume)
     days = np.transpose(ch, (1, 0, 2))
     days = np.concatenate([days, np.zeros((days.shape[0], horizon, 6))], axis=1)
-    return SeriesArrays(days=jnp.asarray(days, dtype=jnp.float32), num_days=market.num_days, horizon=horizon)
+    return SeriesArrays(
+        days=jnp.asarray(days, dtype=jnp.float32), num_days=market.num_days, horizon=horizon
+    )
 
 
 def normalise_window(x: jnp.ndarray, config: ForecasterConfig) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -79,7 +83,9 @@ def normalise_window(x: jnp.ndarray, config: ForecasterConfig) -> tuple[jnp.ndar
     s = jnp.sqrt(jnp.mean(rc * rc, axis=-1) + config.scale_eps**2)
     rets = x[..., :5] / s[..., None, None]
     lv = x[..., 5]
-    lv = (lv - jnp.mean(lv, axis=-1, keepdims=True)) / jnp.sqrt(jnp.var(lv, axis=-1, keepdims=True) + 1e-6)
+    lv = (lv - jnp.mean(lv, axis=-1, keepdims=True)) / jnp.sqrt(
+        jnp.var(lv, axis=-1, keepdims=True) + 1e-6
+    )
     out = jnp.concatenate([rets, lv[..., None]], axis=-1)
     return jnp.clip(out, -config.input_clip, config.input_clip), s
 
@@ -107,7 +113,9 @@ def gather_windows(series: SeriesArrays, index: jnp.ndarray, config: ForecasterC
     """
     C, H = config.context, config.horizon
     if H > series.horizon:
-        raise DataError(f"forecaster horizon {H} exceeds the padded series horizon {series.horizon}")
+        raise DataError(
+            f"forecaster horizon {H} exceeds the padded series horizon {series.horizon}"
+        )
 
     def one(sym_t):
         sym, t = sym_t[0], sym_t[1]

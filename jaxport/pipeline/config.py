@@ -42,8 +42,14 @@ class DataConfig:
     features: str = "toto"  # toto = our forecaster's features; stat = statistical fallback
     sequence_length: int = 60  # days of history behind the statistical forecast features
     toto_horizon: int = 8  # forecast steps h = 1..horizon per target column
-    toto_targets: list[str] = dataclasses.field(default_factory=lambda: ["close", "open", "high", "low"])
+    toto_targets: list[str] = dataclasses.field(
+        default_factory=lambda: ["close", "open", "high", "low"]
+    )
     disable_toto: bool = False  # use the statistical fallback even when a forecaster exists
+    # Cross-fitted (out-of-sample) forecast features for the train/validation rows: K blocks, each
+    # featurised by forecasters fitted without it (embargo toto_horizon days); 0: one model for all
+    crossfit_blocks: int = 3
+    forecast_moments: str = "mean+std"  # forecast columns fed to RL: mean+std | std (no means)
 
 
 #: BaseConfig fields read from a forecaster profile's TrainConfig / ForecasterConfig (same names;
@@ -173,7 +179,11 @@ class PipelineConfig:
 
     @property
     def resolved_summary_path(self) -> Path:
-        return Path(self.summary_path) if self.summary_path else Path(self.output_dir) / "pipeline_summary.json"
+        return (
+            Path(self.summary_path)
+            if self.summary_path
+            else Path(self.output_dir) / "pipeline_summary.json"
+        )
 
 
 #: What ``--profile full`` changes besides the forecaster (whose numbers are the ``full``
@@ -191,7 +201,9 @@ def _apply(target: Any, values: dict[str, Any], origin: str) -> None:
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in fields:
-            raise ConfigError(f"{origin}: unknown setting {key!r}; expected one of {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"{origin}: unknown setting {key!r}; expected one of {', '.join(sorted(fields))}"
+            )
         current = getattr(target, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -237,13 +249,28 @@ def validate_config(config: PipelineConfig) -> None:
     rl, data, base = config.rl, config.data, config.base
     checks = [
         (rl.algo in RL_ALGOS, f"rl.algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
-        (data.features in FEATURE_SETS, f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}"),
-        (rl.policy in ("mlp", "transformer"), f"rl.policy {rl.policy!r}: expected mlp or transformer"),
+        (
+            data.features in FEATURE_SETS,
+            f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}",
+        ),
+        (
+            rl.policy in ("mlp", "transformer"),
+            f"rl.policy {rl.policy!r}: expected mlp or transformer",
+        ),
         (rl.leverage_limit > 0, f"rl.leverage_limit {rl.leverage_limit}: must be > 0"),
-        (rl.borrowing_cost >= 0, f"rl.borrowing_cost {rl.borrowing_cost}: must be >= 0 (annual fraction)"),
-        (rl.transaction_cost_bps >= 0, f"rl.transaction_cost_bps {rl.transaction_cost_bps}: must be >= 0"),
+        (
+            rl.borrowing_cost >= 0,
+            f"rl.borrowing_cost {rl.borrowing_cost}: must be >= 0 (annual fraction)",
+        ),
+        (
+            rl.transaction_cost_bps >= 0,
+            f"rl.transaction_cost_bps {rl.transaction_cost_bps}: must be >= 0",
+        ),
         (rl.risk_penalty >= 0, f"rl.risk_penalty {rl.risk_penalty}: must be >= 0"),
-        (rl.trading_days_per_year > 0, f"rl.trading_days_per_year {rl.trading_days_per_year}: must be > 0"),
+        (
+            rl.trading_days_per_year > 0,
+            f"rl.trading_days_per_year {rl.trading_days_per_year}: must be > 0",
+        ),
         (rl.epochs > 0, f"rl.epochs {rl.epochs}: must be > 0"),
         (rl.batch_size > 0, f"rl.batch_size {rl.batch_size}: must be > 0"),
         (rl.learning_rate > 0, f"rl.learning_rate {rl.learning_rate}: must be > 0"),
@@ -251,15 +278,31 @@ def validate_config(config: PipelineConfig) -> None:
         (base.steps > 0, f"base.steps {base.steps}: must be > 0"),
         (base.batch_size > 0, f"base.batch_size {base.batch_size}: must be > 0"),
         (base.learning_rate > 0, f"base.learning_rate {base.learning_rate}: must be > 0"),
-        (base.context % base.patch == 0, f"base.context {base.context} must be a multiple of base.patch {base.patch}"),
+        (
+            base.context % base.patch == 0,
+            f"base.context {base.context} must be a multiple of base.patch {base.patch}",
+        ),
         (config.finetune.epochs >= 0, f"finetune.epochs {config.finetune.epochs}: must be >= 0"),
-        (config.finetune.learning_rate > 0, f"finetune.learning_rate {config.finetune.learning_rate}: must be > 0"),
+        (
+            config.finetune.learning_rate > 0,
+            f"finetune.learning_rate {config.finetune.learning_rate}: must be > 0",
+        ),
         (data.sequence_length >= 2, f"data.sequence_length {data.sequence_length}: must be >= 2"),
         (data.toto_horizon >= 1, f"data.toto_horizon {data.toto_horizon}: must be >= 1"),
+        (
+            data.crossfit_blocks == 0 or data.crossfit_blocks >= 2,
+            f"data.crossfit_blocks {data.crossfit_blocks}: must be 0 (off) or >= 2",
+        ),
+        (
+            data.forecast_moments in ("mean+std", "std"),
+            f"data.forecast_moments {data.forecast_moments!r}: expected mean+std or std",
+        ),
         (bool(data.toto_targets), "data.toto_targets: give at least one of close,open,high,low"),
-        (all(t in ("close", "open", "high", "low") for t in data.toto_targets),
-         f"data.toto_targets {','.join(data.toto_targets)}: "
-         "each must be one of close,open,high,low"),
+        (
+            all(t in ("close", "open", "high", "low") for t in data.toto_targets),
+            f"data.toto_targets {','.join(data.toto_targets)}: "
+            "each must be one of close,open,high,low",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -23,6 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from jaxport.checkpoint import atomic_write_json, to_jsonable
 from jaxport.data import (
     MarketData,
@@ -32,6 +34,7 @@ from jaxport.data import (
     resolve_data_dir,
     split_bounds,
 )
+from jaxport.data.split import walk_forward_bounds
 from jaxport.errors import CheckpointError, ConfigError
 from jaxport.pipeline.config import (
     ORIGINAL_BASE_STOCKS,
@@ -39,12 +42,11 @@ from jaxport.pipeline.config import (
     PipelineConfig,
     min_rows_needed,
 )
+from jaxport.pipeline.forecast_stage import forecast_metrics  # noqa: F401 (re-export)
 from jaxport.pipeline.summary import (
     SUMMARY_SCHEMA_VERSION,
-    ForecasterStage,
     PairStage,
     RunSummary,
-    SpecialistStage,
     read_summary,
 )
 from jaxport.pipeline.tracking import Tracker
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 #: Entries the pipeline creates inside ``--output-dir`` (``--overwrite`` removes only these).
 RUN_ENTRIES = (
+    "folds",
     "base",
     "specialists",
     "portfolio",
@@ -83,6 +86,12 @@ def stage_seed(seed: int, *names: str) -> int:
     """A 31-bit seed from the run seed and a stage/pair name (stable across processes)."""
     digest = hashlib.sha256(("/".join([str(seed), *names])).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def read_json(path: Path) -> Any:
+    import json
+
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -222,7 +231,13 @@ class Pipeline:
         overwrite: bool = False,
         reporter: Reporter | None = None,
         stop_after: str | None = None,
+        walk_forward: int = 1,
+        gate: bool = True,
     ):
+        if int(walk_forward) < 1:
+            raise ConfigError(f"--walk-forward {walk_forward}: the number of folds must be >= 1")
+        self.walk_forward = int(walk_forward)  # K folds (1 = the plain chronological split)
+        self.gate = bool(gate)  # the baseline gate (False: --no-gate)
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
@@ -266,7 +281,17 @@ class Pipeline:
         base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
         all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
         market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
-        bounds = split_bounds(market, cfg.data.split)
+        folds = None
+        if self.walk_forward > 1:
+            folds = walk_forward_bounds(
+                market.num_days,
+                self.walk_forward,
+                embargo=cfg.data.toto_horizon,
+                min_train_rows=min_rows_needed(cfg),
+            )
+            bounds = folds[-1]
+        else:
+            bounds = split_bounds(market, cfg.data.split)
         data_seconds = time.perf_counter() - t0
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.overwrite and not self.resume:
@@ -299,10 +324,13 @@ class Pipeline:
         }
         try:
             self._save_summary()
-            base = self._stage_base(market, bounds, base_syms)
-            models = self._stage_specialists(market, bounds, spec_syms, base)
-            if not cfg.skip_rl:
-                self._stage_portfolio(market, bounds, pairs, base, models)
+            if folds is not None:
+                self._run_walk_forward(market, folds, base_syms, spec_syms, pairs)
+            else:
+                base = self._stage_base(market, bounds, base_syms)
+                models = self._stage_specialists(market, bounds, spec_syms, base)
+                if not cfg.skip_rl:
+                    self._stage_portfolio(market, bounds, pairs, base, models)
             summary.status = "completed"
         except (KeyboardInterrupt, RunInterrupted) as exc:
             summary.status = "interrupted"
@@ -315,6 +343,7 @@ class Pipeline:
             self._save_summary()
             raise
         finally:
+            self.output_dir = Path(cfg.output_dir)
             summary.timings["total_this_session"] = time.time() - started
             if self.tracker is not None:
                 self.tracker.close()
@@ -323,8 +352,9 @@ class Pipeline:
 
     def _check_resumable(self, previous: dict) -> None:
         old = previous.get("config", {})
-        mine = dataclasses.asdict(self.config)
-        for key in ("seed", "data", "base", "finetune", "rl"):
+        mine = {**dataclasses.asdict(self.config), "walk_forward": self.walk_forward}
+        mine["gate"] = self.gate
+        for key in ("seed", "data", "base", "finetune", "rl", "walk_forward", "gate"):
             if key in old and old[key] != to_jsonable(mine[key]):
                 raise ConfigError(
                     f"resume: the configuration differs from the interrupted run in [{key}]; "
@@ -342,6 +372,8 @@ class Pipeline:
                 "specialist_symbols": spec_syms,
                 "pairs": pairs,
                 "trainingdata_dir": str(data_dir),
+                "walk_forward": self.walk_forward,
+                "gate": self.gate,
                 "output_dir": cfg.output_dir,
                 "tensorboard_dir": cfg.tensorboard_dir,
                 "toto": {
@@ -363,6 +395,99 @@ class Pipeline:
         )
         return block
 
+    # ------------------------------------------------------------------ walk-forward
+    def _run_walk_forward(self, market, folds, base_syms, spec_syms, pairs) -> None:
+        """K folds, sequentially in this process: each fold's forecasters, pairs and gate see only
+        the rows before its test block's end (the market is cut at ``test_end``); checkpoints go
+        under ``folds/<k>/``. The summary's ``stages`` hold the fold in progress (so ``--resume``
+        continues it) and, at the end, the last fold (the most recent models)."""
+        cfg = self.config
+        summary = self.summary
+        root = Path(cfg.output_dir)
+        wf = summary.walk_forward or {}
+        if wf.get("num_folds") != len(folds):
+            wf = {"num_folds": len(folds), "folds": [], "pairs": {}}
+        wf.update(
+            embargo=int(folds[0].embargo),
+            test_rows=int(folds[0].test_end - folds[0].test_start),
+            benchmark="equal_weight",
+            gate=self.gate,
+        )
+        summary.walk_forward = wf
+        done = [f for f in wf["folds"] if f.get("status") == "completed"]
+        wf["folds"] = done
+        for k, b in enumerate(folds):
+            if k < len(done):
+                continue
+            if wf.get("current_fold") != k:  # a fresh fold: its stages start empty
+                summary.base, summary.specialists, summary.portfolio = None, {}, {}
+                wf["current_fold"] = k
+            self.reporter.say(
+                f"walk-forward fold {k + 1}/{len(folds)}: train rows [0, {b.train_end}), "
+                f"validation [{b.val_start}, {b.val_end}), test [{b.test_start}, {b.test_end})"
+            )
+            fold_market = market.slice_days(0, b.test_end)  # nothing after the test block
+            fb = b.truncated()
+            self.output_dir = root / "folds" / str(k)
+            base = self._stage_base(fold_market, fb, base_syms)
+            models = self._stage_specialists(fold_market, fb, spec_syms, base)
+            if not cfg.skip_rl:
+                self._stage_portfolio(fold_market, fb, pairs, base, models)
+            stages = summary.to_dict()["stages"]
+            record = {
+                "fold": k,
+                "status": "completed",
+                **_fold_dates(market, b),
+                "bounds": _fold_bounds(b),
+                "pairs": {},
+                "stages": stages,
+            }
+            for name, entry in summary.portfolio.items():
+                if not entry.completed:
+                    record["pairs"][name] = {"status": entry.status, "error": entry.error}
+                    continue
+                m = entry.metrics or {}
+                record["pairs"][name] = {
+                    "shipped": entry.shipped,
+                    "test": m.get("test"),
+                    "validation": m.get("validation"),
+                    "baselines": m.get("baselines"),
+                    "reason": m.get("selection"),
+                }
+            wf["folds"].append(record)
+            wf.pop("current_fold", None)
+            self._checkpoint_point(f"fold/{k}")
+        self.output_dir = root
+        wf["pairs"] = walk_forward_statistics(
+            self._fold_curves(wf["folds"]),
+            periods_per_year=float(cfg.rl.trading_days_per_year),
+            seed=cfg.seed,
+        )
+
+    def _fold_curves(self, folds: list[dict]) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for record in folds:
+            for name, entry in record["stages"].get("portfolio", {}).items():
+                if entry.get("status") != "completed":
+                    continue
+                curves = read_json(self._abs(entry["evaluation"]))
+                gate = entry.get("gate") or {}
+                trials = [
+                    d.get("sharpe")
+                    for group in ("learned", "baselines")
+                    for d in (gate.get(group) or {}).values()
+                    if d.get("sharpe") is not None
+                ]
+                out.setdefault(name, []).append(
+                    {
+                        "equity": curves["equity_curve"],
+                        "equal_weight": curves["baseline_curves"]["equal_weight"],
+                        "sr_trials": trials,
+                        "shipped": entry.get("shipped") or entry.get("algo"),
+                    }
+                )
+        return out
+
     # ------------------------------------------------------------------ stage 1: generic forecaster
     def _forecaster_configs(self):
         d = self.config.data
@@ -382,157 +507,53 @@ class Pipeline:
 
         return log_fn
 
-    def _stage_base(self, market: MarketData, bounds, base_syms: list[str]):
-        """Train (or restore) the generic forecaster; ``None`` when the statistical path is used."""
-        from jaxport.forecast import Forecaster, evaluate_forecaster, train_forecaster
+    def _stage_io(self):
+        """The callbacks and output folder stages 1-2 use (``jaxport.pipeline.forecast_stage``)."""
+        from jaxport.pipeline.forecast_stage import StageIO
 
-        cfg = self.config
-        summary = self.summary
-        wants_model = cfg.data.features in ("toto", "toto+stat") and not cfg.data.disable_toto
-        if summary.base is not None and summary.base.status == "completed":
-            if summary.base.checkpoint:
-                self.reporter.say(f"resume: generic forecaster from {summary.base.checkpoint}")
-                return Forecaster.load(self._abs(summary.base.checkpoint))
-            return None
-        t0 = time.perf_counter()
-        ckpt_dir = self.output_dir / "base"
-        entry = ForecasterStage(status="running", symbols=list(base_syms))
-        forecaster = None
-        if cfg.base_checkpoint:
-            path = Path(cfg.base_checkpoint)
-            if not path.exists():
-                raise CheckpointError(f"base_checkpoint {path}: does not exist")
-            forecaster = Forecaster.load(path)
-            entry.restored_from = str(path)
-        elif cfg.skip_base or not wants_model:
-            why = (
-                "--skip-base"
-                if cfg.skip_base
-                else (
-                    "--disable-toto" if cfg.data.disable_toto else f"--features {cfg.data.features}"
-                )
-            )
-            entry.status, entry.skipped, entry.reason, entry.checkpoint = (
-                "completed",
-                True,
-                why,
-                None,
-            )
-            self.reporter.say(f"stage 1 skipped ({why}): statistical forecast features are used")
-            summary.base = entry
-            summary.timings["base"] = time.perf_counter() - t0
+        r = self.reporter
+        return StageIO(
+            out_dir=self.output_dir,
+            rel=self._rel,
+            abs=self._abs,
+            say=r.say,
+            stage_start=r.stage_start,
+            advance=r.advance,
+            stage_end=r.stage_end,
+            log_fn=self._log_fn,
+            track=self.tracker.log,
+            checkpoint=self._checkpoint_point,
+            save=self._save_summary,
+        )
+
+    def _stage_base(self, market: MarketData, bounds, base_syms: list[str]):
+        """Train (or restore) the generic forecaster and its cross-fitted block models; returns a
+        :class:`~jaxport.pipeline.forecast_stage.BaseOutcome` (``.model`` None: statistical
+        path)."""
+        from jaxport.pipeline.forecast_stage import run_base_stage
+
+        out = run_base_stage(
+            self.config, market, bounds, base_syms, self._stage_io(), self.summary.base
+        )
+        if not out.resumed:
+            self.summary.base = out.entry
+            self.summary.timings["base"] = out.wall_s
             self._checkpoint_point("base")
-            return None
-        else:
-            fcfg, tcfg = self._forecaster_configs()
-            self.reporter.stage_start("base", tcfg.max_steps or 0)
-            result = train_forecaster(
-                market,
-                bounds,
-                fcfg,
-                tcfg,
-                symbols=base_syms,
-                log_fn=self._log_fn("base", "base"),
-                log_prefix="",
-            )
-            self.reporter.stage_end("base")
-            forecaster = Forecaster(fcfg, result.params)
-            entry.training = result.summary()
-        forecaster.save(ckpt_dir, extra={"symbols": base_syms, "stage": "base"})
-        evaluation = evaluate_forecaster(forecaster, market.select(base_syms), bounds)
-        entry.status = "completed"
-        entry.checkpoint = self._rel(ckpt_dir)
-        entry.num_params = forecaster.num_params
-        entry.metrics = forecast_metrics(evaluation)
-        self.tracker.log("base", 0, {f"test_{k}": v for k, v in entry.metrics["test"].items()})
-        summary.base = entry
-        summary.timings["base"] = time.perf_counter() - t0
-        self._checkpoint_point("base")
-        return forecaster
+        return out
 
     # ------------------------------------------------------------------ stage 2: specialists
     def _stage_specialists(self, market, bounds, spec_syms: list[str], base) -> dict[str, Any]:
-        """Per-symbol forecasters: the specialist where kept, else the generic model (or None)."""
-        from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
+        """Per-symbol feature models (the specialist where kept, else the generic model, with their
+        cross-fitted blocks), as ``pair_features`` reads them."""
+        from jaxport.pipeline.forecast_stage import run_specialist_stage
 
-        cfg = self.config
-        summary = self.summary
-        specs = summary.specialists
-        models: dict[str, Any] = {s: base for s in market.symbols}
-        if base is None or cfg.skip_specialists:
-            why = "--skip-specialists" if cfg.skip_specialists else "no generic forecaster"
-            generic = summary.base.checkpoint if summary.base is not None else None
-            for sym in spec_syms:
-                specs.setdefault(
-                    sym,
-                    SpecialistStage(
-                        status="completed", skipped=True, reason=why, checkpoint=generic, kept=False
-                    ),
-                )
-            self._save_summary()
-            return models
-        t0 = time.perf_counter()
-        fcfg, tcfg = self._forecaster_configs()
-        f = cfg.finetune
-        self.reporter.stage_start("specialists", len(spec_syms))
-        for sym in spec_syms:
-            done = specs.get(sym)
-            if done is not None and done.status == "completed":
-                if done.kept:
-                    models[sym] = Forecaster.load(self._abs(done.checkpoint))
-                self.reporter.advance("specialists", 1, {})
-                continue
-            spec_tc = dataclasses.replace(
-                tcfg,
-                learning_rate=f.learning_rate,
-                epochs=max(1, f.epochs),
-                max_steps=f.max_steps,
-                warmup_steps=max(1, tcfg.warmup_steps // 4),
-                max_val_windows=None,
-                seed=stage_seed(cfg.seed, "specialist", sym),
-            )
-            if f.epochs == 0:
-                result = None
-                kept = False
-            else:
-                result = finetune_specialist(
-                    base.params,
-                    base.config,
-                    market,
-                    bounds,
-                    sym,
-                    spec_tc,
-                    log_fn=self._log_fn("specialists", None),
-                )
-                kept = result.kept
-            entry = SpecialistStage(status="completed", kept=kept)
-            if kept:
-                model = Forecaster(base.config, result.params)
-                ckpt = self.output_dir / "specialists" / sym
-                model.save(ckpt, extra={"symbols": [sym], "stage": "specialist"})
-                entry.checkpoint = self._rel(ckpt)
-                models[sym] = model
-            else:
-                entry.checkpoint = summary.base.checkpoint  # the generic model serves this symbol
-            evaluation = evaluate_forecaster(models[sym], market.select([sym]), bounds)
-            entry.metrics = {
-                "generic_val_nll": None if result is None else result.generic_val_nll,
-                "specialist_val_nll": None if result is None else result.specialist_val_nll,
-                **forecast_metrics(evaluation),
-            }
-            if result is not None:
-                entry.training = result.summary()
-            self.tracker.log(
-                "specialists", 0, {f"{sym}/test_{k}": v for k, v in entry.metrics["test"].items()}
-            )
-            specs[sym] = entry
-            self.reporter.advance("specialists", 1, {"symbol": sym, "kept": kept})
-            self._checkpoint_point(f"specialists/{sym}")
-        self.reporter.stage_end("specialists")
-        summary.timings["specialists"] = summary.timings.get("specialists", 0.0) + (
-            time.perf_counter() - t0
+        out = run_specialist_stage(
+            self.config, market, bounds, spec_syms, base, self._stage_io(), self.summary.specialists
         )
-        return models
+        if out.wall_s is not None:
+            timings = self.summary.timings
+            timings["specialists"] = timings.get("specialists", 0.0) + out.wall_s
+        return out.features
 
     # ------------------------------------------------------------------ stage 3: portfolio RL
     def _stage_portfolio(self, market, bounds, pairs, base, models) -> None:
@@ -577,6 +598,7 @@ class Pipeline:
             cfg.rl,
             seed=stage_seed(cfg.seed, "portfolio", name),
             log=lambda algo, series: self.tracker.log_series(f"portfolio/{name}/{algo}", series),
+            gate=self.gate,
         )
         ckpt = self.output_dir / "portfolio" / name
         save_policy_checkpoint(
@@ -593,6 +615,8 @@ class Pipeline:
             status="completed",
             symbols=list(pair),
             algo=result.algo,
+            shipped=result.shipped,
+            gate=result.gate,
             policy_kind=result.policy.kind,
             checkpoint=self._rel(ckpt),
             evaluation=self._rel(evaluation_file),
@@ -604,20 +628,64 @@ class Pipeline:
         )
 
 
-def forecast_metrics(evaluation: dict) -> dict[str, Any]:
-    """The forecast evaluation in the summary's shape: ``test`` (pooled), ``baselines``, per
-    symbol."""
-    model = evaluation.get("model", {})
+def _fold_dates(market: MarketData, b) -> dict[str, str]:
+    d = market.dates
     return {
-        "test": model.get("pooled", {}),
-        "per_symbol": model.get("per_symbol", {}),
-        "baselines": {
-            name: table.get("pooled", {}) for name, table in evaluation.get("baselines", {}).items()
-        },
-        "baselines_per_symbol": {
-            name: table.get("per_symbol", {})
-            for name, table in evaluation.get("baselines", {}).items()
-        },
-        "split": evaluation.get("split", {}),
-        "notes": evaluation.get("notes", []),
+        "train_last_date": str(d[b.train_end - 1]),
+        "val_first_date": str(d[b.val_start]),
+        "test_first_date": str(d[b.test_start]),
+        "test_last_date": str(d[b.test_end - 1]),
     }
+
+
+def _fold_bounds(b) -> dict[str, int]:
+    return {
+        "train_end": int(b.train_end),
+        "val_start": int(b.val_start),
+        "val_end": int(b.val_end),
+        "test_start": int(b.test_start),
+        "test_end": int(b.test_end),
+    }
+
+
+def walk_forward_statistics(
+    fold_curves: dict[str, list[dict]], *, periods_per_year: float = 252.0, seed: int = 0
+) -> dict[str, Any]:
+    """Per-basket skill-vs-luck statistics over the folds.
+
+    ``fold_curves[pair]``: one dict per completed fold with ``equity`` (the shipped policy's test
+    equity curve), ``equal_weight`` (1/N's, same days) and ``sr_trials`` (validation Sharpes of
+    every candidate tried in that fold: learned ones and baselines). Returns ``{pair:
+    {sharpe_gap_vs_equal_weight: {mean, ci95}, folds_beating_equal_weight, probabilistic_sharpe,
+    deflated_sharpe, num_folds, sharpe, equal_weight_sharpe, n_trials}}`` (Sharpes annualised).
+    """
+    from jaxport.eval import returns_from_equity, skill_vs_benchmark
+
+    out: dict[str, Any] = {}
+    for name, folds in fold_curves.items():
+        if not folds:
+            continue
+        r = [returns_from_equity(f["equity"]) for f in folds]
+        b = [returns_from_equity(f["equal_weight"]) for f in folds]
+        trials = [float(x) for f in folds for x in f["sr_trials"] if np.isfinite(x)]
+        stats = skill_vs_benchmark(
+            r,
+            b,
+            sr_trials=trials if len(trials) >= 2 else None,
+            n_trials=len(trials) if len(trials) >= 2 else None,
+            periods_per_year=periods_per_year,
+            seed=seed,
+        )
+        gap = stats["sharpe_gap"]
+        out[name] = {
+            "sharpe_gap_vs_equal_weight": {"mean": gap["mean"], "ci95": list(gap["ci95"])},
+            "folds_beating_equal_weight": stats["folds_beating"],
+            "probabilistic_sharpe": stats["probabilistic_sharpe"],
+            "deflated_sharpe": stats["deflated_sharpe"],
+            "num_folds": stats["num_folds"],
+            "sharpe": stats["sharpe"],
+            "equal_weight_sharpe": stats["benchmark_sharpe"],
+            "n_trials": len(trials),
+            "shipped": [f["shipped"] for f in folds],
+        }
+    return out

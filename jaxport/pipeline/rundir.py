@@ -103,10 +103,54 @@ class RunDir:
 
     @cached_property
     def bounds(self):
-        """The run's chronological train/validation/test split of :attr:`market`."""
+        """The run's chronological train/validation/test split of :attr:`market` (in a
+        walk-forward run: the last fold's, whose models the top-level ``stages`` hold)."""
         from jaxport.data import split_bounds
 
+        folds = (self.summary.get("walk_forward") or {}).get("folds") or []
+        if folds:
+            return self._fold_bounds(folds[-1], self.market.num_days)
         return split_bounds(self.market, self.config.data.split)
+
+    # ------------------------------------------------------------------ walk-forward folds
+    @staticmethod
+    def _fold_bounds(record: dict, num_days: int):
+        from jaxport.data import SplitBounds
+
+        b = record.get("bounds") or {}
+        try:
+            return SplitBounds(num_days=int(num_days), fold=record.get("fold"), **b)
+        except TypeError as exc:
+            raise CheckpointError(f"walk-forward fold: bad bounds {b} ({exc})") from None
+
+    @property
+    def num_folds(self) -> int:
+        """Walk-forward folds recorded in the summary (0 for a plain run)."""
+        return len((self.summary.get("walk_forward") or {}).get("folds") or [])
+
+    def fold(self, k: int) -> "RunDir":
+        """Fold ``k`` of a walk-forward run as a RunDir of its own: its ``stages`` (forecasters and
+        policies under ``folds/<k>/``), its ``bounds`` and the market cut after its test block."""
+        folds = (self.summary.get("walk_forward") or {}).get("folds") or []
+        if not 0 <= k < len(folds):
+            raise CheckpointError(
+                f"{self.summary_path}: no walk-forward fold {k} ({len(folds)} fold(s))"
+            )
+        record = folds[k]
+        view = RunDir.__new__(RunDir)
+        view.summary_path, view.root, view._require_summary = self.summary_path, self.root, True
+        view._forecasters, view._pairs = self._forecasters, {}
+        summary = {key: v for key, v in self.summary.items() if key != "walk_forward"}
+        summary["stages"] = record.get("stages") or {}
+        bounds = self._fold_bounds(record, self.market.num_days)
+        view.__dict__.update(
+            summary=summary,
+            market=self.market.slice_days(0, bounds.test_end),
+            bounds=bounds.truncated(),
+            config=self.config,
+            data_dir=self.data_dir,
+        )
+        return view
 
     # ------------------------------------------------------------------ stages
     def pairs(self) -> dict[str, PairStage]:
@@ -143,16 +187,15 @@ class RunDir:
         return self._forecasters[key]
 
     def symbol_models(self, symbols) -> dict[str, Any]:
-        """symbol -> Forecaster (its specialist if kept, else the generic model), or None (the
-        statistical fallback)."""
+        """symbol -> Forecaster (its specialist if kept, else the generic model), None (the
+        statistical fallback), or the cross-fitted models when the run cross-fitted (see
+        :func:`jaxport.pipeline.forecast_stage.feature_models`)."""
+        from jaxport.pipeline.forecast_stage import feature_models
+
         summary = self.typed_summary
-        base_rel = summary.base.checkpoint if summary.base is not None else None
-        models = {}
-        for sym in symbols:
-            spec = summary.specialists.get(sym)
-            rel = spec.checkpoint if spec is not None and spec.kept else base_rel
-            models[sym] = None if rel is None else self.forecaster(rel)
-        return models
+        return feature_models(
+            summary.base, summary.specialists, self.forecaster, symbols, self.market.num_days
+        )
 
     def features(self, name: str):
         """The pair's raw forecast features (:class:`~jaxport.pipeline.portfolio.PairFeatures`)."""
@@ -206,6 +249,7 @@ class RunDir:
     def policy(self, name: str, env=None):
         """The pair's shipped policy (:class:`jaxport.rl.codec.Policy`), acting in ``env`` (default:
         the env stored in its checkpoint)."""
+        import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
         from jaxport.rl.codec import load_policy_checkpoint
 
         return load_policy_checkpoint(self.checkpoint_path(name), env)[0]

@@ -1,7 +1,7 @@
 """``pipeline_summary.json``: the typed summary a run writes, reading it back, and the paths other
 tools may rely on.
 
-The schema (version 1) is documented in README.md ("pipeline_summary.json"). Checkpoint paths are
+The schema (version 2) is documented in README.md ("pipeline_summary.json"). Checkpoint paths are
 relative to the folder holding the summary. The pipeline builds a :class:`RunSummary` (stage entries
 are dataclasses) and serialises it in one place, :meth:`RunSummary.to_dict`, which also writes the
 original trainer's top-level keys (``base_checkpoint``, ``specialists``, ``portfolio_pairs``).
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from jaxport.checkpoint import to_jsonable
 from jaxport.errors import CheckpointError
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2  # 2: shipped/gate per pair, walk_forward block
 
 #: Paths guaranteed in a completed summary (``<SYM>``/``<PAIR>`` stand for each symbol / pair).
 REQUIRED_PATHS = (
@@ -36,12 +36,16 @@ REQUIRED_PATHS = (
     "stages.specialists.<SYM>.metrics",
     "stages.portfolio.<PAIR>.checkpoint",
     "stages.portfolio.<PAIR>.algo",
+    "stages.portfolio.<PAIR>.shipped",
+    "stages.portfolio.<PAIR>.gate",
     "stages.portfolio.<PAIR>.metrics.test.total_return",
     "stages.portfolio.<PAIR>.metrics.test.sharpe",
     "stages.portfolio.<PAIR>.metrics.test.max_drawdown",
     "stages.portfolio.<PAIR>.metrics.baselines.buy_and_hold",
     "stages.portfolio.<PAIR>.metrics.baselines.equal_weight.total_return",
     "stages.portfolio.<PAIR>.metrics.baselines.cash.total_return",
+    "stages.portfolio.<PAIR>.metrics.baselines.inverse_volatility.total_return",
+    "stages.portfolio.<PAIR>.metrics.baselines.minimum_variance.total_return",
     "base_checkpoint",
     "specialists",
     "portfolio_pairs",
@@ -157,7 +161,9 @@ class PairStage(_Entry):
 
     status: str = "completed"
     symbols: list[str] | None = None
-    algo: str | None = None  # training method of the shipped policy: "ppo" | "gradient"
+    algo: str | None = None  # how the shipped policy was made: "ppo" | "gradient" | "baseline"
+    shipped: str | None = None  # "ppo" | "gradient" | "baseline:<name>" (the gate's choice)
+    gate: dict | None = None  # validation objective/Sharpe of candidates and baselines, the reason
     policy_kind: str | None = None  # its codec kind (jaxport.rl.codec), e.g. "gradient_mlp"
     checkpoint: str | None = None
     evaluation: str | None = None  # curves file, relative to the summary's folder
@@ -194,6 +200,7 @@ class RunSummary:
     base: ForecasterStage | None = None
     specialists: dict[str, SpecialistStage] = dataclasses.field(default_factory=dict)
     portfolio: dict[str, PairStage] = dataclasses.field(default_factory=dict)
+    walk_forward: dict | None = None  # {"num_folds", "folds": [...], "pairs": {...}} (K >= 2)
     interrupted: str | None = None
     error: str | None = None
     extra: dict = dataclasses.field(
@@ -224,7 +231,7 @@ class RunSummary:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready summary (schema version 1, legacy keys included)."""
+        """The JSON-ready summary (schema version 2, legacy keys included)."""
         stages: dict[str, Any] = {}
         if self.base is not None:
             stages["base"] = self.base.to_dict()
@@ -245,6 +252,8 @@ class RunSummary:
         }
         if self.tracking is not None:
             out["tracking"] = self.tracking
+        if self.walk_forward is not None:
+            out["walk_forward"] = self.walk_forward
         for key in ("interrupted", "error"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)

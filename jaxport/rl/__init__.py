@@ -7,6 +7,8 @@ Subpackages share one layout (Brax's, with PureJaxRL's single-jit ``make_train``
 
 - :mod:`jaxport.rl.ppo`: PPO with a tanh-squashed Gaussian actor-critic.
 - :mod:`jaxport.rl.gradient`: deterministic policies trained by backpropagating through the env.
+- :mod:`jaxport.rl.universe`: one permutation-equivariant allocator for any basket size, trained
+  on many baskets at once as a population (``train_universe``).
 
 The PPO names are re-exported here unprefixed (``make_train`` is PPO's); the gradient trainer's
 as ``GradientConfig``, ``make_gradient_train`` and ``make_gradient_policy_fn``.
@@ -44,6 +46,12 @@ from jaxport.rl.ppo import (
     ppo_loss,
     shaped_reward,
 )
+from jaxport.rl.universe import (  # registers the "universe" policy kind
+    UniverseAllocator,
+    UniverseConfig,
+    stack_env_params,
+    train_universe,
+)
 
 __all__ = [
     "ActorCritic",
@@ -52,6 +60,8 @@ __all__ = [
     "PPOConfig",
     "RunningMeanStd",
     "Transition",
+    "UniverseAllocator",
+    "UniverseConfig",
     "compute_gae",
     "export_policy",
     "gaussian_entropy",
@@ -73,5 +83,7 @@ __all__ = [
     "squash",
     "squash_log_det",
     "squashed_log_prob",
+    "stack_env_params",
+    "train_universe",
     "update_running_stats",
 ]

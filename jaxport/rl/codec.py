@@ -11,6 +11,10 @@ A **policy kind** (``"ppo"``, ``"gradient_mlp"``, ``"gradient_transformer"``; la
 - ``make_act(config, env)``: the deterministic policy ``act(tree, obs) -> action``, pure and
   jittable, with the tree as a traced argument (``obs [obs_dim]`` or ``[B, obs_dim]`` -> target
   exposures ``[N]`` / ``[B, N]``, fractions of equity);
+- ``needs_env_state``: when True, ``make_act`` returns ``act(tree, obs, state, params)``: the policy
+  also reads the env state (day index ``state.t``, steps since reset ``state.time``, current
+  weights) and the EnvParams (prices); the standard allocators (``"baseline:<name>"``, registered
+  by :mod:`jaxport.eval.allocators`) are such policies;
 - ``torch_twin``: the NAME of the matching module in :mod:`torch_compat.models`
   (``"ActorCritic"``, ``"MLPAllocator"``) or ``None``; ``torch_compat`` maps names to classes (the
   core never imports torch).
@@ -59,6 +63,7 @@ class PolicySpec:
     check_tree: Callable[[dict, Any], dict] | None = None
     torch_twin: str | None = None
     description: str = ""
+    needs_env_state: bool = False  # act(tree, obs, state, params) instead of act(tree, obs)
 
     def __post_init__(self):
         if self.to_tree is None:
@@ -114,9 +119,9 @@ def _act_functions(kind: str, config: Any, env: PortfolioEnv) -> tuple[ActFn, Ca
     """``(act, eval_fn, jitted act)``, one set per (kind, config, env): compiled code is shared."""
     act = policy_spec(kind).make_act(config, env)
 
-    def eval_fn(tree, key, obs):
+    def eval_fn(tree, key, obs, *env_state):
         del key
-        return act(tree, obs)
+        return act(tree, obs, *env_state)
 
     return act, eval_fn, jax.jit(act)
 
@@ -150,13 +155,24 @@ class Policy:
     def eval_fn(self) -> Callable:
         return _act_functions(self.kind, self.config, self.env)[1]
 
-    def act(self, obs) -> jax.Array:
-        return _act_functions(self.kind, self.config, self.env)[2](self.tree, jnp.asarray(obs))
+    @property
+    def needs_env_state(self) -> bool:
+        return self.spec.needs_env_state
+
+    def act(self, obs, state=None, params=None) -> jax.Array:
+        """The action for ``obs``; policies with ``needs_env_state`` also need the env ``state``
+        and ``params`` (one-line ``ValueError`` without them)."""
+        fn = _act_functions(self.kind, self.config, self.env)[2]
+        if self.needs_env_state:
+            if state is None or params is None:
+                raise ValueError(f"{self.kind} policy acts on the env state: pass state and params")
+            return fn(self.tree, jnp.asarray(obs), state, params)
+        return fn(self.tree, jnp.asarray(obs))
 
     @property
     def policy_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
         act, tree = self.act_fn, self.tree
-        return lambda key, obs: act(tree, obs)
+        return lambda key, obs, *env_state: act(tree, obs, *env_state)
 
     @property
     def torch_twin(self) -> str | None:

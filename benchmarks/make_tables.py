@@ -1,0 +1,485 @@
+"""Regenerate the benchmark tables of README.md and benchmarks/README.md from the JSON results.
+
+    python benchmarks/make_tables.py            # rewrite every marked block in place
+    python benchmarks/make_tables.py --check    # exit 1 and name the stale blocks (used by a test)
+
+A block is the text between ``<!-- make_tables:NAME begin -->`` and ``<!-- make_tables:NAME end
+-->``; everything outside the markers is left alone. Inputs (benchmarks/results/):
+``env_throughput-latest.json``, ``ppo_throughput.json``, ``env_memory.json``,
+``forecaster_eval.json`` and every ``gpu_suite-*.json`` that is not a smoke run. A missing input
+renders as a line saying which script makes it, so the docs never quote a number no JSON holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+ENV_JSON = "env_throughput-latest.json"
+PPO_JSON = "ppo_throughput.json"
+MEMORY_JSON = "env_memory.json"
+FORECASTER_JSON = "forecaster_eval.json"
+GPU_GLOB = "gpu_suite-*.json"
+GPU_COMMAND = "bash benchmarks/gpu_suite.sh"
+HEADLINE = (4096, 2)  # num_envs x num_assets of the CPU headline
+YNN_HELPS = 1.10  # ynn-off counts as helping where it is >= this x faster (wall and CPU time)
+
+
+# ------------------------------------------------------------------------------------ formatting
+def rate(x: float | None) -> str:
+    """``8_980_000`` -> ``"8.98 M"``, ``85_817`` -> ``"85.8 k"``."""
+    if x is None:
+        return "-"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            v = x / div
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:,.0f} {unit}"
+    return f"{x:.3g}"
+
+
+def ratio(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.2f}×"
+
+
+def nbytes(x: float) -> str:
+    for div, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if x >= div:
+            return f"{x / div:.3g} {unit}"
+    return f"{x:.0f} B"
+
+
+def envs(b: int) -> str:
+    for div, suffix in ((1 << 20, "M"), (1024, "k")):
+        if b >= div and b % div == 0:
+            return f"{b // div}{suffix}"
+    return f"{b:,}"
+
+
+def _load(name: str, results: Path) -> dict | None:
+    path = results / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _missing(name: str, script: str) -> str:
+    return f"_No results yet: `{name}` is written by `{script}`._"
+
+
+def _machine(m: dict, torch: dict | None = None) -> str:
+    flags = m.get("xla_flags") or "none"
+    t = f", torch {torch['version']}" if torch else ""
+    return (
+        f"{m.get('cpu_count', '?')}-core {m.get('jax_backend', '?')}, JAX {m.get('jax', '?')}"
+        f"{t}, XLA_FLAGS {flags}"
+    )
+
+
+def _row(env: dict, num_envs: int, num_assets: int) -> dict | None:
+    for r in env.get("rows", []):
+        if r["num_envs"] == num_envs and r["num_assets"] == num_assets:
+            return r
+    return None
+
+
+def _headline_label(env: dict) -> str:
+    """How the headline ``jax`` column was compiled (old JSONs: flags set process-wide)."""
+    rows = env.get("rows") or [{}]
+    if "jax_xla" in rows[0]:
+        return "XLA defaults" if rows[0]["jax_xla"] == "default" else "YNNPACK fusions off"
+    flags = env.get("machine", {}).get("xla_flags", "")
+    return "YNNPACK fusions off (XLA_FLAGS)" if "ynn_fusion" in flags else "XLA defaults"
+
+
+# ------------------------------------------------------------------------------------ blocks
+REFS = (  # key, label, target (JAX / reference)
+    ("cartpole", "gymnax CartPole-v1 (same harness)", 0.5),
+    ("torch_compile", "batched Torch, `torch.compile`", 1.0),
+    ("torch_eager", "batched Torch, eager", 2.0),
+    ("gym_loop", "Torch Gymnasium env, Python loop", 100.0),
+)
+
+
+def block_env_cpu(results: Path) -> str:
+    env = _load(ENV_JSON, results)
+    if env is None:
+        return _missing(ENV_JSON, "python benchmarks/env_throughput.py")
+    b, n = HEADLINE
+    r = _row(env, b, n)
+    if r is None:
+        return f"_`{ENV_JSON}` has no {b} envs × {n} assets row._"
+    lines = [
+        f"At {b:,} envs × {n} assets (`results/{ENV_JSON}`; "
+        f"{_machine(env['machine'], env.get('torch'))};"
+        f" the jaxport column: {_headline_label(env)}):",
+        "",
+        "| implementation | env-steps/s | jaxport ratio | target |",
+        "|---|---|---|---|",
+        f"| jaxport `PortfolioEnv` | {rate(r['jax_steps_per_s'])} | | |",
+    ]
+    for key, label, need in REFS:
+        if f"{key}_steps_per_s" in r:
+            lines.append(
+                f"| {label} | {rate(r[f'{key}_steps_per_s'])} | {ratio(r[f'vs_{key}'])} "
+                f"| ≥ {need:g}× |"
+            )
+    return "\n".join(lines)
+
+
+def block_env_grid(results: Path) -> str:
+    env = _load(ENV_JSON, results)
+    if env is None:
+        return _missing(ENV_JSON, "python benchmarks/env_throughput.py")
+    lines = [
+        "| envs | assets | jaxport | CartPole | ratio | `torch.compile` | ratio | Torch eager "
+        "| ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in env["rows"]:
+        cells = [envs(r["num_envs"]), str(r["num_assets"]), rate(r["jax_steps_per_s"])]
+        for key in ("cartpole", "torch_compile", "torch_eager"):
+            cells += [rate(r.get(f"{key}_steps_per_s")), ratio(r.get(f"vs_{key}"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lin = [x for x in env.get("linearity", []) if x["to_assets"] > x["from_assets"]]
+    if lin:
+        growth = [x["cost_growth"] for x in lin]
+        a, z = lin[0]["from_assets"], lin[0]["to_assets"]
+        lines += [
+            "",
+            f"Cost per env-step (CPU time) from {a} to {z} assets grows "
+            f"{min(growth):.2f}× to {max(growth):.2f}× over these batch sizes "
+            f"(linear would be {z / a:.0f}×).",
+        ]
+    return "\n".join(lines)
+
+
+def block_ynn(results: Path) -> str:
+    env = _load(ENV_JSON, results)
+    if env is None:
+        return _missing(ENV_JSON, "python benchmarks/env_throughput.py")
+    rows = [r for r in env["rows"] if "ynn_off_speedup" in r]
+    if not rows:
+        return (
+            "_This run did not time the YNNPACK-off variant (`env_throughput.py --xla-flags "
+            "both` does)._"
+        )
+    lines = [
+        "| envs | assets | XLA defaults | YNNPACK fusions off | speed-up (wall) "
+        "| speed-up (CPU time) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {envs(r['num_envs'])} | {r['num_assets']} | {rate(r['jax_steps_per_s'])} "
+            f"| {rate(r['jax_ynn_off_steps_per_s'])} | {ratio(r['ynn_off_speedup'])} "
+            f"| {ratio(r.get('ynn_off_cpu_speedup'))} |"
+        )
+    lines += ["", ynn_verdict(rows)]
+    return "\n".join(lines)
+
+
+def ynn_verdict(rows: list[dict]) -> str:
+    """One sentence: where turning YNNPACK fusions off helped (>= ``YNN_HELPS`` by wall AND CPU
+    time), where it hurt (<= 1 / ``YNN_HELPS`` by both), and the rest within noise."""
+
+    def both(r, lo=None, hi=None):
+        vals = [r["ynn_off_speedup"], r.get("ynn_off_cpu_speedup", r["ynn_off_speedup"])]
+        return all(v >= lo for v in vals) if lo else all(v <= hi for v in vals)
+
+    def sizes(rs):
+        return ", ".join(f"{envs(r['num_envs'])} × {r['num_assets']}" for r in rs) or "none"
+
+    helped = [r for r in rows if both(r, lo=YNN_HELPS)]
+    hurt = [r for r in rows if both(r, hi=1 / YNN_HELPS)]
+    return (
+        f"YNNPACK fusions off helped (≥ {YNN_HELPS:.2f}× by wall and CPU time) at: "
+        f"{sizes(helped)}; hurt at: {sizes(hurt)}; within noise elsewhere."
+    )
+
+
+def block_ppo(results: Path) -> str:
+    ppo = _load(PPO_JSON, results)
+    if ppo is None:
+        return _missing(PPO_JSON, "python benchmarks/ppo_throughput.py")
+    s = ppo["settings"]
+    lines = [
+        "| envs | seeds | jaxport PPO env-steps/s | CartPole PPO (PureJaxRL) | ratio "
+        "| CPU-time ratio |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in ppo["rows"]:
+        lines.append(
+            f"| {r['num_envs']:,} | {r['num_seeds']} | {rate(r['env_steps_per_s'])} | "
+            f"{rate(r.get('reference_env_steps_per_s'))} | {ratio(r.get('ratio'))} | "
+            f"{ratio(r.get('cpu_time_ratio'))} |"
+        )
+    bd = ppo.get("env_breakdown")
+    if bd:
+        lines += [
+            "",
+            f"Env only (no network, {s['num_envs']:,} envs): portfolio auto-reset step "
+            f"{rate(bd['portfolio_step_autoreset_steps_per_s'])} steps/s, CartPole's "
+            f"{rate(bd['cartpole_step_autoreset_steps_per_s'])} steps/s.",
+        ]
+    lines += [
+        "",
+        f"Settings: {s['num_steps']} steps per rollout, {s['update_epochs']} epochs × "
+        f"{s['num_minibatches']} minibatches, 64×64 tanh MLPs, {s['num_assets']} assets; "
+        f"{_machine(ppo['machine'])} (`results/{PPO_JSON}`).",
+    ]
+    return "\n".join(lines)
+
+
+MEMORY_KIND_LABEL = {
+    "step": "one batched `env.step`",
+    "scan": "simulation loop (throughput harness)",
+    "rollout": "`rollout`, 64 steps kept",
+    "ppo": "PPO training call, 64-step rollouts",
+}
+
+
+def block_memory(results: Path) -> str:
+    mem = _load(MEMORY_JSON, results)
+    if mem is None:
+        return _missing(MEMORY_JSON, "python benchmarks/env_memory.py")
+    from env_memory import max_envs
+
+    assets = sorted({f["num_assets"] for f in mem["fits"]})
+    head = "| program | " + " | ".join(f"{n} assets" for n in assets) + " |"
+    lines = [head, "|---|" + "---:|" * len(assets)]
+    by = {(f["kind"], f["num_assets"]): f for f in mem["fits"]}
+    for kind in ("step", "scan", "rollout", "ppo"):
+        if not any((kind, n) in by for n in assets):
+            continue
+        cells = [nbytes(by[(kind, n)]["bytes_per_env"]) if (kind, n) in by else "-" for n in assets]
+        lines.append(f"| {MEMORY_KIND_LABEL[kind]} | " + " | ".join(cells) + " |")
+    ppo = [by[("ppo", n)] for n in assets if ("ppo", n) in by]
+    if ppo:
+        lines += [
+            "",
+            "Largest `num_envs` for PPO (64-step rollouts) by the memory JAX may use, from "
+            "these fits: "
+            + "; ".join(
+                f"{f['num_assets']} assets: "
+                + ", ".join(
+                    f"{envs_round(max_envs(f, gb * 2**30))} in {gb} GiB" for gb in (16, 80, 141)
+                )
+                for f in ppo
+            )
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Bytes per env = slope of XLA's compiled memory analysis over num_envs "
+        f"({_machine(mem['machine'])}; `results/{MEMORY_JSON}`).",
+    ]
+    return "\n".join(lines)
+
+
+def envs_round(b: int) -> str:
+    """Round down to a readable size: 3 significant digits."""
+    if b < 1000:
+        return str(b)
+    digits = len(str(b)) - 3
+    r = (b // 10**digits) * 10**digits
+    return rate(r).replace(" ", "")
+
+
+def gpu_results(results: Path) -> list[dict]:
+    out = []
+    for path in sorted(results.glob(GPU_GLOB)):
+        d = json.loads(path.read_text())
+        if not d.get("smoke"):
+            d["_file"] = path.name
+            out.append(d)
+    return out
+
+
+def block_gpu(results: Path) -> str:
+    runs = gpu_results(results)
+    if not runs:
+        return (
+            "**No GPU numbers have been measured yet**: no accelerator was available to the "
+            "sessions that wrote this project. On a machine with one GPU, run\n\n"
+            f"```bash\n{GPU_COMMAND}\n```\n\n"
+            "(≤ 8 minutes; JSON to `benchmarks/results/gpu_suite-<device>.json`), then "
+            "`python benchmarks/make_tables.py` to put its tables here."
+        )
+    from gpu_suite import markdown
+
+    parts = []
+    for d in runs:
+        parts += [
+            f"From `results/{d['_file']}` ({d.get('started_utc', '?')}):",
+            "",
+            markdown(d),
+            "",
+        ]
+    return "\n".join(parts).rstrip()
+
+
+def block_readme_table(results: Path) -> str:
+    env = _load(ENV_JSON, results)
+    ppo = _load(PPO_JSON, results)
+    fc = _load(FORECASTER_JSON, results)
+    lines = ["| benchmark | jaxport | reference | ratio |", "|---|---|---|---|"]
+    b, n = HEADLINE
+    r = _row(env, b, n) if env else None
+    if r:
+        label = f"env steps/s, {b:,} envs × {n} assets (`benchmarks/env_throughput.py`)"
+        lines.append(
+            f"| {label} | {rate(r['jax_steps_per_s'])} | gymnax CartPole "
+            f"{rate(r.get('cartpole_steps_per_s'))} | {ratio(r.get('vs_cartpole'))} |"
+        )
+        for key, text in (
+            ("torch_compile", "the same step as batched Torch under `torch.compile`"),
+            ("torch_eager", "batched Torch eager"),
+            ("gym_loop", "the Torch Gymnasium env in a Python loop"),
+        ):
+            if f"{key}_steps_per_s" in r:
+                lines.append(
+                    f"| same, vs {text} | {rate(r['jax_steps_per_s'])} | "
+                    f"{rate(r[f'{key}_steps_per_s'])} | {ratio(r[f'vs_{key}'])} |"
+                )
+    else:
+        lines.append("| env steps/s | no results yet (`python benchmarks/env_throughput.py`) | | |")
+    if ppo:
+        s = ppo["settings"]
+        lines.append(
+            f"| PPO env steps/s, {s['num_envs']:,} envs × {s['num_steps']} steps, "
+            f"{s['update_epochs']} epochs × {s['num_minibatches']} minibatches, 64×64 "
+            f"(`benchmarks/ppo_throughput.py`) | {rate(ppo['env_steps_per_s'])} | "
+            f"PureJaxRL CartPole PPO {rate(ppo.get('reference_env_steps_per_s'))} | "
+            f"{ratio(ppo.get('ratio'))} |"
+        )
+    if fc:
+        for name, run in fc.get("runs", {}).items():
+            wps = _windows_per_s(run)
+            if wps:
+                lines.append(
+                    f"| forecaster training, {name} profile (`benchmarks/"
+                    f"forecaster_eval.py`) | {rate(wps)} windows/s | | |"
+                )
+    machine = (env or ppo or {}).get("machine")
+    if machine:
+        lines += [
+            "",
+            f"Measured on: {_machine(machine, (env or {}).get('torch'))}; the env "
+            f"column uses {_headline_label(env) if env else 'XLA defaults'}.",
+        ]
+    return "\n".join(lines)
+
+
+def _windows_per_s(run: dict) -> float | None:
+    tr = run.get("train", {})
+    for key in ("windows_per_s", "train_windows_per_s"):
+        if key in tr:
+            return float(tr[key])
+    hist = tr.get("history", {})
+    steps = (hist.get("steps") or [None])[-1]
+    bs = tr.get("train_config", {}).get("batch_size")
+    if steps and bs and run.get("train_wall_s"):
+        return steps * bs / run["train_wall_s"]
+    return None
+
+
+def block_readme_gpu(results: Path) -> str:
+    runs = gpu_results(results)
+    if not runs:
+        return (
+            "No GPU numbers have been measured yet (no accelerator was available). "
+            f"`{GPU_COMMAND}` measures them in ≤ 8 minutes on one GPU; see "
+            "[benchmarks/README.md](benchmarks/README.md#gpu)."
+        )
+    kinds = ", ".join(d.get("device", {}).get("device_kind", "?") for d in runs)
+    return (
+        f"GPU results ({kinds}, `{GPU_COMMAND}`) are in "
+        "[benchmarks/README.md](benchmarks/README.md#gpu)."
+    )
+
+
+#: (file relative to the repository root, block name) -> renderer(results_dir)
+BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
+    ("benchmarks/README.md", "env-cpu"): block_env_cpu,
+    ("benchmarks/README.md", "env-grid"): block_env_grid,
+    ("benchmarks/README.md", "xla-ynn"): block_ynn,
+    ("benchmarks/README.md", "ppo"): block_ppo,
+    ("benchmarks/README.md", "memory"): block_memory,
+    ("benchmarks/README.md", "gpu"): block_gpu,
+    ("README.md", "benchmarks"): block_readme_table,
+    ("README.md", "gpu"): block_readme_gpu,
+}
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- make_tables:{name} begin -->", f"<!-- make_tables:{name} end -->"
+
+
+def replace_block(text: str, name: str, body: str, where: str = "text") -> str:
+    """``text`` with the content between ``name``'s markers replaced by ``body``."""
+    begin, end = _markers(name)
+    pat = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
+    if len(pat.findall(text)) != 1:
+        raise ValueError(f"{where}: expected exactly one block {begin} ... {end}")
+    return pat.sub(lambda m: f"{begin}\n{body}\n{end}", text)
+
+
+def current_block(text: str, name: str) -> str | None:
+    begin, end = _markers(name)
+    m = re.search(re.escape(begin) + r"\n(.*?)\n?" + re.escape(end), text, re.S)
+    return None if m is None else m.group(1)
+
+
+def render_all(root: Path = ROOT, results: Path = RESULTS) -> dict[str, str]:
+    """``{file: new text}`` for every file with blocks."""
+    out: dict[str, str] = {}
+    for (fname, name), fn in BLOCKS.items():
+        text = out.get(fname)
+        if text is None:
+            text = (root / fname).read_text()
+        out[fname] = replace_block(text, name, fn(results).rstrip(), fname)
+    return out
+
+
+def stale_blocks(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
+    """``file:block`` names whose committed text differs from what the JSON renders."""
+    new = render_all(root, results)
+    stale = []
+    for (fname, name), _ in BLOCKS.items():
+        old_text = (root / fname).read_text()
+        if current_block(old_text, name) != current_block(new[fname], name):
+            stale.append(f"{fname}:{name}")
+    return stale
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="report stale blocks, change nothing")
+    args = p.parse_args(argv)
+    if args.check:
+        stale = stale_blocks()
+        for s in stale:
+            print(f"stale: {s} (run python benchmarks/make_tables.py)")
+        return 1 if stale else 0
+    for fname, text in render_all().items():
+        path = ROOT / fname
+        if path.read_text() != text:
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            print(f"updated {fname}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
