@@ -46,6 +46,7 @@ from jaxport.env.gym import (
     STEP_INFO_KEYS,
     JaxPortfolioGymEnv,
     JaxPortfolioVectorGymEnv,
+    resolve_jax_env,
 )
 from torch_compat import (
     ENV_ID,
@@ -180,16 +181,9 @@ class TorchPortfolioEnv(_UnwrappedAccess, JaxToTorch):
         feature_names=None,
         **options,
     ):
-        if jax_env is None or params is None:
-            if prices is None:
-                raise DataError(
-                    "TorchPortfolioEnv: pass prices (and features) or jax_env= and params="
-                )
-            jax_env, params = build_jax_env(prices, features, **options)
-        elif prices is not None or options:
-            raise DataError(
-                "TorchPortfolioEnv: pass either arrays and options, or jax_env= and params="
-            )
+        jax_env, params = resolve_jax_env(
+            "TorchPortfolioEnv", prices, features, jax_env, params, options, build=build_jax_env
+        )
         inner = JaxPortfolioGymEnv(
             jax_env, params, symbols=symbols, dates=dates, feature_names=feature_names
         )
@@ -247,16 +241,15 @@ class TorchPortfolioVectorEnv(_UnwrappedAccess, VectorJaxToTorch):
         feature_names=None,
         **options,
     ):
-        if jax_env is None or params is None:
-            if prices is None:
-                raise DataError(
-                    "TorchPortfolioVectorEnv: pass prices (and features) or jax_env= and params="
-                )
-            jax_env, params = build_jax_env(prices, features, **options)
-        elif prices is not None or options:
-            raise DataError(
-                "TorchPortfolioVectorEnv: pass either arrays and options, or jax_env= and params="
-            )
+        jax_env, params = resolve_jax_env(
+            "TorchPortfolioVectorEnv",
+            prices,
+            features,
+            jax_env,
+            params,
+            options,
+            build=build_jax_env,
+        )
         inner = JaxPortfolioVectorGymEnv(
             jax_env, params, num_envs, symbols=symbols, dates=dates, feature_names=feature_names
         )

@@ -54,6 +54,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
+from jaxport.env.gym import resolve_jax_env
 from jaxport.errors import ConfigError, DataError
 
 ACTION_TRANSFERS = ("auto", "dlpack", "copy")
@@ -133,18 +134,11 @@ class TorchRLPortfolioEnv(EnvBase):
         feature_names=None,
         **options,
     ):
-        if jax_env is None or params is None:
-            if prices is None:
-                raise ConfigError(
-                    "TorchRLPortfolioEnv: pass prices (and features) or jax_env= and params="
-                )
-            from torch_compat.env import build_jax_env
+        from torch_compat.env import build_jax_env
 
-            jax_env, params = build_jax_env(prices, features, **options)
-        elif prices is not None or options:
-            raise ConfigError(
-                "TorchRLPortfolioEnv: pass either arrays and options, or jax_env= and params="
-            )
+        jax_env, params = resolve_jax_env(
+            "TorchRLPortfolioEnv", prices, features, jax_env, params, options, build=build_jax_env
+        )
         if int(num_envs) < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         if action_transfer not in ACTION_TRANSFERS:

@@ -39,6 +39,7 @@ from jaxport.data import DataError, load_market
 from jaxport.env.params import EnvParams
 from jaxport.env.portfolio import PortfolioEnv
 from jaxport.env.state import EnvState
+from jaxport.errors import ConfigError
 
 FEATURE_MODES = ("stat", "none")
 
@@ -75,6 +76,21 @@ STEP_INFO_KEYS = (
 
 
 # ---------------------------------------------------------------------------------- building
+def resolve_jax_env(
+    owner: str, prices, features, jax_env, params, options: dict, *, build=None
+) -> tuple[PortfolioEnv, EnvParams]:
+    """The ``(PortfolioEnv, EnvParams)`` of an env wrapper built either from arrays + ``options``
+    (``build``, default :func:`build_jax_env`) or from a ready ``jax_env=`` and ``params=``;
+    one-line ``ConfigError`` naming ``owner`` when both or neither are given."""
+    if jax_env is None or params is None:
+        if prices is None:
+            raise ConfigError(f"{owner}: pass prices (and features) or jax_env= and params=")
+        return (build or build_jax_env)(prices, features, **options)
+    if prices is not None or options:
+        raise ConfigError(f"{owner}: pass either arrays and options, or jax_env= and params=")
+    return jax_env, params
+
+
 def build_jax_env(prices, features=None, **options) -> tuple[PortfolioEnv, EnvParams]:
     """``(PortfolioEnv, EnvParams)`` from the same arguments as the JAX env.
 
