@@ -184,6 +184,9 @@ def test_walk_forward_summary_schema(wf_run):
     assert lo <= stats["sharpe_gap_vs_equal_weight"]["mean"] <= hi
     assert 0 <= stats["folds_beating_equal_weight"] <= 2
     assert 0 <= stats["probabilistic_sharpe"] <= 1 and 0 <= stats["deflated_sharpe"] <= 1
+    cand = summary["stages"]["portfolio"]["SYN000_SYN001"]["candidates"]["gradient"]
+    assert cand["compile_s"] >= 0 and cand["run_s"] > 0 and "compile_cache_hit" in cand
+    assert summary["timings"]["portfolio_compile_s"] > 0 < summary["timings"]["portfolio_run_s"]
     # top-level stages are the last fold's models
     assert summary["stages"]["portfolio"]["SYN000_SYN001"]["checkpoint"].startswith("folds/1/")
     assert (root / "a" / "models" / "folds" / "0" / "portfolio" / "SYN000_SYN001").is_dir()
@@ -276,3 +279,30 @@ def test_bad_walk_forward_is_one_line_exit_2(k, tmp_path, fast_toml):
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "--walk-forward" in lines[0], result.output
     assert not out.exists()
+
+
+def test_report_draws_walk_forward(wf_run):
+    """``jaxport report`` of the 2-fold run writes ``walk_forward.png``; the plotted gap and interval
+    are the summary's, and each fold's curves are that fold's evaluation file."""
+    from jaxport.pipeline.report import walk_forward_series, write_report
+    from jaxport.pipeline.rundir import RunDir
+
+    root, _, summary = wf_run
+    run = RunDir(root / "a" / "models")
+    report = write_report(run, root / "report")
+    assert (root / "report" / "walk_forward.png").stat().st_size > 0
+    assert "walk_forward.png" in report.read_text(encoding="utf-8")
+    series = walk_forward_series(run)
+    assert set(series) == set(summary["walk_forward"]["pairs"]) == {"SYN000_SYN001"}
+    for name, s in series.items():
+        want = summary["walk_forward"]["pairs"][name]["sharpe_gap_vs_equal_weight"]
+        assert s["gap"]["mean"] == want["mean"] and s["gap"]["ci95"] == list(want["ci95"])
+        assert [f["fold"] for f in s["folds"]] == [0, 1]
+        for f in s["folds"]:
+            fold = summary["walk_forward"]["folds"][f["fold"]]
+            assert f["shipped"] == fold["pairs"][name]["shipped"]
+            assert f["dates"] is not None and len(f["dates"]) == len(f["policy"])
+            assert str(f["dates"][0]) >= fold["val_first_date"]
+            assert str(f["dates"][-1]) == fold["test_last_date"]
+            assert f["equal_weight"].shape == f["policy"].shape
+            assert f["policy"][0] == pytest.approx(f["equal_weight"][0])

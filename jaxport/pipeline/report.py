@@ -2,7 +2,8 @@
 
 Plots: per pair, the test equity curve against buy-and-hold, equal weight and cash with the drawdown
 underneath (dates on the x axis); the generic forecaster's predicted next-day volatility against
-realised |returns| on the test split; training curves (forecaster losses, RL per-update metrics; a
+realised |returns| on the test split; in a walk-forward run, each fold's test equity vs 1/N and the
+Sharpe gap to 1/N with its 95 % interval; training curves (forecaster losses, RL per-update metrics; a
 metric that is undefined on some updates, like PPO's ``episode_return``, is drawn through the
 updates where it is defined). The run is read through :class:`jaxport.pipeline.rundir.RunDir`.
 """
@@ -187,6 +188,84 @@ def plot_volatility(run: RunDir, path: Path) -> Path | None:
     return _save(fig, path, dpi=100)
 
 
+def walk_forward_series(run: RunDir) -> dict[str, dict[str, Any]]:
+    """Per pair, what :func:`plot_walk_forward` draws: ``folds`` = ``[{fold, dates, policy,
+    equal_weight, shipped}]`` (each fold's test equity / initial, ``dates`` ``None`` when the
+    file has none) and ``gap`` = ``{mean, ci95}`` (annualised shipped-minus-1/N test Sharpe and its
+    95 % interval, as in ``walk_forward.pairs``). Empty for a run without walk-forward folds."""
+    wf = run.summary.get("walk_forward") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for k in range(run.num_folds):
+        fold = run.fold(k)
+        for name, entry in fold.summary.get("stages", {}).get("portfolio", {}).items():
+            if entry.get("status") != "completed":
+                continue
+            curves = fold.evaluation(name)
+            base = curves.get("baseline_curves", {})
+            out.setdefault(name, {"folds": [], "gap": None})["folds"].append(
+                {
+                    "fold": k,
+                    "dates": curve_dates(curves),
+                    "policy": np.asarray(curves["equity_curve"], dtype=float),
+                    "equal_weight": (
+                        np.asarray(base["equal_weight"], dtype=float)
+                        if "equal_weight" in base
+                        else None
+                    ),
+                    "shipped": entry.get("shipped") or curves.get("algo", "?"),
+                }
+            )
+    for name, stats in (wf.get("pairs") or {}).items():
+        gap = (stats or {}).get("sharpe_gap_vs_equal_weight")
+        if gap and name in out:
+            out[name]["gap"] = {"mean": float(gap["mean"]), "ci95": [float(v) for v in gap["ci95"]]}
+    return out
+
+
+def walk_forward_figure(series: dict[str, dict[str, Any]]):
+    """Left: per pair, each fold's test equity of the shipped policy (solid) vs 1/N (dashed);
+    right: per pair, the Sharpe gap to 1/N with its 95 % interval as an error bar."""
+    plt = _plt()
+    names = list(series)
+    fig = plt.figure(figsize=(13, 3.2 * len(names) + 1))
+    grid = fig.add_gridspec(len(names), 2, width_ratios=[3, 1])
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(grid[i, 0])
+        for j, f in enumerate(series[name]["folds"]):
+            x = f["dates"] if f["dates"] is not None else np.arange(len(f["policy"]))
+            color = f"C{j % 10}"
+            ax.plot(x, f["policy"], color=color, lw=2, label=f"fold {f['fold']} {f['shipped']}")
+            if f["equal_weight"] is not None:
+                ax.plot(x, f["equal_weight"], color=color, lw=1, ls="--", label="1/N")
+        ax.set_title(f"{name}: test equity per fold (dashed: 1/N)", fontsize=10)
+        ax.set_ylabel("equity / initial")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    ax_gap = fig.add_subplot(grid[:, 1])
+    gaps = [(n, series[n]["gap"]) for n in names if series[n]["gap"] is not None]
+    if gaps:
+        y = np.arange(len(gaps))
+        mean = np.array([g["mean"] for _, g in gaps])
+        lo = np.array([g["ci95"][0] for _, g in gaps])
+        hi = np.array([g["ci95"][1] for _, g in gaps])
+        ax_gap.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="o", capsize=4)
+        ax_gap.set_yticks(y, [n for n, _ in gaps])
+    ax_gap.axvline(0.0, color="grey", lw=1)
+    ax_gap.set_xlabel("Sharpe gap vs 1/N (annualised, 95 % CI)")
+    ax_gap.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_walk_forward(run: RunDir, path: Path) -> Path | None:
+    """``walk_forward.png`` of a walk-forward run (``None`` for a plain run)."""
+    series = walk_forward_series(run)
+    if not series:
+        return None
+    return _save(walk_forward_figure(series), path, dpi=100)
+
+
 def _metrics_rows(entry: dict) -> list[str]:
     keys = (
         "total_return",
@@ -264,6 +343,13 @@ def write_report(run_dir: str | Path | RunDir, out_dir: str | Path | None = None
         evaluations[name] = curves
         png = plot_equity(curves, f"{name}: test split", out / f"equity_{name}.png")
         lines += _metrics_rows(entry) + ["", f"![equity {name}]({png.name})", ""]
+    if run.num_folds and plot_walk_forward(run, out / "walk_forward.png"):
+        lines += [
+            f"## Walk-forward ({run.num_folds} folds, shipped policy vs 1/N)",
+            "",
+            "![walk-forward](walk_forward.png)",
+            "",
+        ]
     training = plot_training(summary, evaluations, out / "training_curves.png")
     if training:
         lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]

@@ -567,6 +567,12 @@ class Pipeline:
                 continue
             try:
                 portfolio[name] = self._train_pair(market, bounds, pair, models)
+                for cand in (portfolio[name].candidates or {}).values():
+                    for k in ("compile_s", "run_s"):
+                        key = f"portfolio_{k}"
+                        self.summary.timings[key] = self.summary.timings.get(key, 0.0) + float(
+                            cand.get(k, 0.0)
+                        )
             except (KeyboardInterrupt, RunInterrupted):
                 raise
             except Exception as exc:  # one failing pair must not stop the others
