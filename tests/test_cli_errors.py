@@ -103,9 +103,12 @@ def test_flag_names_match_config_and_train_flags():
         if name:
             assert name in {f.name for f in dataclasses.fields(SECTIONS[section])}, setting
         else:
-            assert setting.removesuffix("=True") in top | {"config_file", "resume", "overwrite"}, (
-                setting
-            )
+            assert setting.removesuffix("=True") in top | {
+                "config_file",
+                "resume",
+                "overwrite",
+                "walk_forward",
+            }, setting
         assert flag in train_flags, flag
 
 

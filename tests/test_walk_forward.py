@@ -71,7 +71,7 @@ def test_default_test_block_and_plain_split_unchanged():
     plain = SplitBounds(700, 850, 1000)
     assert plain.ranges() == {"train": (0, 700), "val": (700, 850), "test": (850, 1000)}
     assert (plain.val_start, plain.test_start, plain.test_end, plain.embargo) == (700, 850, 1000, 0)
-    with pytest.raises(ConfigError, match="--walk-forward 0"):
+    with pytest.raises(ConfigError, match="walk_forward 0"):
         walk_forward_bounds(1000, 0)
     with pytest.raises(ConfigError, match="too many folds"):
         walk_forward_bounds(1000, 6, min_train_rows=100)

@@ -91,7 +91,7 @@ def walk_forward_bounds(
     T = int(num_days)
     k = int(k)
     if k < 1:
-        raise ConfigError(f"--walk-forward {k}: the number of folds must be >= 1")
+        raise ConfigError(f"walk_forward {k}: the number of folds must be >= 1")
     rows = int(round(0.15 * T)) if test_rows is None else int(test_rows)
     embargo = int(embargo)
     if rows < 2 or embargo < 0:
@@ -101,7 +101,7 @@ def walk_forward_bounds(
     first_train = T - (k + 1) * rows - 2 * embargo  # fold 0: T - k*rows - embargo - rows - embargo
     if first_train < max(1, int(min_train_rows)):
         raise ConfigError(
-            f"--walk-forward {k}: too many folds for {T} rows (fold 1 would train on "
+            f"walk_forward {k}: too many folds for {T} rows (fold 1 would train on "
             f"{max(first_train, 0)} rows, needs >= {min_train_rows}; test blocks of {rows} rows, "
             f"embargo {embargo})"
         )

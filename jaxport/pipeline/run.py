@@ -235,7 +235,7 @@ class Pipeline:
         gate: bool = True,
     ):
         if int(walk_forward) < 1:
-            raise ConfigError(f"--walk-forward {walk_forward}: the number of folds must be >= 1")
+            raise ConfigError(f"walk_forward {walk_forward}: the number of folds must be >= 1")
         self.walk_forward = int(walk_forward)  # K folds (1 = the plain chronological split)
         self.gate = bool(gate)  # the baseline gate (False: --no-gate)
         self.config = config
