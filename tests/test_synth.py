@@ -148,7 +148,7 @@ def test_cli_synth_then_check(cli_runner, tmp_path):
             "--symbols",
             "4",
             "--days",
-            "90",
+            "120",  # data check applies the quick profile's training minimum (106 rows)
             "--seed",
             "2",
             "--planted-signal",
@@ -158,7 +158,7 @@ def test_cli_synth_then_check(cli_runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert str(out) in result.stdout and "wrote 4 files" in result.stdout
     loaded = load_market(out)
-    expected = generate_synthetic_market(num_symbols=4, num_days=90, seed=2, planted_signal=0.003)
+    expected = generate_synthetic_market(num_symbols=4, num_days=120, seed=2, planted_signal=0.003)
     np.testing.assert_allclose(loaded.close, expected.close, rtol=1e-12)
     check = cli_runner.invoke(app, ["data", "check", str(out)])
     assert check.exit_code == 0 and "all 4 file(s) OK" in check.stdout
