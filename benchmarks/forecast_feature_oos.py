@@ -53,54 +53,13 @@ HORIZONS = (1, 8)
 
 def quick_configs(seed: int) -> tuple[ForecasterConfig, TrainConfig, int, int]:
     """The forecaster ``jaxport train`` builds with the quick profile (pipeline BaseConfig)."""
-    try:
-        from jaxport.pipeline.config import BaseConfig, DataConfig
+    from jaxport.pipeline.config import BaseConfig, DataConfig
 
-        b, d = BaseConfig(), DataConfig()
-        horizon, seq = d.toto_horizon, d.sequence_length
-        targets = tuple(d.toto_targets)
-    except (ImportError, AttributeError):  # the pipeline is being rewritten: same numbers
-        b = argparse.Namespace(
-            context=64,
-            patch=8,
-            d_model=32,
-            num_layers=2,
-            num_heads=2,
-            mlp_ratio=2,
-            dropout=0.0,
-            learning_rate=3e-3,
-            batch_size=128,
-            epochs=6,
-            steps=500,
-            warmup_steps=30,
-            patience=2,
-            max_val_windows=2048,
-            log_every=25,
-        )
-        horizon, seq, targets = 8, 60, ("close", "open", "high", "low")
-    fcfg = ForecasterConfig(
-        context=b.context,
-        patch=b.patch,
-        d_model=b.d_model,
-        num_layers=b.num_layers,
-        num_heads=b.num_heads,
-        mlp_ratio=b.mlp_ratio,
-        horizon=horizon,
-        targets=targets,
-        dropout=b.dropout,
+    d = DataConfig()
+    fcfg, tcfg = BaseConfig().forecaster_configs(
+        horizon=d.toto_horizon, targets=d.toto_targets, seed=seed
     )
-    tcfg = TrainConfig(
-        learning_rate=b.learning_rate,
-        batch_size=b.batch_size,
-        epochs=b.epochs,
-        max_steps=b.steps,
-        warmup_steps=b.warmup_steps,
-        patience=b.patience,
-        max_val_windows=b.max_val_windows,
-        log_every=b.log_every,
-        seed=seed,
-    )
-    return fcfg, tcfg, horizon, seq
+    return fcfg, tcfg, d.toto_horizon, d.sequence_length
 
 
 def _block_bootstrap_ci(x, y, dates_idx, reps=400, block=21, seed=0):
