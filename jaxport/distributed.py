@@ -17,6 +17,13 @@ and call the same functions in every process. Outputs are global ``jax.Array``s;
 :func:`to_host` to fetch them whole on every process.
 
 ``num_envs`` must be a multiple of the number of devices in the mesh.
+
+The pipeline's trainers (``jaxport train --devices N``): :func:`rl_mesh` picks the devices,
+:func:`check_batch` names the setting whose batch does not divide over them, and
+:func:`compile_sharded` compiles a trainer with the mesh as JAX's context mesh, where
+:func:`jaxport.rl.common.constrain_batch` (called by the gradient trainer on its env batch) splits
+the batch; PPO is pinned by :func:`ppo_out_shardings`. The universe trainer splits its population
+members instead (``jaxport.rl.universe.train_universe(..., mesh=rl_mesh(n))``).
 """
 
 from __future__ import annotations
@@ -44,7 +51,29 @@ ENV_AXIS = "envs"
 ENV_COORDINATOR = "JAXPORT_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAXPORT_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAXPORT_PROCESS_ID"
-_CLUSTER_MARKERS = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "JOBSET_NAME", "TPU_WORKER_HOSTNAMES")
+
+
+def multi_process_cluster(environ=None) -> bool:
+    """Whether the environment describes a job of SEVERAL processes that JAX's cluster detection
+    can join: SLURM with ``SLURM_NTASKS`` (or ``SLURM_STEP_NUM_TASKS``) > 1, Open MPI with
+    ``OMPI_COMM_WORLD_SIZE`` > 1, a Kubernetes JobSet (``JOBSET_NAME``) or a TPU pod slice of more
+    than one worker (``TPU_WORKER_HOSTNAMES``). A single-task SLURM allocation is not one."""
+    env = os.environ if environ is None else environ
+
+    def count(*names: str) -> int:
+        for name in names:
+            try:
+                return int(env.get(name, ""))
+            except ValueError:
+                continue
+        return 1
+
+    return (
+        ("SLURM_JOB_ID" in env and count("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS") > 1)
+        or count("OMPI_COMM_WORLD_SIZE") > 1
+        or bool(env.get("JOBSET_NAME"))
+        or len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]) > 1
+    )
 
 
 # ------------------------------------------------------------------------------------ multi-host
@@ -60,9 +89,9 @@ def initialize_distributed(
 
     Arguments win; missing ones come from ``JAXPORT_COORDINATOR_ADDRESS`` (``host:port`` of process
     0), ``JAXPORT_NUM_PROCESSES`` and ``JAXPORT_PROCESS_ID``. With none of them set it does nothing
-    and returns ``False`` (a single-process run), unless ``auto_detect=True`` and a cluster
-    environment (SLURM, Open MPI, Kubernetes JobSet, TPU pod) is present, in which case JAX's own
-    cluster detection fills everything in. Safe to call twice (the second call is a no-op).
+    and returns ``False`` (a single-process run), unless ``auto_detect=True`` and a multi-process
+    cluster job (SLURM, Open MPI, Kubernetes JobSet, TPU pod; see :func:`multi_process_cluster`)
+    is present, in which case JAX's own cluster detection fills everything in. Safe to call twice (the second call is a no-op).
     Must run before anything touches a JAX device (importing ``jaxport.env`` or gymnax does:
     import this module and call it first). Bad values raise ``ConfigError``.
     """
@@ -73,7 +102,7 @@ def initialize_distributed(
     process_id = _int_or_none(process_id, ENV_PROCESS_ID)
     given = (coordinator_address, num_processes, process_id)
     if all(v is None for v in given):
-        if auto_detect and any(m in os.environ for m in _CLUSTER_MARKERS):
+        if auto_detect and multi_process_cluster():
             jax.distributed.initialize(local_device_ids=local_device_ids)
             return True
         return False
@@ -232,10 +261,73 @@ def _jit_with_out_shardings(fn: Callable, shardings_of: Callable, mesh: Mesh, ar
     return _JIT_CACHE[sig]
 
 
-# ------------------------------------------------------------------------------------ PPO
+# ------------------------------------------------------------------------------------ trainers
 #: positions of the env-batch leaves in ``make_train``'s runner state
 #: ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len, rng)``
 _RUNNER_ENV_SLOTS = (2, 3, 4, 5)
+
+
+def rl_mesh(devices: int | None = None) -> Mesh:
+    """The 1-D env mesh the RL trainers shard over: the first ``devices`` of ``jax.devices()``
+    (every device of every process after :func:`initialize_distributed`), all of them for
+    ``None``. More than are available: ``ConfigError`` naming ``rl.devices``."""
+    available = jax.devices()
+    if devices is None:
+        return make_env_mesh(available)
+    if not 1 <= int(devices) <= len(available):
+        raise ConfigError(
+            f"rl.devices {devices}: must be between 1 and the {len(available)} "
+            f"{available[0].platform} device(s) available"
+        )
+    return make_env_mesh(available[: int(devices)])
+
+
+def check_batch(size: int, mesh: Mesh | None, setting: str) -> None:
+    """One-line ``ConfigError`` naming ``setting`` unless ``size`` (a batch axis sharded over
+    ``mesh``) is a multiple of the mesh's device count."""
+    n = 1 if mesh is None else mesh.devices.size
+    if size % n:
+        raise ConfigError(
+            f"{setting} {size}: must be a multiple of the {n} devices the RL batch is sharded "
+            "over, see rl.devices"
+        )
+
+
+def ppo_out_shardings(mesh: Mesh, out_shape: dict) -> dict:
+    """Output shardings of PPO's ``train``: everything replicated but the runner state's env
+    batch (env state, observations, episode accumulators), split over ``mesh``."""
+    rep = replicated(mesh)
+    sh = jax.tree.map(lambda _: rep, out_shape)
+    runner = list(sh["runner_state"])
+    for slot in _RUNNER_ENV_SLOTS:
+        runner[slot] = jax.tree.map(
+            lambda x: env_sharding(mesh, 0, len(x.shape)), out_shape["runner_state"][slot]
+        )
+    sh["runner_state"] = tuple(runner)
+    return sh
+
+
+def compile_sharded(
+    train: Callable, mesh: Mesh, *args, out_shardings: Callable[[Any], Any] | None = None
+):
+    """Ahead-of-time compile ``train(*args)`` for ``mesh``: inputs replicated, traced with ``mesh``
+    as JAX's context mesh so the trainers' :func:`jaxport.rl.common.constrain_batch` calls split
+    their env batch over it (GSPMD inserts the cross-device means). ``out_shardings``: maps
+    ``jax.eval_shape(train, *args)`` to output shardings (default: left to the partitioner).
+    Returns ``(compiled, place)``: call ``compiled(*place(*args))`` (``place`` puts the
+    arguments on the mesh, replicated)."""
+    rep = replicated(mesh)
+    in_sh = tuple(jax.tree.map(lambda _: rep, a) for a in args)
+    with jax.set_mesh(mesh):
+        kw = {}
+        if out_shardings is not None:
+            kw["out_shardings"] = out_shardings(jax.eval_shape(train, *args))
+        compiled = jax.jit(train, in_shardings=in_sh, **kw).lower(*args).compile()
+
+    def place(*a):
+        return tuple(jax.device_put(x, s) for x, s in zip(a, in_sh))
+
+    return compiled, place
 
 
 def make_sharded_train(
@@ -260,22 +352,11 @@ def make_sharded_train(
         )
     train = make_train(config, env, env_params)
     rep = replicated(mesh)
-
-    def out_shardings(out_shape: dict):
-        sh = jax.tree.map(lambda _: rep, out_shape)
-        runner = list(sh["runner_state"])
-        for slot in _RUNNER_ENV_SLOTS:
-            runner[slot] = jax.tree.map(
-                lambda x: env_sharding(mesh, 0, len(x.shape)), out_shape["runner_state"][slot]
-            )
-        sh["runner_state"] = tuple(runner)
-        return sh
-
     out_shape = jax.eval_shape(train, jax.random.key(0), env_params)
     jitted = jax.jit(
         train,
         in_shardings=(rep, jax.tree.map(lambda _: rep, env_params)),
-        out_shardings=out_shardings(out_shape),
+        out_shardings=ppo_out_shardings(mesh, out_shape),
     )
 
     def sharded_train(key: jax.Array, env_params_: EnvParams | None = None) -> dict:
@@ -320,11 +401,16 @@ def _cached_random_policy(env: PortfolioEnv) -> PolicyFn:
 
 __all__ = [
     "ENV_AXIS",
+    "check_batch",
+    "compile_sharded",
     "env_sharding",
     "initialize_distributed",
     "make_env_mesh",
     "make_sharded_train",
+    "multi_process_cluster",
+    "ppo_out_shardings",
     "replicated",
+    "rl_mesh",
     "shard_env_batch",
     "sharded_env_steps_per_second",
     "sharded_rollout",

@@ -85,6 +85,7 @@ features = "toto+stat"
 toto_horizon = 1
 sequence_length = 20
 [rl]
+scope = "pair"
 algo = "gradient"
 epochs = 40
 batch_size = 32

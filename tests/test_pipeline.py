@@ -37,6 +37,8 @@ log_every = 10
 epochs = 1
 max_steps = 6
 [rl]
+scope = "universe"
+seeds = 2
 algo = "both"
 epochs = 4
 batch_size = 16
@@ -111,6 +113,7 @@ def normalised(summary: dict) -> dict:
         "compile_s",
         "run_s",
         "compile_cache_hit",
+        "env_steps_per_s",
         "timings",
         "versions",
         "device",
@@ -232,8 +235,18 @@ def test_synthetic_universe_end_to_end(synth_run, cli_runner_module):
     # No original symbols here: all discovered symbols are base symbols, the first 3 specialists.
     assert summary["config"]["base_symbols"] == ["SYN000", "SYN001", "SYN002"]
     assert set(summary["stages"]["portfolio"]) == {"SYN000_SYN001", "SYN001_SYN002"}
+    universe = summary["stages"]["universe"]
+    assert universe["baskets"] == [
+        ["SYN000", "SYN001"],
+        ["SYN000", "SYN002"],
+        ["SYN001", "SYN002"],
+    ]
+    assert len(universe["members"]) == 2 and 0 <= universe["best_member"] < 2
+    assert universe["training"]["env_steps_per_s"] > 0
     for entry in summary["stages"]["portfolio"].values():
-        assert set(entry["candidates"]) == {"ppo", "gradient"}
+        assert set(entry["candidates"]) == {"universe"}
+        assert len(entry["candidates"]["universe"]["members"]) == 2
+        assert entry["shipped"] in ("universe", "baseline:equal_weight"), entry["gate"]["reason"]
         assert entry["metrics"]["baselines"]["cash"]["total_return"] == 0.0
         assert entry["metrics"]["test"]["max_leverage"] <= 2.0 + 1e-5
     assert_checkpoints_restore(summary, summary_path.parent)

@@ -15,7 +15,7 @@ from jaxport.data import SplitBounds
 from jaxport.data.split import walk_forward_bounds
 from jaxport.errors import ConfigError
 
-# Statistical features, one pair, gradient method only: every stage runs in seconds.
+# Statistical features, one pair, the universe policy (2 seeds): every stage runs in seconds.
 FAST_TOML = """
 seed = 1
 skip_base = true
@@ -26,6 +26,8 @@ toto_horizon = 2
 sequence_length = 20
 pairs = [["SYN000", "SYN001"]]
 [rl]
+scope = "universe"
+seeds = 2
 algo = "gradient"
 epochs = 6
 batch_size = 16
@@ -156,6 +158,14 @@ def _fold_fingerprint(run_root: Path, summary: dict, k: int) -> dict:
             meta["features"]["mean"],
             meta["features"]["std"],
         )
+    universe = fold["stages"]["universe"]
+    for ckpt in ("universe", "universe_population"):
+        tree, _ = load_checkpoint(run_root / Path(universe["checkpoint"]).parent / ckpt)
+        out[ckpt] = {
+            "/".join(map(str, p)): np.asarray(v)
+            for p, v in __import__("jax").tree_util.tree_flatten_with_path(tree)[0]
+        }
+    out["universe_members"] = (universe["members"], universe["validation_curve"])
     return out
 
 
@@ -168,7 +178,7 @@ def test_walk_forward_summary_schema(wf_run):
         assert fold["train_last_date"] < fold["val_first_date"] < fold["test_first_date"]
         assert fold["test_first_date"] <= fold["test_last_date"]
         entry = fold["pairs"]["SYN000_SYN001"]
-        assert entry["shipped"] in ("gradient",) or entry["shipped"].startswith("baseline:")
+        assert entry["shipped"] in ("universe",) or entry["shipped"].startswith("baseline:")
         assert {
             "equal_weight",
             "inverse_volatility",
@@ -184,9 +194,14 @@ def test_walk_forward_summary_schema(wf_run):
     assert lo <= stats["sharpe_gap_vs_equal_weight"]["mean"] <= hi
     assert 0 <= stats["folds_beating_equal_weight"] <= 2
     assert 0 <= stats["probabilistic_sharpe"] <= 1 and 0 <= stats["deflated_sharpe"] <= 1
-    cand = summary["stages"]["portfolio"]["SYN000_SYN001"]["candidates"]["gradient"]
-    assert cand["compile_s"] >= 0 and cand["run_s"] > 0 and "compile_cache_hit" in cand
-    assert summary["timings"]["portfolio_compile_s"] > 0 < summary["timings"]["portfolio_run_s"]
+    cand = summary["stages"]["portfolio"]["SYN000_SYN001"]["candidates"]["universe"]
+    assert cand["trained_in"] == "stages.universe" and len(cand["members"]) == 2
+    universe = summary["stages"]["universe"]
+    assert universe["checkpoint"].startswith("folds/1/")
+    assert universe["baskets"] == [["SYN000", "SYN001"]]
+    assert summary["timings"]["universe"] > 0
+    for fold in wf["folds"]:  # every fold trained its own universe policy
+        assert fold["stages"]["universe"]["checkpoint"].startswith(f"folds/{fold['fold']}/")
     # top-level stages are the last fold's models
     assert summary["stages"]["portfolio"]["SYN000_SYN001"]["checkpoint"].startswith("folds/1/")
     assert (root / "a" / "models" / "folds" / "0" / "portfolio" / "SYN000_SYN001").is_dir()
@@ -222,7 +237,15 @@ def test_no_fold_sees_its_test_rows(wf_run, tmp_path, fast_toml):
     planted = _run(marked, tmp_path / "b", fast_toml)
     a0 = _fold_fingerprint(root / "a" / "models", summary, 0)
     b0 = _fold_fingerprint(tmp_path / "b" / "models", planted, 0)
+    assert set(a0) == set(b0) and {"universe", "universe_population"} <= set(a0)
+    for ckpt in ("universe", "universe_population"):
+        assert a0[ckpt].keys() == b0[ckpt].keys()
+        for key in a0[ckpt]:
+            np.testing.assert_array_equal(a0[ckpt][key], b0[ckpt][key], err_msg=key)
+    assert json.dumps(a0.pop("universe_members")) == json.dumps(b0.pop("universe_members"))
     for name in a0:
+        if name in ("universe", "universe_population"):
+            continue
         leaves_a, *rest_a = a0[name]
         leaves_b, *rest_b = b0[name]
         assert leaves_a.keys() == leaves_b.keys()

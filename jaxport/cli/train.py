@@ -405,6 +405,57 @@ def register(app: typer.Typer) -> None:
             Optional[str],
             typer.Option("--rl-algo", help="ppo | gradient | both (best on validation kept)."),
         ] = None,
+        rl_scope: Annotated[
+            Optional[str],
+            typer.Option(
+                "--rl-scope",
+                help="universe (default): one policy trained on every pair of the base symbols "
+                "at once | pair: one policy per --pair.",
+            ),
+        ] = None,
+        rl_seeds: Annotated[
+            Optional[int],
+            typer.Option(
+                "--rl-seeds",
+                help="Seeds of the universe policy, trained together in one compiled program; "
+                "the best on validation is kept (default 4).",
+            ),
+        ] = None,
+        turnover_penalty: Annotated[
+            Optional[float],
+            typer.Option(
+                "--turnover-penalty",
+                help="Penalty x mean daily turnover (fraction of equity) in the universe "
+                "objective (default 0).",
+            ),
+        ] = None,
+        rebalance_rate: Annotated[
+            Optional[float],
+            typer.Option(
+                "--rebalance-rate",
+                help="Fraction of the gap to the target weights traded per day, in (0, 1] "
+                "(universe policy; default 1).",
+            ),
+        ] = None,
+        feature_noise: Annotated[
+            Optional[float],
+            typer.Option(
+                "--feature-noise",
+                help="Std of Gaussian noise on standardised features during training "
+                "(universe policy; default 0).",
+            ),
+        ] = None,
+        rl_weight_decay: Annotated[
+            Optional[float],
+            typer.Option("--rl-weight-decay", help="AdamW weight decay of the universe policy."),
+        ] = None,
+        devices: Annotated[
+            Optional[int],
+            typer.Option(
+                "--devices",
+                help="Shard the RL batch over this many local devices (default all).",
+            ),
+        ] = None,
         transaction_cost_bps: Annotated[
             Optional[float],
             typer.Option(
@@ -517,6 +568,11 @@ def register(app: typer.Typer) -> None:
         """Train the generic forecaster, specialists and portfolio policies; evaluate on test."""
         import logging
 
+        from jaxport.distributed import initialize_distributed
+
+        # multi-host: join the JAX cluster (JAXPORT_* variables, or SLURM / Open MPI / ...)
+        # before anything starts the XLA backend; a no-op without those variables
+        initialize_distributed(auto_detect=True)
         from jaxport.pipeline.config import build_config
 
         logging.basicConfig(
@@ -556,6 +612,13 @@ def register(app: typer.Typer) -> None:
             rl__num_layers=rl_num_layers,
             rl__num_heads=rl_num_heads,
             rl__algo=rl_algo,
+            rl__scope=rl_scope,
+            rl__seeds=rl_seeds,
+            rl__turnover_penalty=turnover_penalty,
+            rl__rebalance_rate=rebalance_rate,
+            rl__feature_noise=feature_noise,
+            rl__weight_decay=rl_weight_decay,
+            rl__devices=devices,
             rl__transaction_cost_bps=transaction_cost_bps,
             rl__risk_penalty=risk_penalty,
             rl__leverage_limit=leverage_limit,

@@ -29,6 +29,17 @@ ORIGINAL_BASE_STOCKS = ("AAPL", "AMZN", "MSFT", "NVDA", "GOOGL")
 ORIGINAL_SPECIALIST_STOCKS = ("AAPL", "AMZN", "MSFT")
 PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
+RL_SCOPES = ("universe", "pair")
+#: rl.grid keys: the universe trainer's traced hyperparameters (jaxport.rl.universe.DYNAMIC_FIELDS)
+UNIVERSE_GRID_FIELDS = (
+    "lr",
+    "weight_decay",
+    "max_grad_norm",
+    "risk_penalty",
+    "turnover_penalty",
+    "feature_noise",
+    "rebalance_rate",
+)
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
@@ -136,6 +147,7 @@ class FinetuneConfig:
 class RLConfig:
     """Portfolio RL per pair (stage 3)."""
 
+    scope: str = "universe"  # universe: one policy over every base-symbol pair | pair: one per pair
     algo: str = "both"  # ppo | gradient | both (the better on validation is kept)
     epochs: int = 60  # training updates (PPO updates or gradient steps)
     learning_rate: float = 3e-4  # PPO; the gradient method too if gradient_learning_rate is None
@@ -153,6 +165,14 @@ class RLConfig:
     leverage_limit: float = 2.0
     borrowing_cost: float = 0.0675
     trading_days_per_year: int = 252
+    # --- universe scope (jaxport.rl.universe); per-step units, not annualised
+    seeds: int = 4  # population seeds, vmapped in one compiled program (universe scope)
+    turnover_penalty: float = 0.0  # x mean daily turnover sum|dw| (fraction of equity), objective
+    rebalance_rate: float = 1.0  # executed = w + rate * (target - w), in (0, 1]
+    feature_noise: float = 0.0  # std of Gaussian noise on standardised features (training only)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay (universe policy)
+    grid: dict = dataclasses.field(default_factory=dict)  # universe population: {field: [values]}
+    devices: int | None = None  # devices the RL batch is sharded over (None: all local devices)
 
 
 @dataclasses.dataclass
@@ -249,6 +269,33 @@ def validate_config(config: PipelineConfig) -> None:
     rl, data, base = config.rl, config.data, config.base
     checks = [
         (rl.algo in RL_ALGOS, f"rl.algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
+        (rl.scope in RL_SCOPES, f"rl.scope {rl.scope!r}: expected one of {', '.join(RL_SCOPES)}"),
+        (rl.seeds >= 1, f"rl.seeds {rl.seeds}: must be >= 1"),
+        (rl.turnover_penalty >= 0, f"rl.turnover_penalty {rl.turnover_penalty}: must be >= 0"),
+        (
+            0.0 < rl.rebalance_rate <= 1.0,
+            f"rl.rebalance_rate {rl.rebalance_rate}: must be in (0, 1]",
+        ),
+        (rl.feature_noise >= 0, f"rl.feature_noise {rl.feature_noise}: must be >= 0"),
+        (rl.weight_decay >= 0, f"rl.weight_decay {rl.weight_decay}: must be >= 0"),
+        (
+            isinstance(rl.grid, dict) and set(rl.grid) <= set(UNIVERSE_GRID_FIELDS),
+            f"rl.grid {sorted(rl.grid) if isinstance(rl.grid, dict) else rl.grid!r}: keys must "
+            f"be among {', '.join(UNIVERSE_GRID_FIELDS)}",
+        ),
+        (
+            all(
+                isinstance(v, (list, tuple))
+                and len(v) > 0
+                and all(isinstance(x, (int, float)) for x in v)
+                for v in (rl.grid.values() if isinstance(rl.grid, dict) else [])
+            ),
+            "rl.grid: every entry must be a non-empty list of numbers",
+        ),
+        (
+            rl.devices is None or rl.devices >= 1,
+            f"rl.devices {rl.devices}: must be >= 1 (or unset for every local device)",
+        ),
         (
             data.features in FEATURE_SETS,
             f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}",

@@ -289,37 +289,76 @@ def _arg_signature(args) -> tuple:
 
 
 def timed_train(
-    algo: str, cfg, env: PortfolioEnv, train: Callable, key, params
+    algo: str,
+    cfg,
+    env: PortfolioEnv,
+    train: Callable,
+    key,
+    params,
+    *,
+    mesh=None,
+    out_shardings=None,
 ) -> tuple[dict, dict]:
     """Run ``train(key, params)`` through an ahead-of-time compiled executable:
     ``(output, {"compile_s", "run_s", "compile_cache_hit"})`` (seconds; ``compile_s`` is tracing,
     lowering and XLA compilation, 0.0 on a cache hit; ``run_s`` includes the device transfer of the
-    output)."""
-    cache_key = (algo, cfg, env, _arg_signature((key, params)))
+    output). ``mesh`` with more than one device: compiled with the env batch split over it
+    (:func:`jaxport.distributed.compile_sharded`, ``out_shardings`` passed on; the mesh is part of
+    the cache key) and the output gathered whole onto the default device."""
+    sharded = mesh is not None and mesh.devices.size > 1
+    cache_key = (algo, cfg, env, _arg_signature((key, params)), mesh if sharded else None)
     compiled = _COMPILED.get(cache_key)
     hit = compiled is not None
     compile_s = 0.0
     if not hit:
         t0 = time.perf_counter()
-        compiled = jax.jit(train).lower(key, params).compile()
+        if sharded:
+            from jaxport.distributed import compile_sharded
+
+            compiled = compile_sharded(train, mesh, key, params, out_shardings=out_shardings)
+        else:
+            compiled = jax.jit(train).lower(key, params).compile()
         compile_s = time.perf_counter() - t0
         while len(_COMPILED) >= _COMPILED_MAX:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[cache_key] = compiled
     t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(key, params))
+    if sharded:  # gathered back onto the default device: evaluation as on one device
+        from jaxport.distributed import to_host
+
+        run, place = compiled
+        out = jax.block_until_ready(jax.device_put(to_host(run(*place(key, params)))))
+    else:
+        out = jax.block_until_ready(compiled(key, params))
     run_s = time.perf_counter() - t0
     return out, {"compile_s": compile_s, "run_s": run_s, "compile_cache_hit": hit}
+
+
+def train_mesh(rl: RLConfig):
+    """The device mesh the pair trainers shard their env batch over (``rl.devices``; ``None`` on
+    one device: the single-device path), after checking ``rl.batch_size`` divides over it."""
+    from jaxport.distributed import check_batch, rl_mesh
+
+    mesh = rl_mesh(rl.devices)
+    if mesh.devices.size == 1:
+        return None
+    check_batch(rl.batch_size, mesh, "rl.batch_size")
+    return mesh
 
 
 def train_ppo(pair: PairData, rl: RLConfig, key) -> tuple[Policy, dict, dict]:
     """PPO on the train rows: ``(policy, per-update metrics, timing)`` (timing as in
     :func:`timed_train`)."""
+    from jaxport.distributed import ppo_out_shardings
     from jaxport.rl import make_train
 
     cfg = ppo_config(rl, pair.env.num_assets)
     train = make_train(cfg, pair.env)  # env params traced: one compile per shape
-    out, timing = timed_train("ppo", cfg, pair.env, train, key, pair.train)
+    mesh = train_mesh(rl)
+    out_sh = None if mesh is None else (lambda shape: ppo_out_shardings(mesh, shape))
+    out, timing = timed_train(
+        "ppo", cfg, pair.env, train, key, pair.train, mesh=mesh, out_shardings=out_sh
+    )
     metrics = jax.device_get(out["metrics"])
     policy = make_policy("ppo", cfg, pair.env, params=out["params"], obs_norm=out["obs_norm"])
     return policy, metrics, timing
@@ -333,7 +372,9 @@ def train_gradient(pair: PairData, rl: RLConfig, key) -> tuple[Policy, dict, dic
     episode = int(pair.train.episode_length)
     cfg = gradient_config(rl, episode)
     train = make_gradient_train(cfg, pair.env)  # one compile per shape
-    out, timing = timed_train("gradient", cfg, pair.env, train, key, pair.train)
+    out, timing = timed_train(
+        "gradient", cfg, pair.env, train, key, pair.train, mesh=train_mesh(rl)
+    )
     metrics = jax.device_get(out["metrics"])
     policy = make_policy(gradient_kind(cfg), cfg, pair.env, params=out["params"])
     return policy, metrics, timing
@@ -439,6 +480,24 @@ def baseline_gate(
     return out
 
 
+def evaluate_candidate(
+    pair: PairData, policy: Policy, rl: RLConfig, metrics: dict | None = None, **extra
+) -> dict[str, Any]:
+    """One learned candidate's record: deterministic validation and test metrics, the validation
+    objective (:func:`validation_objective`), the update count and last training metrics from
+    ``metrics`` (name -> per-update series), plus ``extra`` (timings, ...)."""
+    metrics = metrics or {}
+    val_run = evaluate_policy(pair.env, pair.val, policy)
+    return {
+        "validation": val_run["metrics"],
+        "objective": validation_objective(val_run["equity_curve"], rl.risk_penalty),
+        "test": evaluate_policy(pair.env, pair.test, policy)["metrics"],
+        "updates": int(np.asarray(next(iter(metrics.values()))).shape[0]) if metrics else 0,
+        **extra,
+        "final_train_metrics": _last(metrics),
+    }
+
+
 def train_and_evaluate_pair(
     pair: PairData,
     rl: RLConfig,
@@ -447,10 +506,8 @@ def train_and_evaluate_pair(
     log: Callable[[str, dict], None] | None = None,
     gate: bool = True,
 ) -> PairResult:
-    """Train each algorithm of ``rl.algo``, gate them against the standard allocators on
-    validation (:func:`baseline_gate`), report the shipped policy on test."""
-    from jaxport.eval import default_allocators, run_allocators
-
+    """Train each algorithm of ``rl.algo`` on this pair alone, gate them against the standard
+    allocators on validation (:func:`baseline_gate`), report the shipped policy on test."""
     algos = ["ppo", "gradient"] if rl.algo == "both" else [rl.algo]
     key = jax.random.PRNGKey(seed)
     candidates: dict[str, dict] = {}
@@ -462,20 +519,27 @@ def train_and_evaluate_pair(
         wall = time.perf_counter() - t0
         if log is not None:
             log(algo, metrics)
-        val_run = evaluate_policy(pair.env, pair.val, policy)
-        val = val_run["metrics"]
-        test = evaluate_policy(pair.env, pair.test, policy)["metrics"]
-        candidates[algo] = {
-            "validation": val,
-            "objective": validation_objective(val_run["equity_curve"], rl.risk_penalty),
-            "test": test,
-            "updates": int(np.asarray(next(iter(metrics.values()))).shape[0]) if metrics else 0,
-            "train_wall_s": wall,
-            **timing,
-            "final_train_metrics": _last(metrics),
-        }
+        candidates[algo] = evaluate_candidate(
+            pair, policy, rl, metrics, train_wall_s=wall, **timing
+        )
         trained[algo] = policy
         training_curves[algo] = {k: per_update(v) for k, v in metrics.items() if np.ndim(v) >= 1}
+    return gate_and_report(pair, rl, trained, candidates, training_curves, gate=gate)
+
+
+def gate_and_report(
+    pair: PairData,
+    rl: RLConfig,
+    trained: dict[str, Policy],
+    candidates: dict[str, dict],
+    training_curves: dict[str, dict],
+    *,
+    gate: bool = True,
+) -> PairResult:
+    """Gate the learned ``trained`` policies (records from :func:`evaluate_candidate`) against the
+    standard allocators on validation and report what ships on test."""
+    from jaxport.eval import default_allocators, run_allocators
+
     allocators = {a.name: a for a in default_allocators(pair.env.num_assets)}
     val_base = run_allocators(pair.env, pair.val, tuple(allocators.values()))
     base_scores = {

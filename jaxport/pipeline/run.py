@@ -40,6 +40,7 @@ from jaxport.pipeline.config import (
     ORIGINAL_BASE_STOCKS,
     ORIGINAL_SPECIALIST_STOCKS,
     PipelineConfig,
+    RLConfig,
     min_rows_needed,
 )
 from jaxport.pipeline.forecast_stage import forecast_metrics  # noqa: F401 (re-export)
@@ -144,14 +145,31 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def device_description() -> dict[str, Any]:
+def device_description(rl: RLConfig | None = None, *, check: bool = True) -> dict[str, Any]:
+    """The summary's ``device`` block: platform and kind of the devices, how many there are
+    (``num_devices``, every process), how many the RL trainers shard over (``devices_used``:
+    ``rl.devices``, all when unset) and the process count (multi-host).
+
+    With ``check`` (the run trains RL) it fails early, with one ``ConfigError`` line, when
+    ``rl.devices`` exceeds the devices available or the sharded batch does not divide over them
+    (``rl.seeds`` for the universe population, else ``rl.batch_size``)."""
     import jax
 
-    devices = jax.devices()
+    from jaxport.distributed import check_batch, rl_mesh
+
+    available = jax.devices()
+    mesh = rl_mesh(None if rl is None else rl.devices)
+    if rl is not None and check:
+        if rl.scope == "universe":
+            check_batch(rl.seeds, mesh, "rl.seeds")
+        else:
+            check_batch(rl.batch_size, mesh, "rl.batch_size")
     return {
-        "platform": devices[0].platform,
-        "device_kind": devices[0].device_kind,
-        "num_devices": len(devices),
+        "platform": available[0].platform,
+        "device_kind": available[0].device_kind,
+        "num_devices": len(available),
+        "devices_used": int(mesh.devices.size),
+        "num_processes": jax.process_count(),
         "host": platform.node(),
         "processor": platform.machine(),
     }
@@ -302,7 +320,7 @@ class Pipeline:
         summary.status = "running"
         summary.config = self._config_block(data_dir, base_syms, spec_syms, pairs)
         summary.versions = package_versions()
-        summary.device = device_description()
+        summary.device = device_description(cfg.rl, check=not cfg.skip_rl)
         summary.git_commit = _git_commit()
         summary.data = {
             "trainingdata_dir": str(data_dir.resolve()),
@@ -330,7 +348,7 @@ class Pipeline:
                 base = self._stage_base(market, bounds, base_syms)
                 models = self._stage_specialists(market, bounds, spec_syms, base)
                 if not cfg.skip_rl:
-                    self._stage_portfolio(market, bounds, pairs, base, models)
+                    self._stage_portfolio(market, bounds, pairs, models, base_syms)
             summary.status = "completed"
         except (KeyboardInterrupt, RunInterrupted) as exc:
             summary.status = "interrupted"
@@ -421,6 +439,7 @@ class Pipeline:
                 continue
             if wf.get("current_fold") != k:  # a fresh fold: its stages start empty
                 summary.base, summary.specialists, summary.portfolio = None, {}, {}
+                summary.universe = None
                 wf["current_fold"] = k
             self.reporter.say(
                 f"walk-forward fold {k + 1}/{len(folds)}: train rows [0, {b.train_end}), "
@@ -432,7 +451,7 @@ class Pipeline:
             base = self._stage_base(fold_market, fb, base_syms)
             models = self._stage_specialists(fold_market, fb, spec_syms, base)
             if not cfg.skip_rl:
-                self._stage_portfolio(fold_market, fb, pairs, base, models)
+                self._stage_portfolio(fold_market, fb, pairs, models, base_syms)
             stages = summary.to_dict()["stages"]
             record = {
                 "fold": k,
@@ -478,6 +497,8 @@ class Pipeline:
                     for d in (gate.get(group) or {}).values()
                     if d.get("sharpe") is not None
                 ]
+                for cand in (entry.get("candidates") or {}).values():  # population members
+                    trials += [m["val_sharpe"] for m in cand.get("members", [])[1:]]
                 out.setdefault(name, []).append(
                     {
                         "equity": curves["equity_curve"],
@@ -556,9 +577,16 @@ class Pipeline:
         return out.features
 
     # ------------------------------------------------------------------ stage 3: portfolio RL
-    def _stage_portfolio(self, market, bounds, pairs, base, models) -> None:
+    def _stage_portfolio(self, market, bounds, pairs, models, base_syms) -> None:
+        """Stage 3: with ``rl.scope`` universe one policy over every pair of the base (and
+        requested) symbols first, then each requested basket: trained alone (pair scope) or the
+        universe policy evaluated on it, gated against the standard allocators."""
         portfolio = self.summary.portfolio
         t0 = time.perf_counter()
+        universe = None
+        if self.config.rl.scope == "universe":
+            symbols = list(base_syms) + [s for p in pairs for s in p]
+            universe = self._stage_universe(market, bounds, symbols, models)
         self.reporter.stage_start("portfolio", len(pairs))
         for pair in pairs:
             name = "_".join(pair)
@@ -566,7 +594,7 @@ class Pipeline:
                 self.reporter.advance("portfolio", 1, {})
                 continue
             try:
-                portfolio[name] = self._train_pair(market, bounds, pair, models)
+                portfolio[name] = self._train_pair(market, bounds, pair, models, universe)
                 for cand in (portfolio[name].candidates or {}).values():
                     for k in ("compile_s", "run_s"):
                         key = f"portfolio_{k}"
@@ -589,23 +617,91 @@ class Pipeline:
         timings = self.summary.timings
         timings["portfolio"] = timings.get("portfolio", 0.0) + (time.perf_counter() - t0)
 
-    def _train_pair(self, market: MarketData, bounds, pair: list[str], models) -> PairStage:
-        from jaxport.pipeline.portfolio import PairData, pair_features, train_and_evaluate_pair
+    def _basket_data(self, market: MarketData, bounds, basket: list[str], models):
+        """``(PairData, PairFeatures)`` of one basket: its forecast features and split EnvParams."""
+        from jaxport.pipeline.portfolio import PairData, pair_features
+
+        sub = market.select(basket)
+        feats = pair_features(self.config.data, sub, basket, models)
+        data = PairData.build(
+            sub, feats.values, feats.names, feats.valid_from, bounds, self.config.rl
+        )
+        return data, feats
+
+    def _stage_universe(self, market: MarketData, bounds, symbols: list[str], models):
+        """Train (or, on resume, restore) the universe policy over every pair of ``symbols``;
+        returns a :class:`~jaxport.pipeline.universe_stage.UniverseOutcome`."""
+        import jax
+
+        from jaxport.distributed import rl_mesh
+        from jaxport.pipeline import portfolio
+        from jaxport.pipeline.universe_stage import (
+            UniverseOutcome,
+            train_universe_stage,
+            universe_baskets,
+        )
+        from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
+
+        cfg = self.config
+        baskets = universe_baskets(symbols)
+        if not baskets:
+            raise ConfigError(
+                f"rl.scope universe needs at least two symbols, got {', '.join(symbols) or 'none'}"
+            )
+        data = [self._basket_data(market, bounds, b, models)[0] for b in baskets]
+        ckpt = self.output_dir / "portfolio" / "universe"
+        done = self.summary.universe
+        population = ckpt.parent / "universe_population"
+        if done is not None and done.status == "completed" and population.exists():
+            policy, _ = load_policy_checkpoint(ckpt, env=data[0].env)
+            return UniverseOutcome.restore(policy, done, population)
+        self.reporter.say(
+            f"universe policy: {len(baskets)} baskets of {len(dict.fromkeys(symbols))} symbols, "
+            f"{cfg.rl.seeds} seed(s)"
+        )
+        key = jax.random.PRNGKey(stage_seed(cfg.seed, "universe"))
+        outcome, _ = train_universe_stage(cfg.rl, data, key, mesh=rl_mesh(cfg.rl.devices))
+        first = data[0]
+        metadata = {
+            "algo": "universe",
+            "shipped": "universe",
+            "baskets": [list(b) for b in baskets],
+            "env": first.env_metadata(),
+            "features": {"names": first.feature_names, "clip": portfolio.FEATURE_CLIP},
+            "dates": first.dates,
+        }
+        save_policy_checkpoint(ckpt, outcome.policy, metadata, overwrite=True)
+        outcome.save_population(population)
+        outcome.entry.checkpoint = self._rel(ckpt)
+        self.summary.universe = outcome.entry
+        self.summary.timings["universe"] = outcome.entry.training["wall_s"]
+        self.tracker.log_series("portfolio/universe", outcome.metrics)
+        self._checkpoint_point("universe")
+        return outcome
+
+    def _train_pair(
+        self, market: MarketData, bounds, pair: list[str], models, universe=None
+    ) -> PairStage:
+        from jaxport.pipeline.portfolio import train_and_evaluate_pair
+        from jaxport.pipeline.universe_stage import universe_pair_result
         from jaxport.rl.codec import save_policy_checkpoint
 
         cfg = self.config
         name = "_".join(pair)
         t0 = time.perf_counter()
-        sub = market.select(pair)
-        feats = pair_features(cfg.data, sub, pair, models)
-        pair_data = PairData.build(sub, feats.values, feats.names, feats.valid_from, bounds, cfg.rl)
-        result = train_and_evaluate_pair(
-            pair_data,
-            cfg.rl,
-            seed=stage_seed(cfg.seed, "portfolio", name),
-            log=lambda algo, series: self.tracker.log_series(f"portfolio/{name}/{algo}", series),
-            gate=self.gate,
-        )
+        pair_data, feats = self._basket_data(market, bounds, pair, models)
+        if universe is not None:
+            result = universe_pair_result(pair_data, cfg.rl, universe, gate=self.gate)
+        else:
+            result = train_and_evaluate_pair(
+                pair_data,
+                cfg.rl,
+                seed=stage_seed(cfg.seed, "portfolio", name),
+                log=lambda algo, series: self.tracker.log_series(
+                    f"portfolio/{name}/{algo}", series
+                ),
+                gate=self.gate,
+            )
         ckpt = self.output_dir / "portfolio" / name
         save_policy_checkpoint(
             ckpt, result.policy, result.checkpoint_metadata(feats.sources), overwrite=True

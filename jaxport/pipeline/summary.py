@@ -181,6 +181,23 @@ class PairStage(_Entry):
         return self.status == "completed"
 
 
+@dataclasses.dataclass
+class UniverseStage(_Entry):
+    """``stages.universe``: the one policy trained over every basket of the base symbols (rl.scope
+    universe), its population and checkpoint selection on validation."""
+
+    ALWAYS: ClassVar[tuple[str, ...]] = ("status", "checkpoint")
+    status: str = "completed"
+    baskets: list[list[str]] | None = None  # training baskets (all pairs of the base symbols)
+    checkpoint: str | None = None  # the selected member's policy (any N), relative path
+    config: dict | None = None  # jaxport.rl.universe.UniverseConfig.to_dict()
+    best_member: int | None = None
+    members: list | None = None  # per member: hyperparams, seed, best_update, val_score, ...
+    validation_curve: dict | None = None  # selected member: {"updates", "objective", "sharpe"}
+    training: dict | None = None  # compile_s, run_s, wall_s, env_steps, env_steps_per_s
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
 LEGACY_KEYS = ("base_checkpoint", "specialists", "portfolio_pairs")
 
 
@@ -200,6 +217,7 @@ class RunSummary:
     base: ForecasterStage | None = None
     specialists: dict[str, SpecialistStage] = dataclasses.field(default_factory=dict)
     portfolio: dict[str, PairStage] = dataclasses.field(default_factory=dict)
+    universe: UniverseStage | None = None  # rl.scope universe
     walk_forward: dict | None = None  # {"num_folds", "folds": [...], "pairs": {...}} (K >= 2)
     interrupted: str | None = None
     error: str | None = None
@@ -237,6 +255,8 @@ class RunSummary:
             stages["base"] = self.base.to_dict()
         if self.specialists:
             stages["specialists"] = {k: v.to_dict() for k, v in self.specialists.items()}
+        if self.universe is not None:
+            stages["universe"] = self.universe.to_dict()
         if self.portfolio:
             stages["portfolio"] = {k: v.to_dict() for k, v in self.portfolio.items()}
         out: dict[str, Any] = {
@@ -269,6 +289,7 @@ class RunSummary:
             "base",
             "specialists",
             "portfolio",
+            "universe",
             "extra",
         }
         top = {k: v for k, v in d.items() if k in known}
@@ -282,6 +303,7 @@ class RunSummary:
                 k: SpecialistStage.from_dict(v) for k, v in stages.get("specialists", {}).items()
             },
             portfolio={k: PairStage.from_dict(v) for k, v in stages.get("portfolio", {}).items()},
+            universe=UniverseStage.from_dict(stages["universe"]) if "universe" in stages else None,
             extra=extra,
         )
 

@@ -14,3 +14,27 @@ def check_env_params(env: PortfolioEnv, env_params: EnvParams) -> None:
             f"env_params shapes {env_params.prices.shape}/{env_params.features.shape} do not match "
             f"env (num_assets={env.num_assets}, num_features={env.num_features})"
         )
+
+
+#: mesh axis the env batch is split over (``jaxport.distributed.ENV_AXIS``)
+ENV_AXIS = "envs"
+
+
+def constrain_batch(tree, batch_dim: int = 0):
+    """Split ``batch_dim`` (the env batch) of every array leaf of ``tree`` over the ``"envs"`` axis
+    of JAX's context mesh (``jax.set_mesh``, as :func:`jaxport.distributed.compile_sharded` sets);
+    identity when no such mesh is set (the single-device path is unchanged). Call inside jit."""
+    import jax
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or ENV_AXIS not in mesh.axis_names or mesh.shape[ENV_AXIS] == 1:
+        return tree
+
+    def one(x):
+        if getattr(x, "ndim", 0) <= batch_dim:
+            return x
+        spec = (None,) * batch_dim + (ENV_AXIS,)
+        return jax.lax.with_sharding_constraint(x, P(*spec))
+
+    return jax.tree.map(one, tree)

@@ -627,10 +627,26 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
     )
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _train_population(config, env, val_steps, train_params, val_params, sel, hp, keys):
+@partial(jax.jit, static_argnums=(0, 1, 2, 8))
+def _train_population(config, env, val_steps, train_params, val_params, sel, hp, keys, mesh=None):
+    """Every member, vmapped; with a ``mesh`` (1-D, more than one device) the member axis of
+    ``hp``/``keys`` and of every output is split over it (``shard_map``: members are independent,
+    so no communication; each device vmaps its own members)."""
     fn = partial(_train_member, config, env, val_steps)
-    return jax.vmap(fn, in_axes=(None, None, None, 0, 0))(train_params, val_params, sel, hp, keys)
+    population = jax.vmap(fn, in_axes=(None, None, None, 0, 0))
+    if mesh is None:
+        return population(train_params, val_params, sel, hp, keys)
+    from jax.sharding import PartitionSpec as P
+
+    axis = P(mesh.axis_names[0])
+    sharded = jax.shard_map(  # no collectives inside: the varying-axis check is not needed
+        population,
+        mesh=mesh,
+        in_specs=(P(), P(), P(), axis, axis),
+        out_specs=axis,
+        check_vma=False,
+    )
+    return sharded(train_params, val_params, sel, hp, keys)
 
 
 def _check_stacked(env: PortfolioEnv, params: EnvParams, name: str) -> None:
@@ -665,10 +681,16 @@ def train_universe(
     train_params: EnvParams,
     val_params: EnvParams,
     key: jax.Array,
+    *,
+    mesh=None,
 ) -> dict[str, Any]:
     """Train the population (``grid`` x ``num_seeds``) on every basket of ``train_params`` in ONE
     jitted program and select on ``val_params`` (both stacked ``[B, ...]``,
     :func:`stack_env_params`; validation baskets need ``eval_start >= 0``).
+
+    ``mesh``: a 1-D ``jax.sharding.Mesh`` (e.g. ``jaxport.distributed.rl_mesh``); with more than
+    one device the population members are split over its devices (the member count must be a
+    multiple of the device count, else ``ConfigError``); the numbers are those of one device.
 
     Returns ``{"policy"``: the best member's :class:`~jaxport.rl.codec.Policy` (kind
     ``"universe"``; evaluate any basket of the same N with ``jaxport.eval.evaluate_policy(env,
@@ -692,9 +714,29 @@ def train_universe(
         "risk_penalty": jnp.float32(config.select_risk_penalty),
         "turnover_penalty": jnp.float32(config.select_turnover_penalty),
     }
+    if mesh is not None and mesh.devices.size == 1:
+        mesh = None
+    if mesh is not None:
+        from jaxport.errors import ConfigError
+
+        n = mesh.devices.size
+        if len(mesh.axis_names) != 1:
+            raise ConfigError(f"train_universe: expected a 1-D mesh, got axes {mesh.axis_names}")
+        if len(members) % n:
+            raise ConfigError(
+                f"rl.seeds {config.num_seeds}: the universe population of {len(members)} members "
+                f"= {len(hparams)} hyperparameter set(s) x {config.num_seeds} seeds must be a "
+                f"multiple of the {n} devices it is sharded over, see rl.devices"
+            )
     out = _train_population(
-        config.static(), env, val_steps, train_params, val_params, sel, hp, keys
+        config.static(), env, val_steps, train_params, val_params, sel, hp, keys, mesh
     )
+    if mesh is not None:  # gathered whole onto the default device of every process
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            out = multihost_utils.process_allgather(out, tiled=True)
+        out = jax.device_put(jax.device_get(out))
     curve = {k: np.asarray(v) for k, v in out["val_curve"].items()}
     best_eval = np.asarray(out["best_eval"])
     scores = np.asarray(out["best_objective"])

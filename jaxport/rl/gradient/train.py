@@ -31,7 +31,7 @@ import optax
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
-from jaxport.rl.common import check_env_params
+from jaxport.rl.common import check_env_params, constrain_batch
 from jaxport.rl.gradient.config import GradientConfig, split_config
 from jaxport.rl.gradient.losses import chunk_objective, reset_envs, select, training_params
 from jaxport.rl.gradient.policy import make_policy_network
@@ -79,11 +79,13 @@ def _train(
     opt_state = tx.init(net_params)
     obs, state = reset_envs(env, params, k_reset, config.num_envs)
     done = jnp.zeros((config.num_envs,), bool)
+    obs, state, done = constrain_batch((obs, state, done))  # env batch over the context mesh
     num_days = params.prices.shape[-2]
     grad_fn = jax.value_and_grad(chunk_objective, has_aux=True)
 
     def update(carry, step_key):
         net_params, opt_state, obs, state, done = carry
+        obs, state, done = constrain_batch((obs, state, done))
         # Re-draw envs whose episode is over (time limit, bankruptcy or end of data).
         finished = done | (state.time >= params.episode_length) | (state.t >= num_days - 1)
         r_obs, r_state = reset_envs(env, params, step_key, config.num_envs)

@@ -1,0 +1,183 @@
+"""Sharpe gap to 1/N of a finished ``jaxport train --walk-forward K`` run, per pair and fold.
+
+For every pair x fold: the test Sharpe of each learned candidate and of the shipped policy minus
+1/N's (``equal_weight``, daily rebalanced, same env and costs), the candidates' test turnover, and
+what two gate rules would ship: the pipeline's (beat every standard allocator on validation, else
+1/N) and a looser one (beat 1/N on validation by objective and Sharpe, else 1/N). Both rules read
+validation numbers only; the test numbers are only reported.
+
+Usage: ``python benchmarks/walk_forward_gap.py RUN_DIR [--label NAME] [--out FILE.json]``; prints a
+table and writes JSON (default ``benchmarks/results/walk_forward_gap-<label>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from jaxport.checkpoint import atomic_write_json  # noqa: E402
+from jaxport.pipeline.summary import read_summary  # noqa: E402
+
+
+def _beats_equal_weight(learned: dict, baselines: dict) -> bool:
+    ew = baselines.get("equal_weight", {})
+    return learned["objective"] > ew.get("objective", np.inf) and learned["sharpe"] > ew.get(
+        "sharpe", np.inf
+    )
+
+
+def pair_fold_rows(summary: dict) -> list[dict]:
+    """One row per completed pair x fold (``walk_forward.folds[i].stages.portfolio``)."""
+    rows = []
+    for fold in summary["walk_forward"]["folds"]:
+        for name, entry in fold["stages"].get("portfolio", {}).items():
+            if entry.get("status") != "completed":
+                continue
+            ew = entry["metrics"]["baselines"]["equal_weight"]["sharpe"]
+            gate = entry["gate"]
+            cands = entry["candidates"]
+            row = {
+                "fold": fold["fold"],
+                "pair": name,
+                "equal_weight_sharpe": ew,
+                "shipped": entry["shipped"],
+                "shipped_gap": entry["metrics"]["test"]["sharpe"] - ew,
+                "candidates": {
+                    a: {
+                        "test_gap": c["test"]["sharpe"] - ew,
+                        "test_turnover": c["test"].get("turnover_mean"),
+                        "test_leverage": c["test"].get("mean_leverage"),
+                        "val_sharpe": c["validation"]["sharpe"],
+                    }
+                    for a, c in cands.items()
+                },
+            }
+            passing = [
+                a for a, d in gate["learned"].items() if _beats_equal_weight(d, gate["baselines"])
+            ]
+            best = max(passing, key=lambda a: gate["learned"][a]["objective"], default=None)
+            row["loose_gate_shipped"] = best or "baseline:equal_weight"
+            row["loose_gate_gap"] = row["candidates"][best]["test_gap"] if best else 0.0
+            rows.append(row)
+    return rows
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Medians / means / shares over pair x fold."""
+
+    def stats(values):
+        v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+        if not v.size:
+            return None
+        return {
+            "median": float(np.median(v)),
+            "mean": float(np.mean(v)),
+            "share_ge_0": float(np.mean(v >= 0)),
+            "share_lt_-0.1": float(np.mean(v < -0.1)),
+            "n": int(v.size),
+        }
+
+    algos = sorted({a for r in rows for a in r["candidates"]})
+    return {
+        "shipped_gap": stats(r["shipped_gap"] for r in rows),
+        "loose_gate_gap": stats(r["loose_gate_gap"] for r in rows),
+        "shipped_learned_share": float(
+            np.mean([not r["shipped"].startswith("baseline:") for r in rows])
+        ),
+        "candidates": {
+            a: {
+                "test_gap": stats(
+                    r["candidates"][a]["test_gap"] for r in rows if a in r["candidates"]
+                ),
+                "test_turnover": stats(
+                    r["candidates"][a]["test_turnover"] for r in rows if a in r["candidates"]
+                ),
+                "test_leverage": stats(
+                    r["candidates"][a]["test_leverage"] for r in rows if a in r["candidates"]
+                ),
+            }
+            for a in algos
+        },
+    }
+
+
+def run_facts(summary: dict) -> dict:
+    """Wall time and RL training numbers of the run (last fold's stages for the universe)."""
+    facts = {"total_s": summary["timings"].get("total_this_session")}
+    folds = summary["walk_forward"]["folds"]
+    universe = [f["stages"].get("universe") for f in folds if f["stages"].get("universe")]
+    if universe:
+        facts["universe_env_steps_per_s"] = [u["training"]["env_steps_per_s"] for u in universe]
+        facts["universe_wall_s"] = [u["training"]["wall_s"] for u in universe]
+    ppo = [
+        e["candidates"]["ppo"]["final_train_metrics"]
+        for f in folds
+        for e in f["stages"].get("portfolio", {}).values()
+        if "ppo" in (e.get("candidates") or {})
+    ]
+    if ppo:
+        facts["ppo_final"] = {
+            k: float(np.median([m[k] for m in ppo if k in m]))
+            for k in ("approx_kl", "clip_fraction", "action_std")
+            if any(k in m for m in ppo)
+        }
+    return facts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--label", default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    summary = read_summary(args.run_dir)
+    if not summary.get("walk_forward"):
+        print(f"error: {args.run_dir}: not a walk-forward run (no walk_forward block)")
+        return 2
+    label = args.label or args.run_dir.resolve().parent.name
+    rows = pair_fold_rows(summary)
+    out = {
+        "label": label,
+        "run_dir": str(args.run_dir),
+        "config": {k: summary["config"]["rl"].get(k) for k in ("scope", "algo", "seeds", "epochs")},
+        "aggregate": aggregate(rows),
+        "facts": run_facts(summary),
+        "rows": rows,
+    }
+    path = args.out or REPO_ROOT / "benchmarks" / "results" / f"walk_forward_gap-{label}.json"
+    atomic_write_json(path, out)
+    agg = out["aggregate"]
+    print(f"{label}: {len(rows)} pair-folds, learned shipped in {agg['shipped_learned_share']:.0%}")
+    print(
+        f"{'policy':<28}{'median gap':>12}{'mean gap':>10}{'>= 0':>7}{'< -0.1':>8}{'turnover':>10}"
+    )
+    lines = [
+        ("shipped", agg["shipped_gap"], None),
+        ("gate: beat 1/N only", agg["loose_gate_gap"], None),
+    ]
+    lines += [
+        (f"candidate {a}", c["test_gap"], c["test_turnover"]) for a, c in agg["candidates"].items()
+    ]
+    for name, s, to in lines:
+        if s is None:
+            continue
+        turnover = f"{to['median']:.3f}" if to else ""
+        print(
+            f"{name:<28}{s['median']:>12.3f}{s['mean']:>10.3f}{s['share_ge_0']:>7.0%}"
+            f"{s['share_lt_-0.1']:>8.0%}{turnover:>10}"
+        )
+    print(f"facts: {json.dumps(out['facts'])}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

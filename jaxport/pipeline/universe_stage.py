@@ -1,0 +1,213 @@
+"""Stage 3 with ``rl.scope = "universe"``: ONE allocator trained on every pair of the base symbols at
+once, then evaluated and gated on each requested basket.
+
+The universe policy (:mod:`jaxport.rl.universe`) is symbol-agnostic and permutation-equivariant, so
+the same parameters act in any basket of any size. Training sees only each basket's train rows,
+checkpoint and population selection only its validation rows (the test rows of a basket are in
+neither EnvParams: they are truncated at ``train_end`` / ``val_end``). Each requested basket then
+gets the usual per-basket gate against the standard allocators on its own validation rows
+(:func:`jaxport.pipeline.portfolio.gate_and_report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from jaxport.checkpoint import load_checkpoint, save_checkpoint
+from jaxport.eval import evaluate_policy
+from jaxport.pipeline.config import RLConfig
+from jaxport.pipeline.portfolio import (
+    PairData,
+    PairResult,
+    evaluate_candidate,
+    gate_and_report,
+    validation_objective,
+)
+from jaxport.pipeline.summary import UniverseStage
+from jaxport.pipeline.tracking import per_update
+from jaxport.rl.codec import Policy
+from jaxport.rl.universe import (
+    UniverseConfig,
+    member_policies,
+    stack_env_params,
+    train_universe,
+)
+
+CANDIDATE = "universe"  # the candidate's name in the gate and the summary
+POPULATION_KIND = "universe_population"  # checkpoint kind of every member's policy
+
+
+def universe_baskets(symbols: Sequence[str]) -> list[list[str]]:
+    """Every pair (2-asset basket) of the distinct ``symbols``, in the given order."""
+    unique = list(dict.fromkeys(symbols))
+    return [list(p) for p in itertools.combinations(unique, 2)]
+
+
+def eval_every(num_updates: int, target_evals: int = 10) -> int:
+    """The largest divisor of ``num_updates`` that gives at least ``target_evals`` validation
+    evaluations (every update when ``num_updates < target_evals``)."""
+    best = 1
+    for d in range(1, num_updates + 1):
+        if num_updates % d == 0 and num_updates // d >= target_evals:
+            best = d
+    return best
+
+
+def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> UniverseConfig:
+    """The universe trainer's config from the RL settings.
+
+    ``rl.batch_size`` envs in total, split over the ``num_baskets`` baskets (at least 4 each);
+    ``rl.epochs`` updates; the objective (risk and turnover penalty), regularisation (rebalance
+    rate, feature noise, weight decay) and the population (``rl.seeds`` seeds x the ``rl.grid``
+    combinations) from ``rl``; the network and learning rate are
+    :class:`~jaxport.rl.universe.UniverseConfig`'s defaults. Checkpoints are selected by the same
+    objective on validation (risk penalty; turnover is already charged as fees).
+    """
+    return UniverseConfig(
+        leverage_cap=rl.leverage_limit,
+        num_envs=max(4, math.ceil(rl.batch_size / max(num_baskets, 1))),
+        bptt_length=min(32, episode_length),
+        episode_length=episode_length,
+        num_updates=rl.epochs,
+        weight_decay=rl.weight_decay,
+        risk_penalty=rl.risk_penalty,
+        turnover_penalty=rl.turnover_penalty,
+        feature_noise=rl.feature_noise,
+        rebalance_rate=rl.rebalance_rate,
+        num_seeds=rl.seeds,
+        grid=tuple((k, tuple(v)) for k, v in dict(rl.grid).items()),
+        eval_every=eval_every(rl.epochs),
+        select_risk_penalty=rl.risk_penalty,
+    ).validate()
+
+
+@dataclasses.dataclass
+class UniverseOutcome:
+    """What the universe stage hands to every basket: the selected policy, every member's policy
+    (for per-basket candidate counts; empty after a resume), the selected member's per-update
+    training series and the summary entry."""
+
+    policy: Policy
+    members: list[Policy]
+    metrics: dict[str, np.ndarray]
+    entry: UniverseStage
+
+    def save_population(self, path) -> None:
+        """Every member's policy tree and the selected member's training series (what a resumed
+        run needs to report the remaining baskets exactly as an uninterrupted one)."""
+        tree = {
+            "members": {str(m): p.tree for m, p in enumerate(self.members)},
+            "metrics": dict(self.metrics),
+        }
+        save_checkpoint(
+            path, tree, {"num_members": len(self.members)}, kind=POPULATION_KIND, overwrite=True
+        )
+
+    @classmethod
+    def restore(cls, policy: Policy, entry: UniverseStage, path) -> "UniverseOutcome":
+        """The outcome of a finished universe stage from its population checkpoint."""
+        tree, meta = load_checkpoint(path, kind=POPULATION_KIND)
+        members = [
+            dataclasses.replace(policy, tree=tree["members"][str(m)])
+            for m in range(int(meta["num_members"]))
+        ]
+        metrics = {k: np.asarray(v) for k, v in tree.get("metrics", {}).items()}
+        return cls(policy, members, metrics, entry)
+
+
+def train_universe_stage(
+    rl: RLConfig, baskets: Sequence[PairData], key: jax.Array, *, mesh=None
+) -> tuple[UniverseOutcome, dict]:
+    """Train the population on every basket's train rows, select on their validation rows.
+
+    Returns ``(outcome, result)`` (``result``: :func:`jaxport.rl.universe.train_universe`'s dict).
+    ``outcome.entry.checkpoint`` is left for the caller to fill.
+    """
+    env = baskets[0].env
+    episode = int(min(int(np.asarray(b.train.episode_length)) for b in baskets))
+    cfg = universe_config(rl, len(baskets), episode)
+    train = stack_env_params([b.train for b in baskets])
+    val = stack_env_params([b.val for b in baskets])
+    t0 = time.perf_counter()
+    kwargs = {} if mesh is None or mesh.size < 2 else {"mesh": mesh}  # 1 device: no sharding
+    result = train_universe(cfg, env, train, val, key, **kwargs)
+    wall = time.perf_counter() - t0
+    best = int(result["best_member"])
+    num_members = len(result["members"])
+    env_steps = num_members * len(baskets) * cfg.num_envs * cfg.bptt_length * cfg.num_updates
+    curve = result["val_curve"]
+    entry = UniverseStage(
+        status="completed",
+        baskets=[list(b.symbols) for b in baskets],
+        config=cfg.to_dict(),
+        best_member=best,
+        members=result["members"],
+        validation_curve={
+            "updates": list(result["eval_updates"]),
+            "objective": np.asarray(curve["objective"][best]).mean(axis=-1).tolist(),
+            "sharpe": np.asarray(curve["sharpe"][best]).mean(axis=-1).tolist(),
+        },
+        training={
+            "wall_s": wall,
+            "members": num_members,
+            "env_steps": int(env_steps),
+            "env_steps_per_s": env_steps / wall if wall > 0 else None,
+        },
+    )
+    metrics = {k: np.asarray(v)[best] for k, v in result["metrics"].items()}
+    outcome = UniverseOutcome(result["policy"], member_policies(result, cfg, env), metrics, entry)
+    return outcome, result
+
+
+def _member_scores(pair: PairData, members: Sequence[Policy], rl: RLConfig) -> list[dict]:
+    """Every member's validation objective/Sharpe and test Sharpe on this basket (the candidate
+    count the deflated Sharpe ratio needs; selection never reads the test numbers)."""
+    rows = []
+    for policy in members:
+        policy = policy.with_env(pair.env)
+        val = evaluate_policy(pair.env, pair.val, policy)
+        test = evaluate_policy(pair.env, pair.test, policy)["metrics"]
+        rows.append(
+            {
+                "val_objective": validation_objective(val["equity_curve"], rl.risk_penalty),
+                "val_sharpe": val["metrics"]["sharpe"],
+                "test_sharpe": test["sharpe"],
+                "test_total_return": test["total_return"],
+            }
+        )
+    return rows
+
+
+def universe_pair_result(
+    pair: PairData, rl: RLConfig, outcome: UniverseOutcome, *, gate: bool = True
+) -> PairResult:
+    """Evaluate the universe policy on one basket and gate it against the standard allocators on
+    that basket's validation rows (what ships: the universe policy or a baseline)."""
+    policy = outcome.policy.with_env(pair.env)
+    record: dict[str, Any] = evaluate_candidate(
+        pair, policy, rl, outcome.metrics, trained_in="stages.universe"
+    )
+    if outcome.members:
+        record["members"] = _member_scores(pair, outcome.members, rl)
+    curves = {k: per_update(v) for k, v in outcome.metrics.items() if np.ndim(v) >= 1}
+    return gate_and_report(
+        pair, rl, {CANDIDATE: policy}, {CANDIDATE: record}, {CANDIDATE: curves}, gate=gate
+    )
+
+
+__all__ = [
+    "CANDIDATE",
+    "UniverseOutcome",
+    "eval_every",
+    "train_universe_stage",
+    "universe_baskets",
+    "universe_config",
+    "universe_pair_result",
+]

@@ -1,0 +1,130 @@
+"""The pipeline's universe scope (#13): baskets, the trainer config it derives from the RL flags,
+its bad values, and that a basket's test rows never reach the universe trainer."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxport.pipeline.config import RLConfig
+from jaxport.pipeline.universe_stage import eval_every, universe_baskets, universe_config
+
+
+def test_baskets_are_every_pair_of_distinct_symbols_in_order():
+    syms = ["AAPL", "AMZN", "MSFT", "AAPL", "NVDA", "AMZN"]
+    baskets = universe_baskets(syms)
+    assert baskets == [list(p) for p in itertools.combinations(["AAPL", "AMZN", "MSFT", "NVDA"], 2)]
+    assert universe_baskets(["AAPL"]) == [] and universe_baskets([]) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 500), target=st.integers(1, 20))
+def test_eval_every_divides_and_gives_enough_evaluations(n, target):
+    e = eval_every(n, target)
+    assert n % e == 0
+    assert n // e >= min(target, n)
+    # the largest such divisor: any larger divisor gives too few evaluations
+    assert all(n // d < target for d in range(e + 1, n + 1) if n % d == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 4096),
+    baskets=st.integers(1, 40),
+    epochs=st.integers(1, 300),
+    episode=st.integers(2, 256),
+)
+def test_universe_config_from_rl_flags(batch, baskets, epochs, episode):
+    rl = RLConfig(
+        batch_size=batch,
+        epochs=epochs,
+        seeds=3,
+        risk_penalty=0.2,
+        turnover_penalty=0.01,
+        rebalance_rate=0.5,
+        feature_noise=0.1,
+        weight_decay=0.02,
+        leverage_limit=1.5,
+    )
+    cfg = universe_config(rl, baskets, episode)
+    assert cfg.num_envs * baskets >= batch and cfg.num_envs >= 4
+    assert cfg.num_envs * baskets < batch + baskets or cfg.num_envs == 4
+    assert cfg.num_updates == epochs and epochs % cfg.eval_every == 0
+    assert cfg.episode_length == episode and cfg.bptt_length <= episode
+    assert cfg.num_seeds == 3 and cfg.leverage_cap == 1.5
+    assert (cfg.risk_penalty, cfg.select_risk_penalty) == (0.2, 0.2)
+    assert (cfg.turnover_penalty, cfg.rebalance_rate) == (0.01, 0.5)
+    assert (cfg.feature_noise, cfg.weight_decay) == (0.1, 0.02)
+
+
+@pytest.mark.parametrize(
+    "flag, value, setting",
+    [
+        ("--rl-scope", "basket", "--rl-scope 'basket': expected one of universe, pair"),
+        ("--rl-seeds", "0", "--rl-seeds 0: must be >= 1"),
+        ("--rebalance-rate", "0", "--rebalance-rate 0.0: must be in (0, 1]"),
+        ("--turnover-penalty", "-1", "--turnover-penalty -1.0: must be >= 0"),
+        ("--feature-noise", "-0.5", "--feature-noise -0.5: must be >= 0"),
+    ],
+)
+def test_bad_universe_flags_are_one_line_exit_2(flag, value, setting, tmp_path, cli_runner):
+    from jaxport.cli import app
+
+    out = tmp_path / "run"
+    result = cli_runner.invoke(app, ["train", "--output-dir", str(out), flag, value])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {setting}"], result.output
+    assert not out.exists()
+
+
+def test_basket_env_params_hold_no_test_row():
+    """The universe trainer gets only ``PairData.train`` / ``.val``: changing every row from the
+    test block on leaves them bit-identical (and the test params do change)."""
+    import jax
+
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.portfolio import PairData
+
+    rng = np.random.default_rng(3)
+    T, N, F = 400, 2, 3
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (T, N)), 0))
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + T)
+
+    def market(c):
+        return MarketData(("A", "B"), dates, c * 0.999, c * 1.01, c * 0.99, c, np.ones((T, N)))
+
+    m = market(close)
+    bounds = split_bounds(m, (0.7, 0.15, 0.15))
+    values = rng.normal(size=(T, N, F))
+    a = PairData.build(m, values, list("xyz"), 5, bounds, RLConfig())
+    marked_close = close.copy()
+    marked_close[bounds.test_start :] *= 1.5
+    marked_values = values.copy()
+    marked_values[bounds.test_start :] += 100.0
+    b = PairData.build(market(marked_close), marked_values, list("xyz"), 5, bounds, RLConfig())
+    for split in ("train", "val"):
+        for x, y in zip(
+            jax.tree_util.tree_leaves(getattr(a, split)),
+            jax.tree_util.tree_leaves(getattr(b, split)),
+        ):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a.test.prices), np.asarray(b.test.prices))
+
+
+def test_grid_becomes_the_population_and_bad_grids_are_config_errors():
+    from jaxport.errors import ConfigError
+    from jaxport.pipeline.config import PipelineConfig, validate_config
+
+    rl = RLConfig(seeds=2, grid={"rebalance_rate": [1.0, 0.25], "feature_noise": [0.0, 0.3]})
+    cfg = universe_config(rl, 3, 64)
+    assert len(cfg.members_hparams()) * cfg.num_seeds == 8
+    assert {h["rebalance_rate"] for h in cfg.members_hparams()} == {1.0, 0.25}
+    for grid, match in (({"hidden": [1]}, "rl.grid"), ({"lr": []}, "rl.grid")):
+        bad = PipelineConfig(rl=RLConfig(grid=grid))
+        with pytest.raises(ConfigError, match=match):
+            validate_config(bad)
