@@ -57,6 +57,7 @@ def test_universe_config_from_rl_flags(batch, baskets, epochs, episode):
     assert cfg.episode_length == episode and cfg.bptt_length <= episode
     assert cfg.num_seeds == 3 and cfg.leverage_cap == 1.5
     assert (cfg.risk_penalty, cfg.select_risk_penalty) == (0.2, 0.2)
+    assert (cfg.turnover_penalty, cfg.select_turnover_penalty) == (0.01, 0.01)
     assert (cfg.turnover_penalty, cfg.rebalance_rate) == (0.01, 0.5)
     assert (cfg.feature_noise, cfg.weight_decay) == (0.1, 0.02)
 
@@ -128,3 +129,18 @@ def test_grid_becomes_the_population_and_bad_grids_are_config_errors():
         bad = PipelineConfig(rl=RLConfig(grid=grid))
         with pytest.raises(ConfigError, match=match):
             validate_config(bad)
+
+
+def test_ppo_config_shares_the_universe_fields():
+    from jaxport.pipeline.universe_stage import universe_ppo_config
+    from jaxport.rl.universe_ppo import UniversePPOConfig
+
+    rl = RLConfig(batch_size=64, epochs=20, seeds=2, turnover_penalty=0.01, rebalance_rate=0.5)
+    shared, ppo = universe_config(rl, 4, 48), universe_ppo_config(rl, 4, 48)
+    assert isinstance(ppo, UniversePPOConfig)
+    for name in ("num_envs", "num_updates", "eval_every", "num_seeds", "risk_penalty"):
+        assert getattr(ppo, name) == getattr(shared, name), name
+    for name in ("turnover_penalty", "rebalance_rate", "select_turnover_penalty"):
+        assert getattr(ppo, name) == getattr(shared, name), name
+    assert ppo.num_steps == 32 and ppo.lr == UniversePPOConfig.lr
+    assert (ppo.num_steps * ppo.num_envs) % ppo.num_minibatches == 0

@@ -403,7 +403,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         rl_algo: Annotated[
             Optional[str],
-            typer.Option("--rl-algo", help="ppo | gradient | both (best on validation kept)."),
+            typer.Option(
+                "--rl-algo",
+                help="gradient (default) | ppo | both (both trained, the better on validation kept).",
+            ),
         ] = None,
         rl_scope: Annotated[
             Optional[str],

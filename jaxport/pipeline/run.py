@@ -660,7 +660,7 @@ class Pipeline:
             f"{cfg.rl.seeds} seed(s)"
         )
         key = jax.random.PRNGKey(stage_seed(cfg.seed, "universe"))
-        outcome, _ = train_universe_stage(cfg.rl, data, key, mesh=rl_mesh(cfg.rl.devices))
+        outcome = train_universe_stage(cfg.rl, data, key, mesh=rl_mesh(cfg.rl.devices))
         first = data[0]
         metadata = {
             "algo": "universe",

@@ -189,12 +189,14 @@ class UniverseStage(_Entry):
     ALWAYS: ClassVar[tuple[str, ...]] = ("status", "checkpoint")
     status: str = "completed"
     baskets: list[list[str]] | None = None  # training baskets (all pairs of the base symbols)
+    trainer: str | None = None  # "gradient" | "ppo": the trainer of the selected policy
     checkpoint: str | None = None  # the selected member's policy (any N), relative path
     config: dict | None = None  # jaxport.rl.universe.UniverseConfig.to_dict()
     best_member: int | None = None
     members: list | None = None  # per member: hyperparams, seed, best_update, val_score, ...
     validation_curve: dict | None = None  # selected member: {"updates", "objective", "sharpe"}
-    training: dict | None = None  # compile_s, run_s, wall_s, env_steps, env_steps_per_s
+    training: dict | None = None  # wall_s (incl. compilation), members, env_steps, env_steps_per_s
+    trainers: dict | None = None  # per trainer tried: val_score, members and the training numbers
     extra: dict = dataclasses.field(default_factory=dict)
 
 

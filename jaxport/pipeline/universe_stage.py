@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import math
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
 import numpy as np
@@ -33,6 +33,9 @@ from jaxport.pipeline.portfolio import (
 from jaxport.pipeline.summary import UniverseStage
 from jaxport.pipeline.tracking import per_update
 from jaxport.rl.codec import Policy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jaxport.rl.universe_ppo import UniversePPOConfig
 from jaxport.rl.universe import (
     UniverseConfig,
     member_policies,
@@ -67,8 +70,8 @@ def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> Univ
     ``rl.epochs`` updates; the objective (risk and turnover penalty), regularisation (rebalance
     rate, feature noise, weight decay) and the population (``rl.seeds`` seeds x the ``rl.grid``
     combinations) from ``rl``; the network and learning rate are
-    :class:`~jaxport.rl.universe.UniverseConfig`'s defaults. Checkpoints are selected by the same
-    objective on validation (risk penalty; turnover is already charged as fees).
+    :class:`~jaxport.rl.universe.UniverseConfig`'s defaults. Checkpoints and members are selected
+    by the training objective on validation (risk and turnover penalty).
     """
     return UniverseConfig(
         leverage_cap=rl.leverage_limit,
@@ -85,6 +88,7 @@ def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> Univ
         grid=tuple((k, tuple(v)) for k, v in dict(rl.grid).items()),
         eval_every=eval_every(rl.epochs),
         select_risk_penalty=rl.risk_penalty,
+        select_turnover_penalty=rl.turnover_penalty,
     ).validate()
 
 
@@ -122,31 +126,85 @@ class UniverseOutcome:
         return cls(policy, members, metrics, entry)
 
 
+def universe_ppo_config(rl: RLConfig, num_baskets: int, episode_length: int) -> UniversePPOConfig:
+    """PPO's config for the universe policy: :func:`universe_config`'s shared fields (envs, updates,
+    objective, regularisation, population, selection) with PPO's own optimiser defaults (learning
+    rate, gradient clip, no weight decay on the latent log std) and rollout length."""
+    from jaxport.rl.universe_ppo import UniversePPOConfig
+
+    shared = universe_config(rl, num_baskets, episode_length)
+    keep = {"lr", "max_grad_norm", "weight_decay", "bptt_length"}
+    fields = {
+        f.name: getattr(shared, f.name)
+        for f in dataclasses.fields(UniverseConfig)
+        if f.name not in keep
+    }
+    num_steps = min(32, episode_length)
+    minibatches = math.gcd(UniversePPOConfig.num_minibatches, num_steps * fields["num_envs"])
+    return UniversePPOConfig(**fields, num_steps=num_steps, num_minibatches=minibatches).validate()
+
+
+def _trainers(rl: RLConfig) -> list[str]:
+    return ["gradient", "ppo"] if rl.algo == "both" else [rl.algo]
+
+
 def train_universe_stage(
     rl: RLConfig, baskets: Sequence[PairData], key: jax.Array, *, mesh=None
-) -> tuple[UniverseOutcome, dict]:
-    """Train the population on every basket's train rows, select on their validation rows.
+) -> UniverseOutcome:
+    """Train the population on every basket's train rows and select on their validation rows.
 
-    Returns ``(outcome, result)`` (``result``: :func:`jaxport.rl.universe.train_universe`'s dict).
-    ``outcome.entry.checkpoint`` is left for the caller to fill.
+    ``rl.algo`` picks the trainer: ``gradient`` (:func:`jaxport.rl.universe.train_universe`),
+    ``ppo`` (:func:`jaxport.rl.universe_ppo.train_universe_ppo`) or ``both`` (each trains its
+    population; the one whose selected member has the better mean validation objective is kept,
+    and every member of both counts as a candidate). ``mesh`` (more than one device) shards the
+    gradient trainer's population; PPO runs on one device. ``outcome.entry.checkpoint`` is left
+    for the caller to fill.
     """
     env = baskets[0].env
     episode = int(min(int(np.asarray(b.train.episode_length)) for b in baskets))
-    cfg = universe_config(rl, len(baskets), episode)
     train = stack_env_params([b.train for b in baskets])
     val = stack_env_params([b.val for b in baskets])
-    t0 = time.perf_counter()
-    kwargs = {} if mesh is None or mesh.size < 2 else {"mesh": mesh}  # 1 device: no sharding
-    result = train_universe(cfg, env, train, val, key, **kwargs)
-    wall = time.perf_counter() - t0
-    best = int(result["best_member"])
-    num_members = len(result["members"])
-    env_steps = num_members * len(baskets) * cfg.num_envs * cfg.bptt_length * cfg.num_updates
+    runs = {}
+    for i, trainer in enumerate(_trainers(rl)):
+        k = jax.random.fold_in(key, i) if i else key
+        t0 = time.perf_counter()
+        if trainer == "ppo":
+            from jaxport.rl.universe_ppo import train_universe_ppo
+
+            cfg = universe_ppo_config(rl, len(baskets), episode)
+            result = train_universe_ppo(cfg, env, train, val, k)
+            policies = member_policies(result, result["universe_config"], env)
+            steps_per_update = cfg.num_steps
+        else:
+            cfg = universe_config(rl, len(baskets), episode)
+            kwargs = {} if mesh is None or mesh.size < 2 else {"mesh": mesh}  # 1 device: as is
+            result = train_universe(cfg, env, train, val, k, **kwargs)
+            policies = member_policies(result, cfg, env)
+            steps_per_update = cfg.bptt_length
+        wall = time.perf_counter() - t0
+        members = len(result["members"])
+        env_steps = members * len(baskets) * cfg.num_envs * steps_per_update * cfg.num_updates
+        runs[trainer] = dict(
+            cfg=cfg,
+            result=result,
+            policies=policies,
+            score=float(result["members"][result["best_member"]]["val_score"]),
+            training={
+                "wall_s": wall,
+                "members": members,
+                "env_steps": int(env_steps),
+                "env_steps_per_s": env_steps / wall if wall > 0 else None,
+            },
+        )
+    chosen = max(runs, key=lambda t: runs[t]["score"])
+    run = runs[chosen]
+    result, best = run["result"], int(run["result"]["best_member"])
     curve = result["val_curve"]
     entry = UniverseStage(
         status="completed",
         baskets=[list(b.symbols) for b in baskets],
-        config=cfg.to_dict(),
+        trainer=chosen,
+        config=run["cfg"].to_dict(),
         best_member=best,
         members=result["members"],
         validation_curve={
@@ -154,16 +212,15 @@ def train_universe_stage(
             "objective": np.asarray(curve["objective"][best]).mean(axis=-1).tolist(),
             "sharpe": np.asarray(curve["sharpe"][best]).mean(axis=-1).tolist(),
         },
-        training={
-            "wall_s": wall,
-            "members": num_members,
-            "env_steps": int(env_steps),
-            "env_steps_per_s": env_steps / wall if wall > 0 else None,
+        training=run["training"],
+        trainers={
+            t: {"val_score": r["score"], "members": r["result"]["members"], **r["training"]}
+            for t, r in runs.items()
         },
     )
     metrics = {k: np.asarray(v)[best] for k, v in result["metrics"].items()}
-    outcome = UniverseOutcome(result["policy"], member_policies(result, cfg, env), metrics, entry)
-    return outcome, result
+    policies = run["policies"] + [p for t, r in runs.items() if t != chosen for p in r["policies"]]
+    return UniverseOutcome(result["policy"], policies, metrics, entry)
 
 
 def _member_scores(pair: PairData, members: Sequence[Policy], rl: RLConfig) -> list[dict]:
@@ -207,6 +264,7 @@ __all__ = [
     "UniverseOutcome",
     "eval_every",
     "train_universe_stage",
+    "universe_ppo_config",
     "universe_baskets",
     "universe_config",
     "universe_pair_result",

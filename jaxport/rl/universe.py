@@ -583,39 +583,38 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
 
     num_evals = config.num_updates // config.eval_every
 
-    def run_updates(inner, keys):
-        return jax.lax.scan(update, inner, keys)
-
-    def skip_updates(inner, keys):
-        shapes = jax.eval_shape(run_updates, inner, keys)[1]
-        return inner, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    def keep_best(best, params, stats, j):
+        best_p, best_obj, best_idx = best
+        score = jnp.mean(stats["objective"])
+        better = (j == 0) | (score > best_obj)
+        best_p = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, best_p)
+        return best_p, jnp.where(better, score, best_obj), jnp.where(better, j, best_idx)
 
     def period(carry, xs):
         # evaluation j validates the params after j * eval_every updates (j = 0: the untrained
-        # start), then runs the next eval_every updates (none after the last evaluation): ONE
-        # copy of the validation rollout in the program
-        inner, best_p, best_obj, best_idx = carry
+        # start), then runs the next eval_every updates; the last evaluation follows the scan
+        inner, best = carry
         keys, j = xs
         stats = validate(inner[0])
-        score = jnp.mean(stats["objective"])
-        better = (j == 0) | (score > best_obj)
-        best_p = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), inner[0], best_p)
-        best_obj = jnp.where(better, score, best_obj)
-        best_idx = jnp.where(better, j, best_idx)
-        inner, metrics = jax.lax.cond(j < num_evals, run_updates, skip_updates, inner, keys)
-        return (inner, best_p, best_obj, best_idx), (metrics, stats)
+        best = keep_best(best, inner[0], stats, j)
+        inner, metrics = jax.lax.scan(update, inner, keys)
+        return (inner, best), (metrics, stats)
 
     keys = jax.random.split(k_loop, config.num_updates).reshape(num_evals, config.eval_every, -1)
-    keys = jnp.concatenate([keys, jnp.zeros_like(keys[:1])], 0)  # no updates after the last eval
     carry = (
         (net_params, opt_state, obs, state, done),
-        net_params,
-        jnp.float32(-jnp.inf),
-        jnp.zeros((), jnp.int32),
+        (net_params, jnp.float32(-jnp.inf), jnp.zeros((), jnp.int32)),
     )
-    xs = (keys, jnp.arange(num_evals + 1, dtype=jnp.int32))
-    (inner, best_p, best_obj, best_idx), (metrics, curve) = jax.lax.scan(period, carry, xs)
-    metrics = {k: v[:num_evals].reshape(-1) for k, v in metrics.items()}  # [num_updates]
+    # Under the population vmap every carry is per member: marking them so up front lets each
+    # nested scan's batching rule settle in one pass instead of re-tracing its body (compile time)
+    member = hp["lr"] == hp["lr"]
+    carry = jax.tree_util.tree_map(lambda a: jnp.where(member, a, a), carry)
+    xs = (keys, jnp.arange(num_evals, dtype=jnp.int32))
+    (inner, best), (metrics, curve) = jax.lax.scan(period, carry, xs)
+    last = validate(inner[0])
+    best_p, best_obj, best_idx = keep_best(best, inner[0], last, jnp.int32(num_evals))
+    curve = jax.tree_util.tree_map(lambda c, x: jnp.concatenate([c, x[None]], 0), curve, last)
+    metrics = {k: v.reshape(-1) for k, v in metrics.items()}  # [num_updates]
     # curve: [num_evals + 1, B]
     return dict(
         params=best_p,
@@ -699,7 +698,7 @@ def train_universe(
     ``"metrics"``: ``{name: [M, num_updates]}``, ``"val_curve"``: ``{objective, sharpe,
     log_growth, turnover: [M, num_evals + 1, B]}`` (row 0 = the untrained 1/N start),
     ``"eval_updates"``: update index of each curve row, ``"params"``: every member's best
-    params (stacked ``[M, ...]``)``}``.
+    params and ``"final_params"`` its params after the last update (stacked ``[M, ...]``)``}``.
     """
     config.validate()
     _check_stacked(env, train_params, "train_params")
@@ -766,6 +765,7 @@ def train_universe(
         val_curve=curve,
         eval_updates=[i * config.eval_every for i in range(curve["objective"].shape[1])],
         params=out["params"],
+        final_params=out["final_params"],
     )
 
 
