@@ -30,7 +30,6 @@ ORIGINAL_SPECIALIST_STOCKS = ("AAPL", "AMZN", "MSFT")
 PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
 RL_SCOPES = ("universe", "pair")
-#: rl.grid keys: the universe trainer's traced hyperparameters (jaxport.rl.universe.DYNAMIC_FIELDS)
 UNIVERSE_GRID_FIELDS = (
     "lr",
     "weight_decay",
@@ -269,6 +268,8 @@ def build_config(
 def validate_config(config: PipelineConfig) -> None:
     """One-line ``ConfigError`` naming the setting (e.g. ``rl.leverage_limit``) out of range."""
     rl, data, base = config.rl, config.data, config.base
+    from jaxport.rl.universe import DYNAMIC_FIELDS as UNIVERSE_GRID_FIELDS  # rl.grid keys
+
     checks = [
         (rl.algo in RL_ALGOS, f"rl.algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
         (rl.scope in RL_SCOPES, f"rl.scope {rl.scope!r}: expected one of {', '.join(RL_SCOPES)}"),

@@ -736,6 +736,20 @@ def train_universe(
 
             out = multihost_utils.process_allgather(out, tiled=True)
         out = jax.device_put(jax.device_get(out))
+    result = population_result(config, members, out)
+    best = result["best_member"]
+    best_params = jax.tree_util.tree_map(lambda x: x[best], out["params"])
+    policy = make_universe_policy(
+        config, env, best_params, rebalance_rate=members[best][0]["rebalance_rate"]
+    )
+    return dict(result, policy=policy, params=out["params"], final_params=out["final_params"])
+
+
+def population_result(config: UniverseConfig, members: Sequence[tuple], out: dict) -> dict:
+    """The host-side part of a population run that every universe trainer shares: per member
+    ``{hyperparams, seed, best_update, val_score, val_objective [B], val_sharpe [B]}``,
+    ``best_member`` (argmax of the validation score), ``metrics``, ``val_curve``, ``eval_updates``.
+    ``members``: ``(hyperparams, seed)`` per member; ``out``: the jitted program's output."""
     curve = {k: np.asarray(v) for k, v in out["val_curve"].items()}
     best_eval = np.asarray(out["best_eval"])
     scores = np.asarray(out["best_objective"])
@@ -752,20 +766,12 @@ def train_universe(
                 val_sharpe=curve["sharpe"][m, e].tolist(),
             )
         )
-    best = int(np.argmax(scores))
-    best_params = jax.tree_util.tree_map(lambda x: x[best], out["params"])
-    policy = make_universe_policy(
-        config, env, best_params, rebalance_rate=members[best][0]["rebalance_rate"]
-    )
     return dict(
-        policy=policy,
         members=rows,
-        best_member=best,
+        best_member=int(np.argmax(scores)),
         metrics={k: np.asarray(v) for k, v in out["metrics"].items()},
         val_curve=curve,
         eval_updates=[i * config.eval_every for i in range(curve["objective"].shape[1])],
-        params=out["params"],
-        final_params=out["final_params"],
     )
 
 
@@ -791,6 +797,7 @@ __all__ = [
     "make_universe_policy",
     "member_policies",
     "num_assets_from_obs",
+    "population_result",
     "rebalance",
     "split_obs",
     "stack_env_params",

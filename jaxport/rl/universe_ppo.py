@@ -39,7 +39,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxport.data import DataError
@@ -55,6 +54,7 @@ from jaxport.rl.universe import (
     _val_rollout,
     make_network,
     make_universe_policy,
+    population_result,
     rebalance,
     split_obs,
     target_weights,
@@ -477,35 +477,16 @@ def train_universe_ppo(
     out = _train_population(
         config.static(), env, val_steps, train_params, val_params, sel, hp, keys
     )
-    curve = {k: np.asarray(v) for k, v in out["val_curve"].items()}
-    best_eval = np.asarray(out["best_eval"])
-    scores = np.asarray(out["best_objective"])
-    rows = []
-    for m, (h, s) in enumerate(members):
-        e = int(best_eval[m])
-        rows.append(
-            dict(
-                hyperparams=dict(h),
-                seed=int(s),
-                best_update=e * config.eval_every,
-                val_score=float(scores[m]),
-                val_objective=curve["objective"][m, e].tolist(),
-                val_sharpe=curve["sharpe"][m, e].tolist(),
-            )
-        )
-    best = int(np.argmax(scores))
+    result = population_result(config, members, out)
+    best = result["best_member"]
     stacked = actor_params(out["params"])
     best_params = jax.tree_util.tree_map(lambda x: x[best], stacked)
     chosen = {k: members[best][0][k] for k in DYNAMIC_FIELDS}
     ucfg = config.universe_config(**chosen, grid=())
     policy = make_universe_policy(ucfg, env, best_params, rebalance_rate=chosen["rebalance_rate"])
     return dict(
+        result,
         policy=policy,
-        members=rows,
-        best_member=best,
-        metrics={k: np.asarray(v) for k, v in out["metrics"].items()},
-        val_curve=curve,
-        eval_updates=[i * config.eval_every for i in range(curve["objective"].shape[1])],
         params=stacked,
         critic_params=out["params"],
         final_params=actor_params(out["final_params"]),
