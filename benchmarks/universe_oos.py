@@ -42,7 +42,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import jaxport.rl.universe as universe_mod  # noqa: E402
 from jaxport.checkpoint import atomic_write_text  # noqa: E402
 from jaxport.data import load_market  # noqa: E402
 from jaxport.data.split import walk_forward_bounds  # noqa: E402
@@ -171,28 +170,6 @@ def make_ensemble_act(ucfg, env):
 
 
 # ------------------------------------------------------------------------------------------ study
-class capture_population:
-    """Context manager: records the raw output of ``train_universe``'s jitted population program
-    (``jaxport.rl.universe._train_population``), whose ``final_params`` (every member's params
-    after the LAST update) ``train_universe`` does not return. Benchmark-only; no jaxport edit."""
-
-    def __enter__(self):
-        self.orig = universe_mod._train_population
-        self.box = {}
-
-        def spy(*a, **kw):
-            out = self.orig(*a, **kw)
-            self.box["out"] = out
-            return out
-
-        universe_mod._train_population = spy
-        return self.box
-
-    def __exit__(self, *exc):
-        universe_mod._train_population = self.orig
-        return False
-
-
 def run_fold(market, raw, bounds, args, ucfg, log):
     w0 = warmup_days()
     kw = env_kwargs(RLConfig())
@@ -205,8 +182,7 @@ def run_fold(market, raw, bounds, args, ucfg, log):
     tr = stack_env_params([p["train"] for p in pairs])
     va = stack_env_params([p["val"] for p in pairs])
     t0 = time.perf_counter()
-    with capture_population() as raw_out:
-        res = train_universe(ucfg, env, tr, va, jax.random.PRNGKey(1000 + bounds.fold))
+    res = train_universe(ucfg, env, tr, va, jax.random.PRNGKey(1000 + bounds.fold))
     jax.block_until_ready(res["params"])
     train_s = time.perf_counter() - t0
     num_members = len(res["members"])
@@ -215,7 +191,7 @@ def run_fold(market, raw, bounds, args, ucfg, log):
         f"fold {bounds.fold}: universe train {train_s:.0f}s ({num_members} members, "
         f"{steps / train_s:,.0f} env-steps/s incl. compile)"
     )
-    final_params = raw_out["out"]["final_params"]
+    final_params = res["final_params"]
     val_obj = res["val_curve"]["objective"].mean(-1)  # [M, evals + 1], mean over baskets
     metrics = res["metrics"]
     t0 = time.perf_counter()

@@ -126,7 +126,7 @@ def run_facts(summary: dict) -> dict:
     if ppo:
         facts["ppo_final"] = {
             k: float(np.median([m[k] for m in ppo if k in m]))
-            for k in ("approx_kl", "clip_fraction", "action_std")
+            for k in ("approx_kl", "clip_frac", "action_std", "turnover")
             if any(k in m for m in ppo)
         }
     return facts

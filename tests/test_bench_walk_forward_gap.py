@@ -1,0 +1,86 @@
+"""benchmarks/walk_forward_gap.py: the per pair-fold gaps and both gate rules from a summary."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location(
+        "walk_forward_gap", REPO / "benchmarks" / "walk_forward_gap.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _entry(shipped, learned_val, ew_val, learned_test, ew_test, best_base_val):
+    cand = {
+        "validation": {"sharpe": learned_val[1]},
+        "test": {"sharpe": learned_test, "turnover_mean": 0.01, "mean_leverage": 1.0},
+    }
+    return {
+        "status": "completed",
+        "shipped": shipped,
+        "metrics": {
+            "test": {"sharpe": learned_test if shipped == "universe" else ew_test},
+            "baselines": {"equal_weight": {"sharpe": ew_test}},
+        },
+        "gate": {
+            "learned": {"universe": {"objective": learned_val[0], "sharpe": learned_val[1]}},
+            "baselines": {
+                "equal_weight": {"objective": ew_val[0], "sharpe": ew_val[1]},
+                "buy_and_hold:0": {"objective": best_base_val[0], "sharpe": best_base_val[1]},
+            },
+        },
+        "candidates": {"universe": cand},
+    }
+
+
+def test_gaps_and_gate_rules():
+    mod = _module()
+    summary = {
+        "walk_forward": {
+            "folds": [
+                {  # learned beats 1/N but not buy-and-hold: pipeline ships 1/N, loose gate learned
+                    "fold": 0,
+                    "stages": {
+                        "portfolio": {
+                            "A_B": _entry(
+                                "baseline:equal_weight",
+                                (2e-4, 1.0),
+                                (1e-4, 0.5),
+                                0.7,
+                                0.9,
+                                (5e-4, 2.0),
+                            )
+                        }
+                    },
+                },
+                {  # learned beats every baseline: both rules ship it
+                    "fold": 1,
+                    "stages": {
+                        "portfolio": {
+                            "A_B": _entry(
+                                "universe", (9e-4, 3.0), (1e-4, 0.5), 1.2, 1.0, (5e-4, 2.0)
+                            )
+                        }
+                    },
+                },
+            ]
+        }
+    }
+    rows = mod.pair_fold_rows(summary)
+    assert [r["shipped_gap"] for r in rows] == pytest.approx([0.0, 0.2])
+    assert [r["loose_gate_shipped"] for r in rows] == ["universe", "universe"]
+    assert [r["loose_gate_gap"] for r in rows] == pytest.approx([-0.2, 0.2])
+    agg = mod.aggregate(rows)
+    assert agg["shipped_gap"]["median"] == pytest.approx(0.1)
+    assert agg["loose_gate_gap"]["share_lt_-0.1"] == 0.5
+    assert agg["candidates"]["universe"]["test_gap"]["mean"] == pytest.approx(0.0)
+    assert agg["shipped_learned_share"] == 0.5
