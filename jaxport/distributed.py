@@ -267,13 +267,18 @@ def _jit_with_out_shardings(fn: Callable, shardings_of: Callable, mesh: Mesh, ar
 _RUNNER_ENV_SLOTS = (2, 3, 4, 5)
 
 
-def rl_mesh(devices: int | None = None) -> Mesh:
+def rl_mesh(devices: int | None = None, batch: int | None = None) -> Mesh:
     """The 1-D env mesh the RL trainers shard over: the first ``devices`` of ``jax.devices()``
-    (every device of every process after :func:`initialize_distributed`), all of them for
-    ``None``. More than are available: ``ConfigError`` naming ``rl.devices``."""
+    (every device of every process after :func:`initialize_distributed`). ``None``: all of them,
+    or with ``batch`` (the size of the sharded axis) the most that divide it, so the default never
+    fails (e.g. 4 seeds on 8 devices use 4). More than are available: ``ConfigError`` naming
+    ``rl.devices``."""
     available = jax.devices()
     if devices is None:
-        return make_env_mesh(available)
+        n = len(available)
+        if batch is not None:
+            n = max(d for d in range(1, n + 1) if int(batch) % d == 0)
+        return make_env_mesh(available[:n])
     if not 1 <= int(devices) <= len(available):
         raise ConfigError(
             f"rl.devices {devices}: must be between 1 and the {len(available)} "

@@ -149,7 +149,7 @@ def pair_runs(tmp_path_factory):
             _train_args(tmp, "odd", "pair", "--rl-batch-size", "3", "--devices", "2"),
         ),
         ("too_many", _train_args(tmp, "many", "pair", "--devices", "3")),
-        ("odd_seeds", _train_args(tmp, "seeds", "universe", "--rl-seeds", "3")),
+        ("odd_seeds", _train_args(tmp, "seeds", "universe", "--rl-seeds", "3", "--devices", "2")),
     ]
     return tmp, _run_cli(runs)
 
@@ -227,6 +227,21 @@ def test_universe_scope_two_devices_match_one(tmp_path):
     for algo in p1["candidates"]:
         _assert_same_metrics(p1["candidates"][algo]["test"], p2["candidates"][algo]["test"], algo)
     _assert_same_metrics(p1["metrics"]["test"], p2["metrics"]["test"], "shipped.test")
+
+
+def test_default_device_count_divides_the_batch():
+    """Without --devices the RL batch uses the most devices that divide it (never an error)."""
+    code = (
+        "from jaxport.distributed import rl_mesh\n"
+        "print([rl_mesh(None, batch=b).devices.size for b in (4, 3, 6, None)])"
+    )
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[4, 3, 3, 4]"
 
 
 # ----------------------------------------------------------------------------- in-process, fast

@@ -456,7 +456,7 @@ def register(app: typer.Typer) -> None:
             Optional[int],
             typer.Option(
                 "--devices",
-                help="Shard the RL batch over this many local devices (default all).",
+                help="Shard the RL batch over this many devices (default: as many as divide it).",
             ),
         ] = None,
         transaction_cost_bps: Annotated[

@@ -176,6 +176,17 @@ class RLConfig:
     devices: int | None = None  # devices the RL batch is sharded over (None: all local devices)
 
 
+def sharded_batch(rl: RLConfig) -> tuple[int, str]:
+    """``(size, setting)`` of the RL batch axis sharded over devices: the universe population
+    (``rl.seeds`` x the ``rl.grid`` combinations) or, in pair scope, the env batch."""
+    if rl.scope == "universe":
+        combos = 1
+        for values in dict(rl.grid).values():
+            combos *= max(len(values), 1)
+        return rl.seeds * combos, "rl.seeds"
+    return rl.batch_size, "rl.batch_size"
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     profile: str = "quick"

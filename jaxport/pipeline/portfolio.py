@@ -339,7 +339,7 @@ def train_mesh(rl: RLConfig):
     one device: the single-device path), after checking ``rl.batch_size`` divides over it."""
     from jaxport.distributed import check_batch, rl_mesh
 
-    mesh = rl_mesh(rl.devices)
+    mesh = rl_mesh(rl.devices, batch=rl.batch_size)
     if mesh.devices.size == 1:
         return None
     check_batch(rl.batch_size, mesh, "rl.batch_size")

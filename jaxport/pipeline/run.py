@@ -42,6 +42,7 @@ from jaxport.pipeline.config import (
     PipelineConfig,
     RLConfig,
     min_rows_needed,
+    sharded_batch,
 )
 from jaxport.pipeline.forecast_stage import forecast_metrics  # noqa: F401 (re-export)
 from jaxport.pipeline.summary import (
@@ -158,12 +159,13 @@ def device_description(rl: RLConfig | None = None, *, check: bool = True) -> dic
     from jaxport.distributed import check_batch, rl_mesh
 
     available = jax.devices()
-    mesh = rl_mesh(None if rl is None else rl.devices)
-    if rl is not None and check:
-        if rl.scope == "universe":
-            check_batch(rl.seeds, mesh, "rl.seeds")
-        else:
-            check_batch(rl.batch_size, mesh, "rl.batch_size")
+    if rl is None:
+        mesh = rl_mesh(None)
+    else:
+        size, setting = sharded_batch(rl)
+        mesh = rl_mesh(rl.devices, batch=size)
+        if check:
+            check_batch(size, mesh, setting)
     return {
         "platform": available[0].platform,
         "device_kind": available[0].device_kind,
@@ -660,7 +662,8 @@ class Pipeline:
             f"{cfg.rl.seeds} seed(s)"
         )
         key = jax.random.PRNGKey(stage_seed(cfg.seed, "universe"))
-        outcome = train_universe_stage(cfg.rl, data, key, mesh=rl_mesh(cfg.rl.devices))
+        mesh = rl_mesh(cfg.rl.devices, batch=sharded_batch(cfg.rl)[0])
+        outcome = train_universe_stage(cfg.rl, data, key, mesh=mesh)
         first = data[0]
         metadata = {
             "algo": "universe",
