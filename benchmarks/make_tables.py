@@ -408,6 +408,42 @@ def block_readme_gpu(results: Path) -> str:
     )
 
 
+WALK_FORWARD_GLOB = "walk_forward_gap-*.json"
+
+
+def block_walk_forward(results: Path) -> str:
+    """Shipped-data walk-forward runs (``benchmarks/walk_forward_gap.py``): the test Sharpe gap
+    to 1/N of each learned candidate and of the shipped policy, over pair x fold."""
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob(WALK_FORWARD_GLOB))]
+    if not runs:
+        return (
+            f"_No results yet: `{WALK_FORWARD_GLOB}` is written by "
+            "`benchmarks/walk_forward_gap.py RUN_DIR`._"
+        )
+    lines = [
+        "| run | rl (scope, algo, seeds) | policy | pair-folds | median gap | mean gap | share ≥ 0 "
+        "| share < −0.1 | test turnover/day | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        agg, cfg = run["aggregate"], run["config"]
+        rl = f"{cfg.get('scope') or 'pair'}, {cfg.get('algo')}, {cfg.get('seeds') or 1}"
+        wall = run["facts"].get("total_s")
+        rows = [("shipped", agg["shipped_gap"], None)]
+        rows += [(a, c["test_gap"], c["test_turnover"]) for a, c in agg["candidates"].items()]
+        for name, st, to in rows:
+            if st is None:
+                continue
+            turnover = f"{to['median']:.3f}" if to else ""
+            minutes = f"{wall / 60:.0f} min" if wall else ""
+            lines.append(
+                f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
+                f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | {st['share_lt_-0.1']:.0%} | "
+                f"{turnover} | {minutes} |"
+            )
+    return "\n".join(lines)
+
+
 #: (file relative to the repository root, block name) -> renderer(results_dir)
 BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "env-cpu"): block_env_cpu,
@@ -418,6 +454,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "gpu"): block_gpu,
     ("README.md", "benchmarks"): block_readme_table,
     ("README.md", "gpu"): block_readme_gpu,
+    ("README.md", "walk-forward"): block_walk_forward,
 }
 
 

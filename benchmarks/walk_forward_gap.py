@@ -132,6 +132,21 @@ def run_facts(summary: dict) -> dict:
     return facts
 
 
+def run_config(summary: dict) -> dict:
+    """The RL settings that matter here; in universe scope ``algo`` is the trainer(s) the
+    universe stage actually used (runs from before ``stages.universe.trainer`` existed trained
+    with the gradient method only)."""
+    cfg = {k: summary["config"]["rl"].get(k) for k in ("scope", "algo", "seeds", "epochs")}
+    if cfg["scope"] == "universe":
+        used = {
+            f["stages"]["universe"].get("trainer", "gradient")
+            for f in summary["walk_forward"]["folds"]
+            if f["stages"].get("universe")
+        }
+        cfg["algo"] = ",".join(sorted(used))
+    return cfg
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
@@ -147,7 +162,7 @@ def main(argv=None) -> int:
     out = {
         "label": label,
         "run_dir": str(args.run_dir),
-        "config": {k: summary["config"]["rl"].get(k) for k in ("scope", "algo", "seeds", "epochs")},
+        "config": run_config(summary),
         "aggregate": aggregate(rows),
         "facts": run_facts(summary),
         "rows": rows,
