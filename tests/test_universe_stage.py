@@ -144,3 +144,66 @@ def test_ppo_config_shares_the_universe_fields():
         assert getattr(ppo, name) == getattr(shared, name), name
     assert ppo.num_steps == 32 and ppo.lr == UniversePPOConfig.lr
     assert (ppo.num_steps * ppo.num_envs) % ppo.num_minibatches == 0
+
+
+def test_both_trainers_keep_the_better_population_and_every_member(monkeypatch):
+    """rl.algo both: each trainer's population is trained; the one whose selected member scores
+    higher on validation is the policy, and every member of both is kept as a candidate."""
+    import jax
+
+    import jaxport.pipeline.universe_stage as stage
+    import jaxport.rl.universe_ppo as universe_ppo
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.portfolio import PairData
+
+    rng = np.random.default_rng(5)
+    T, N, F = 300, 2, 2
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (T, N)), 0))
+    dates = np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-01-01") + T)
+    market = MarketData(("A", "B"), dates, close, close, close, close, np.ones((T, N)))
+    basket = PairData.build(
+        market,
+        rng.normal(size=(T, N, F)),
+        ["x", "y"],
+        0,
+        split_bounds(market, (0.7, 0.15, 0.15)),
+        RLConfig(),
+    )
+    calls = []
+
+    def fake(trainer, scores):
+        def train(cfg, env, train, val, key, **kw):
+            calls.append((trainer, type(cfg).__name__, train.prices.shape[0]))
+            policy = SimpleNamespace(trainer=trainer)
+            members = [
+                {"val_score": v, "hyperparams": {"rebalance_rate": 1.0}, "seed": i}
+                for i, v in enumerate(scores)
+            ]
+            curve = np.zeros((len(scores), 2, 1))
+            return {
+                "policy": policy,
+                "members": members,
+                "best_member": int(np.argmax(scores)),
+                "metrics": {"objective": np.zeros((len(scores), cfg.num_updates))},
+                "val_curve": {"objective": curve, "sharpe": curve},
+                "eval_updates": [0, cfg.num_updates],
+                "universe_config": cfg,
+            }
+
+        return train
+
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(stage, "train_universe", fake("gradient", [0.1, 0.3]))
+    monkeypatch.setattr(universe_ppo, "train_universe_ppo", fake("ppo", [0.2, 0.5, 0.4]))
+    monkeypatch.setattr(stage, "member_policies", lambda r, c, e: [None] * len(r["members"]))
+    rl = RLConfig(algo="both", seeds=2, epochs=10)
+    out = stage.train_universe_stage(rl, [basket, basket], jax.random.PRNGKey(0))
+    assert [c[:2] for c in calls] == [("gradient", "UniverseConfig"), ("ppo", "UniversePPOConfig")]
+    assert all(c[2] == 2 for c in calls)  # both baskets, stacked
+    assert out.entry.trainer == "ppo" and out.policy.trainer == "ppo"
+    assert out.entry.best_member == 1 and len(out.members) == 5
+    assert {t: d["val_score"] for t, d in out.entry.trainers.items()} == {
+        "gradient": 0.3,
+        "ppo": 0.5,
+    }
