@@ -135,9 +135,11 @@ def run_facts(summary: dict) -> dict:
 def run_config(summary: dict) -> dict:
     """The RL settings that matter here; in universe scope ``algo`` is the trainer(s) the
     universe stage actually used (runs from before ``stages.universe.trainer`` existed trained
-    with the gradient method only)."""
+    with the gradient method only); pair scope trains one seed."""
     cfg = {k: summary["config"]["rl"].get(k) for k in ("scope", "algo", "seeds", "epochs")}
-    if cfg["scope"] == "universe":
+    if cfg["scope"] != "universe":
+        cfg["seeds"] = 1  # pair scope trains one seed per algorithm
+    else:
         used = {
             f["stages"]["universe"].get("trainer", "gradient")
             for f in summary["walk_forward"]["folds"]
