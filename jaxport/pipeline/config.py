@@ -30,15 +30,6 @@ ORIGINAL_SPECIALIST_STOCKS = ("AAPL", "AMZN", "MSFT")
 PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
 RL_SCOPES = ("universe", "pair")
-UNIVERSE_GRID_FIELDS = (
-    "lr",
-    "weight_decay",
-    "max_grad_norm",
-    "risk_penalty",
-    "turnover_penalty",
-    "feature_noise",
-    "rebalance_rate",
-)
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
