@@ -147,9 +147,10 @@ class UniverseConfig:
                 )
         return self
 
-    def members_hparams(self) -> list[dict[str, float]]:
-        """The grid's hyperparameter combinations (the base config when the grid is empty)."""
-        base = {k: float(getattr(self, k)) for k in DYNAMIC_FIELDS}
+    def members_hparams(self, fields: Sequence[str] = DYNAMIC_FIELDS) -> list[dict[str, float]]:
+        """The grid's combinations of the traced ``fields`` (the base config when the grid is
+        empty)."""
+        base = {k: float(getattr(self, k)) for k in fields}
         names = [k for k, _ in self.grid]
         combos = itertools.product(*[vs for _, vs in self.grid]) if names else [()]
         return [{**base, **dict(zip(names, combo))} for combo in combos]

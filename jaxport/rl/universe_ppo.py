@@ -33,7 +33,6 @@ updates on the validation episode of every basket and the returned dict: as ``tr
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from functools import partial
 from typing import Any
 
@@ -163,12 +162,9 @@ class UniversePPOConfig(UniverseConfig):
                 )
         return self
 
-    def members_hparams(self) -> list[dict[str, float]]:
+    def members_hparams(self, fields=PPO_DYNAMIC_FIELDS) -> list[dict[str, float]]:
         """The grid's hyperparameter combinations over :data:`PPO_DYNAMIC_FIELDS`."""
-        base = {k: float(getattr(self, k)) for k in PPO_DYNAMIC_FIELDS}
-        names = [k for k, _ in self.grid]
-        combos = itertools.product(*[vs for _, vs in self.grid]) if names else [()]
-        return [{**base, **dict(zip(names, combo))} for combo in combos]
+        return super().members_hparams(fields)
 
     def static(self) -> "UniversePPOConfig":
         """The compile-time part: traced fields, population and selection at placeholders."""
