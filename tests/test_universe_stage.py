@@ -207,3 +207,37 @@ def test_both_trainers_keep_the_better_population_and_every_member(monkeypatch):
         "gradient": 0.3,
         "ppo": 0.5,
     }
+
+
+def test_universe_checkpoint_exports_to_torch(tmp_path):
+    """A universe-policy checkpoint as the pipeline writes it goes through ``export_policy`` and
+    loads from .pt and .safetensors; the Torch module's actions match JAX to 1e-5."""
+    pytest.importorskip("torch")
+    import jax
+    import torch
+
+    from jaxport.env import PortfolioEnv
+    from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
+    from jaxport.rl.universe import UniverseConfig, init_params, make_universe_policy
+    from torch_compat.export import export_policy
+    from torch_compat.models import load_exported
+    from torch_compat.serialization import save_exported
+
+    env = PortfolioEnv(3, 4)
+    cfg = UniverseConfig(hidden_sizes=(8,), head_size=8)
+    params = init_params(cfg, env, jax.random.PRNGKey(0))
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = tree.unflatten(  # away from the 1/N init, so the heads matter
+        [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    )
+    save_policy_checkpoint(tmp_path / "ckpt", make_universe_policy(cfg, env, params, 0.5))
+    policy, meta = load_policy_checkpoint(tmp_path / "ckpt")
+    paths = save_exported(tmp_path / "exp", *export_policy(policy, metadata=meta))
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(32, env.obs_dim)).astype(np.float32)
+    want = np.asarray(policy.act(obs))
+    for path in (p for p in paths if p.suffix in (".pt", ".safetensors")):
+        with torch.no_grad():
+            got = load_exported(path)(torch.from_numpy(obs)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=path.suffix)
