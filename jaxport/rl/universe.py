@@ -701,19 +701,9 @@ def train_universe(
     ``"eval_updates"``: update index of each curve row, ``"params"``: every member's best
     params and ``"final_params"`` its params after the last update (stacked ``[M, ...]``)``}``.
     """
-    config.validate()
-    _check_stacked(env, train_params, "train_params")
-    _check_stacked(env, val_params, "val_params")
-    val_steps = validation_steps(val_params)
-    hparams = config.members_hparams()
-    members = [(h, s) for h in hparams for s in range(config.num_seeds)]
-    hp = {k: jnp.asarray([h[k] for h, _ in members], jnp.float32) for k in DYNAMIC_FIELDS}
-    base_keys = jax.random.split(key, config.num_seeds)
-    keys = jnp.stack([base_keys[s] for _, s in members])
-    sel = {
-        "risk_penalty": jnp.float32(config.select_risk_penalty),
-        "turnover_penalty": jnp.float32(config.select_turnover_penalty),
-    }
+    val_steps, members, hp, keys, sel = population_inputs(
+        config, env, train_params, val_params, key, DYNAMIC_FIELDS
+    )
     if mesh is not None and mesh.devices.size == 1:
         mesh = None
     if mesh is not None:
@@ -725,7 +715,7 @@ def train_universe(
         if len(members) % n:
             raise ConfigError(
                 f"rl.seeds {config.num_seeds}: the universe population of {len(members)} members "
-                f"= {len(hparams)} hyperparameter set(s) x {config.num_seeds} seeds must be a "
+                f"= {len(members) // config.num_seeds} hyperparameter set(s) x {config.num_seeds} seeds must be a "
                 f"multiple of the {n} devices it is sharded over, see rl.devices"
             )
     out = _train_population(
@@ -744,6 +734,24 @@ def train_universe(
         config, env, best_params, rebalance_rate=members[best][0]["rebalance_rate"]
     )
     return dict(result, policy=policy, params=out["params"], final_params=out["final_params"])
+
+
+def population_inputs(config, env, train_params, val_params, key, fields: Sequence[str]):
+    """The host-side setup every universe trainer shares: validate ``config`` and the stacked
+    params, then ``(val_steps, members [(hyperparams, seed)], hp {field: [M]}, keys [M],
+    sel {risk_penalty, turnover_penalty})`` for the traced ``fields``."""
+    config.validate()
+    _check_stacked(env, train_params, "train_params")
+    _check_stacked(env, val_params, "val_params")
+    members = [(h, s) for h in config.members_hparams() for s in range(config.num_seeds)]
+    hp = {k: jnp.asarray([h[k] for h, _ in members], jnp.float32) for k in fields}
+    base_keys = jax.random.split(key, config.num_seeds)
+    keys = jnp.stack([base_keys[s] for _, s in members])
+    sel = {
+        "risk_penalty": jnp.float32(config.select_risk_penalty),
+        "turnover_penalty": jnp.float32(config.select_turnover_penalty),
+    }
+    return validation_steps(val_params), members, hp, keys, sel
 
 
 def population_result(config: UniverseConfig, members: Sequence[tuple], out: dict) -> dict:
@@ -798,6 +806,7 @@ __all__ = [
     "make_universe_policy",
     "member_policies",
     "num_assets_from_obs",
+    "population_inputs",
     "population_result",
     "rebalance",
     "split_obs",

@@ -47,18 +47,17 @@ from jaxport.rl.ppo.losses import Transition, compute_gae, ppo_loss, shaped_rewa
 from jaxport.rl.universe import (
     DYNAMIC_FIELDS,
     UniverseConfig,
-    _check_stacked,
     _reset_baskets,
     _train_params,
     _val_rollout,
     make_network,
     make_universe_policy,
+    population_inputs,
     population_result,
     rebalance,
     split_obs,
     target_weights,
     validation_stats,
-    validation_steps,
 )
 
 #: Hyperparameters that travel as traced arrays (the population axis): the universe trainer's
@@ -457,19 +456,9 @@ def train_universe_ppo(
     member's actor params after the last update, stacked) and ``universe_config``
     (the plain config for :func:`~jaxport.rl.universe.member_policies`).
     """
-    config.validate()
-    _check_stacked(env, train_params, "train_params")
-    _check_stacked(env, val_params, "val_params")
-    val_steps = validation_steps(val_params)
-    hparams = config.members_hparams()
-    members = [(h, s) for h in hparams for s in range(config.num_seeds)]
-    hp = {k: jnp.asarray([h[k] for h, _ in members], jnp.float32) for k in PPO_DYNAMIC_FIELDS}
-    base_keys = jax.random.split(key, config.num_seeds)
-    keys = jnp.stack([base_keys[s] for _, s in members])
-    sel = {
-        "risk_penalty": jnp.float32(config.select_risk_penalty),
-        "turnover_penalty": jnp.float32(config.select_turnover_penalty),
-    }
+    val_steps, members, hp, keys, sel = population_inputs(
+        config, env, train_params, val_params, key, PPO_DYNAMIC_FIELDS
+    )
     out = _train_population(
         config.static(), env, val_steps, train_params, val_params, sel, hp, keys
     )
