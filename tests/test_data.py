@@ -198,7 +198,9 @@ def test_empty_and_missing_directory(tmp_path):
         lambda: load_market(tmp_path),
         lambda: find_symbol_file(tmp_path, "AAPL"),
     ):
-        with pytest.raises(DataError, match=f"{tmp_path}: directory holds no .csv or .csv.gz files"):
+        with pytest.raises(
+            DataError, match=f"{tmp_path}: directory holds no .csv or .csv.gz files"
+        ):
             call()
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere: directory does not exist"):

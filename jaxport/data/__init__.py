@@ -9,6 +9,7 @@ from jaxport.data.loader import (
     load_market,
     load_ohlcv_csv,
     load_panel_csv,
+    load_symbol_frame,
     resolve_data_dir,
 )
 from jaxport.data.market import CLOSE_ONLY, OHLCV_FIELDS, MarketData
@@ -32,6 +33,7 @@ __all__ = [
     "load_market",
     "load_ohlcv_csv",
     "load_panel_csv",
+    "load_symbol_frame",
     "min_rows_for",
     "planted_predictor",
     "resolve_data_dir",

@@ -122,9 +122,7 @@ def resolve_data_dir(path: str | Path | None = None, *, announce=None) -> Path:
         raise DataError(f"data.trainingdata_dir {requested}: directory does not exist")
     if not requested.is_dir():
         raise DataError(f"data.trainingdata_dir {requested}: not a directory")
-    raise DataError(
-        f"data.trainingdata_dir {requested}: directory holds no .csv or .csv.gz files"
-    )
+    raise DataError(f"data.trainingdata_dir {requested}: directory holds no .csv or .csv.gz files")
 
 
 def list_symbols(directory: str | Path) -> list[str]:
@@ -293,6 +291,17 @@ def load_panel_csv(
     return frames
 
 
+def load_symbol_frame(
+    directory: str | Path, symbol: str, *, min_rows: int = 2
+) -> tuple[Path, pd.DataFrame]:
+    """``(file, frame)`` of one symbol of ``directory``, from its per-symbol CSV or the panel."""
+    path = find_symbol_file(directory, symbol)
+    if _is_panel(path):
+        sym = symbol.strip().upper()
+        return path, load_panel_csv(path, [sym], min_rows=min_rows)[sym]
+    return path, load_ohlcv_csv(path, min_rows=min_rows)
+
+
 def align_frames(frames: dict[str, pd.DataFrame]) -> MarketData:
     """Inner-join per-symbol frames on common dates (order of ``frames`` kept).
 
@@ -304,14 +313,11 @@ def align_frames(frames: dict[str, pd.DataFrame]) -> MarketData:
     for frame in frames.values():
         common = frame.index if common is None else common.intersection(frame.index)
     common = common.sort_values()
-    columns = tuple(
-        f for f in OHLCV_FIELDS if all(f in frame.columns for frame in frames.values())
-    )
+    columns = tuple(f for f in OHLCV_FIELDS if all(f in frame.columns for frame in frames.values()))
     if columns != OHLCV_FIELDS:
         columns = CLOSE_ONLY
     arrays = {
-        f: np.stack([frames[s].loc[common, f].to_numpy() for s in symbols], axis=1)
-        for f in columns
+        f: np.stack([frames[s].loc[common, f].to_numpy() for s in symbols], axis=1) for f in columns
     }
     for f in OHLCV_FIELDS:
         if f not in arrays:  # stand-ins: close for a price, zeros for volume
