@@ -168,6 +168,11 @@ def test_panel_loads_like_per_symbol_files(tmp_path_factory, data, num_days, num
         ({"AAA.csv": "Date,Open,Close\n2020-01-01,1,2\n"}, "AAA.csv: missing column(s) high"),
         ({"AAA.csv.gz": "Date,Close\n2020-01-01,1\n2020-01-02,x\n"}, "AAA.csv.gz: non-numeric"),
         ({"AAA.csv": "Close\n1\n2\n"}, "AAA.csv: missing column(s) date|timestamp"),
+        (  # an OHLCV file without close is not mistaken for a panel
+            {"AAA.csv": "Date,Open,High,Low,Volume\n2020-01-01,1,2,1,5\n", "BBB.csv": "x"},
+            "AAA.csv: missing column(s) close",
+        ),
+        ({"prices.csv": "Date,AAA,LOW\n2020-01-01,1,2\n"}, "too few rows (1)"),
         ({"prices.csv": "Date,AAA,BBB\n2020-01-01,1,2\n2020-01-02,1,-2\n"}, "[BBB]: non-positive"),
         ({"prices.csv": "Date,AAA,BBB\n2020-01-01,1,2\n2020-01-02,1,x\n"}, "[BBB]: non-numeric"),
         ({"prices.csv": "Date,AAA\n2020-01-01,1\n2020-01-01,2\n"}, "[AAA]: duplicate date"),

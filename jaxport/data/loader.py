@@ -66,9 +66,11 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
 
 
 def _is_panel(path: Path) -> bool:
-    """A wide panel: first column a date, no ``close`` column, at least one symbol column."""
+    """A wide panel: first column a date, then symbol columns, none named ``close`` and at most one
+    named like another OHLCV field (a ticker such as LOW may be a panel column)."""
     names = [str(c).strip().lower() for c in _read_csv(path, nrows=0).columns]
-    return len(names) >= 2 and names[0] in DATE_COLUMNS and "close" not in names
+    fields = sum(n in OHLCV_FIELDS for n in names)
+    return len(names) >= 2 and names[0] in DATE_COLUMNS and "close" not in names and fields <= 1
 
 
 def _panel_file(directory: Path, files: list[Path]) -> Path | None:
@@ -142,8 +144,12 @@ def find_symbol_file(directory: str | Path, symbol: str) -> Path:
     it."""
     directory = Path(directory)
     files = _require_csv_files(directory)
+    return _find_in(directory, files, _panel_file(directory, files), symbol)
+
+
+def _find_in(directory: Path, files: list[Path], panel: Path | None, symbol: str) -> Path:
+    """:func:`find_symbol_file` on an already scanned folder (``files``, its ``panel`` or None)."""
     sym = symbol.strip().upper()
-    panel = _panel_file(directory, files)
     if panel is not None:
         available = _panel_symbols(panel)
         if sym in available:
@@ -349,11 +355,12 @@ def load_market(
     wanted = list(dict.fromkeys(s.strip().upper() for s in wanted))
     if not wanted:
         raise DataError(f"{directory}: no symbols requested")
-    paths = {sym: find_symbol_file(directory, sym) for sym in wanted}
+    files = _require_csv_files(directory)
+    panel = _panel_file(directory, files)
+    paths = {sym: _find_in(directory, files, panel, sym) for sym in wanted}
     frames: dict[str, pd.DataFrame] = {}
-    panels = sorted({p for p in paths.values() if _is_panel(p)})
-    for panel in panels:
-        frames.update(load_panel_csv(panel, [s for s in wanted if paths[s] == panel]))
+    if panel is not None:
+        frames.update(load_panel_csv(panel, wanted, min_rows=min_rows))
     for sym in wanted:
         if sym not in frames:
             frames[sym] = load_ohlcv_csv(paths[sym], min_rows=min_rows)
