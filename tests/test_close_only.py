@@ -279,7 +279,7 @@ def test_forecaster_inputs_and_targets_limited_to_close(close_only_market, real_
     assert np.isfinite(fc.loc).all()
     feats = compute_features(None, window, targets=("close",), horizon=2, sequence_length=5)
     assert feats.names[0] == "close_toto_mean_t+1" and np.isfinite(feats.values).all()
-    with pytest.raises(DataError, match="field open needs column"):
+    with pytest.raises(DataError, match="toto features: targets close,open needs column.s. open"):
         compute_features(None, window, targets=("close", "open"), horizon=2, sequence_length=5)
 
 
