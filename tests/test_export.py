@@ -369,7 +369,7 @@ def test_allocator_policy_parity_over_real_episode(symbols):
     window and the step counter (plus the obs), chooses the JAX allocator's action at every step of
     a real-data episode (1e-5), and the episode ends at the JAX evaluation's equity."""
     from jaxport.eval import default_allocators, run_allocators
-    from jaxport.pipeline.portfolio import baseline_policy
+    from jaxport.pipeline.basket_stage import baseline_policy
 
     env, params = _real_episode(list(symbols), eval_start=70, steps=64)
     prices = torch.from_numpy(np.array(params.prices))
@@ -430,7 +430,7 @@ def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
 
     from jaxport.eval import evaluate_policy
     from jaxport.eval.allocators import Allocator
-    from jaxport.pipeline.portfolio import baseline_policy
+    from jaxport.pipeline.basket_stage import baseline_policy
     from torch_compat import TorchPortfolioEnv
 
     symbols = ["AAPL", "MSFT"]

@@ -89,7 +89,7 @@ def test_basket_env_params_hold_no_test_row():
     import jax
 
     from jaxport.data import MarketData, split_bounds
-    from jaxport.pipeline.portfolio import PairData
+    from jaxport.pipeline.basket_stage import PairData
 
     rng = np.random.default_rng(3)
     T, N, F = 400, 2, 3
@@ -154,7 +154,7 @@ def test_both_trainers_keep_the_better_population_and_every_member(monkeypatch):
     import jaxport.pipeline.universe_stage as stage
     import jaxport.rl.universe_ppo as universe_ppo
     from jaxport.data import MarketData, split_bounds
-    from jaxport.pipeline.portfolio import PairData
+    from jaxport.pipeline.basket_stage import PairData
 
     rng = np.random.default_rng(5)
     T, N, F = 300, 2, 2

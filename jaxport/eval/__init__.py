@@ -8,7 +8,7 @@ from jaxport.eval.allocators import (
     evaluate_allocators,
     run_allocators,
 )
-from jaxport.eval.portfolio import (
+from jaxport.eval.episode import (
     EQUITY_METRIC_KEYS,
     POLICY_METRIC_KEYS,
     baseline_specs,

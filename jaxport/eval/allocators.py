@@ -40,7 +40,7 @@ import numpy as np
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
-from jaxport.eval.portfolio import _episode_report, evaluation_steps
+from jaxport.eval.episode import _episode_report, evaluation_steps
 
 ALLOCATOR_KINDS = (
     "equal_weight",

@@ -35,9 +35,9 @@ from jaxport.forecast.crossfit import (
     specialist_fit_fn,
     train_on_windows,
 )
-from jaxport.forecast.evaluate import evaluate_forecaster, format_table
 from jaxport.forecast.forecaster import Forecaster, MarketForecast
 from jaxport.forecast.model import ForecasterNet, count_params, init_params, predict_distribution
+from jaxport.forecast.scoring import evaluate_forecaster, format_table
 from jaxport.forecast.toto_features import (
     ForecastFeatures,
     compute_features,

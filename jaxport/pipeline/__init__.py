@@ -2,11 +2,11 @@
 
 - :mod:`jaxport.pipeline.config`: the resolved configuration (profiles, TOML, overrides).
 - :mod:`jaxport.pipeline.run`: :class:`Pipeline`, the three training stages, ``--resume``.
-- :mod:`jaxport.pipeline.portfolio`: one basket's env data, training, selection and evaluation.
+- :mod:`jaxport.pipeline.basket_stage`: one basket's env data, training, selection and evaluation.
 - :mod:`jaxport.pipeline.summary`: the typed ``pipeline_summary.json`` (:class:`RunSummary`).
 - :mod:`jaxport.pipeline.rundir`: :class:`RunDir`, a finished run read back (config, data, features,
   each pair's env, policy and checkpoint); ``jaxport eval``/``report``/``export`` use it.
-- :mod:`jaxport.pipeline.evaluate_run`, :mod:`jaxport.pipeline.report`: ``jaxport eval`` and
+- :mod:`jaxport.pipeline.reevaluate`, :mod:`jaxport.pipeline.report`: ``jaxport eval`` and
   ``jaxport report``.
 
 Names are imported lazily (``import jaxport.pipeline`` stays light).
@@ -25,7 +25,7 @@ _LAZY = {
     "read_summary": "summary",
     "config_from_summary": "summary",
     "RunDir": "rundir",
-    "evaluate_run": "evaluate_run",
+    "evaluate_run": "reevaluate",
     "write_report": "report",
 }
 

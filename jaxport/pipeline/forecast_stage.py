@@ -92,7 +92,7 @@ class BaseOutcome:
 @dataclasses.dataclass
 class SpecialistsOutcome:
     """Stage 2: ``models`` (symbol -> Forecaster | None serving its test rows), ``features``
-    (symbol -> what :func:`jaxport.pipeline.portfolio.pair_features` reads), the summary
+    (symbol -> what :func:`jaxport.pipeline.basket_stage.pair_features` reads), the summary
     ``entries`` (the dict passed in, filled) and ``wall_s`` (None when nothing was trained)."""
 
     models: dict[str, Any]
@@ -239,7 +239,7 @@ def feature_models(
     symbols,
     num_days: int,
 ) -> dict[str, Any]:
-    """symbol -> what :func:`~jaxport.pipeline.portfolio.pair_features` reads, rebuilt from a
+    """symbol -> what :func:`~jaxport.pipeline.basket_stage.pair_features` reads, rebuilt from a
     finished run's summary entries: a :class:`~jaxport.forecast.crossfit.FittedCrossFit` when the
     run cross-fitted, else the Forecaster (its kept specialist, else the generic model) or None.
 

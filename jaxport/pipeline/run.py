@@ -621,7 +621,7 @@ class Pipeline:
 
     def _basket_data(self, market: MarketData, bounds, basket: list[str], models):
         """``(PairData, PairFeatures)`` of one basket: its forecast features and split EnvParams."""
-        from jaxport.pipeline.portfolio import PairData, pair_features
+        from jaxport.pipeline.basket_stage import PairData, pair_features
 
         sub = market.select(basket)
         feats = pair_features(self.config.data, sub, basket, models)
@@ -685,7 +685,7 @@ class Pipeline:
     def _train_pair(
         self, market: MarketData, bounds, pair: list[str], models, universe=None
     ) -> PairStage:
-        from jaxport.pipeline.portfolio import train_and_evaluate_pair
+        from jaxport.pipeline.basket_stage import train_and_evaluate_pair
         from jaxport.pipeline.universe_stage import universe_pair_result
         from jaxport.rl.codec import save_policy_checkpoint
 

@@ -6,7 +6,7 @@ the same parameters act in any basket of any size. Training sees only each baske
 checkpoint and population selection only its validation rows (the test rows of a basket are in
 neither EnvParams: they are truncated at ``train_end`` / ``val_end``). Each requested basket then
 gets the usual per-basket gate against the standard allocators on its own validation rows
-(:func:`jaxport.pipeline.portfolio.gate_and_report`).
+(:func:`jaxport.pipeline.basket_stage.gate_and_report`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import numpy as np
 
 from jaxport.checkpoint import load_checkpoint, save_checkpoint
 from jaxport.eval import evaluate_policy
-from jaxport.pipeline.config import RLConfig
-from jaxport.pipeline.portfolio import (
+from jaxport.pipeline.basket_stage import (
     PairData,
     PairResult,
     evaluate_candidate,
     gate_and_report,
     validation_objective,
 )
+from jaxport.pipeline.config import RLConfig
 from jaxport.pipeline.summary import UniverseStage
 from jaxport.pipeline.tracking import per_update
 from jaxport.rl.codec import Policy
