@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxport.pipeline.config import RLConfig
-from jaxport.pipeline.universe_stage import eval_every, universe_baskets, universe_config
+from jaxport.pipeline.trainer_configs import eval_every, universe_config
+from jaxport.pipeline.universe_stage import universe_baskets
 
 
 def test_baskets_are_every_pair_of_distinct_symbols_in_order():
@@ -132,7 +133,7 @@ def test_grid_becomes_the_population_and_bad_grids_are_config_errors():
 
 
 def test_ppo_config_shares_the_universe_fields():
-    from jaxport.pipeline.universe_stage import universe_ppo_config
+    from jaxport.pipeline.trainer_configs import universe_ppo_config
     from jaxport.rl.universe_ppo import UniversePPOConfig
 
     rl = RLConfig(batch_size=64, epochs=20, seeds=2, turnover_penalty=0.01, rebalance_rate=0.5)

@@ -20,6 +20,7 @@ from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
 from jaxport.pipeline.config import RLConfig
 from jaxport.pipeline.tracking import per_update
+from jaxport.pipeline.trainer_configs import gradient_config, ppo_config
 from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
 
 FEATURE_CLIP = 10.0  # standardised features are clipped to [-FEATURE_CLIP, FEATURE_CLIP]
@@ -228,40 +229,6 @@ class PairResult:
             },
             "dates": p.dates,
         }
-
-
-def ppo_config(rl: RLConfig, num_assets: int):
-    from jaxport.rl import PPOConfig
-
-    num_envs = rl.batch_size
-    return PPOConfig(
-        num_envs=num_envs,
-        num_steps=rl.num_steps,
-        total_timesteps=rl.epochs * num_envs * rl.num_steps,
-        lr=rl.learning_rate,
-        hidden_sizes=(rl.hidden_size,) * rl.num_layers,
-        leverage_cap=rl.leverage_limit,
-        risk_penalty=rl.risk_penalty,  # one objective for both methods (#13)
-    )
-
-
-def gradient_config(rl: RLConfig, episode_length: int):
-    from jaxport.rl import GradientConfig
-
-    return GradientConfig(
-        policy=rl.policy,
-        hidden_sizes=(rl.hidden_size,) * rl.num_layers,
-        hidden_size=rl.hidden_size,
-        num_layers=rl.num_layers,
-        num_heads=rl.num_heads,
-        leverage_cap=rl.leverage_limit,
-        num_envs=rl.batch_size,
-        bptt_length=min(rl.num_steps, episode_length),
-        episode_length=episode_length,
-        num_updates=rl.epochs,
-        lr=rl.gradient_learning_rate or rl.learning_rate,
-        risk_penalty=rl.risk_penalty,
-    ).validate()
 
 
 def _last(metrics: dict) -> dict:
