@@ -51,8 +51,8 @@ from jaxport.eval.allocators import Allocator, evaluate_allocators  # noqa: E402
 from jaxport.features import market_stat_features  # noqa: E402
 from jaxport.features.stat import warmup_days  # noqa: E402
 from jaxport.pipeline.basket_stage import env_kwargs  # noqa: E402
-from jaxport.pipeline.trainer_configs import gradient_config  # noqa: E402
 from jaxport.pipeline.config import RLConfig  # noqa: E402
+from jaxport.pipeline.trainer_configs import gradient_config  # noqa: E402
 from jaxport.rl.gradient import make_policy_apply, make_train  # noqa: E402
 from jaxport.rl.universe import (  # noqa: E402
     UniverseConfig,

@@ -20,11 +20,11 @@ from jaxport.pipeline.basket_stage import pair_features
 from jaxport.pipeline.config import build_config
 from jaxport.pipeline.forecast_stage import (
     CROSSFIT_KEY,
-    StageIO,
     feature_models,
     run_base_stage,
     run_specialist_stage,
 )
+from jaxport.pipeline.stage_io import StageIO
 
 H = 4  # forecast horizon (days)
 C = 16  # forecaster context (days)

@@ -17,8 +17,8 @@ from jaxport.eval.episode import (
     evaluate_policy,
     evaluation_steps,
     metrics_from_equity,
-    portfolio_report,
 )
+from jaxport.eval.policy_report import portfolio_report
 from jaxport.eval.stats import (
     deflated_sharpe_ratio,
     expected_max_sharpe,

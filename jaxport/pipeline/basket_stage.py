@@ -364,8 +364,6 @@ def validation_objective(equity_curve, risk_penalty: float) -> float:
 
 def baseline_policy(allocator, env: PortfolioEnv) -> Policy:
     """A standard allocator as a shippable :class:`Policy` of kind ``"baseline:<name>"``."""
-    import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
-
     return make_policy(f"baseline:{allocator.name}", allocator, env)
 
 

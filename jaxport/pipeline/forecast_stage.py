@@ -36,39 +36,13 @@ from typing import Any
 
 from jaxport.data import MarketData
 from jaxport.errors import CheckpointError, JaxportError
+from jaxport.pipeline.provenance import stage_seed
+from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import ForecasterStage, SpecialistStage
 
 log = logging.getLogger(__name__)
 
 CROSSFIT_KEY = "crossfit"  # key of the provenance block in stages.base / stages.specialists.<SYM>
-
-
-def _nothing(*_args, **_kwargs) -> None:
-    return None
-
-
-@dataclasses.dataclass
-class StageIO:
-    """Where a forecast stage writes and how it reports (the pipeline passes its own callbacks).
-
-    out_dir: checkpoints go to ``out_dir/base`` and ``out_dir/specialists``.  rel / abs: checkpoint
-    path <-> the string stored in the summary.  log_fn(stage, progress_name) -> ``log_fn(step,
-    scalars)`` for training curves.  track(stage, step, scalars): one-off scalars.
-    checkpoint(name): save the summary after a unit of work (and honour a stop hook).  save(): save
-    the summary.
-    """
-
-    out_dir: Path
-    rel: Callable[[Path], str] = str
-    abs: Callable[[str], Path] = Path
-    say: Callable[[str], None] = log.info
-    stage_start: Callable[[str, int], None] = _nothing
-    advance: Callable[[str, int, dict], None] = _nothing
-    stage_end: Callable[[str], None] = _nothing
-    log_fn: Callable[[str, str | None], Any] = _nothing
-    track: Callable[[str, int, dict], None] = _nothing
-    checkpoint: Callable[[str], None] = _nothing
-    save: Callable[[], None] = _nothing
 
 
 @dataclasses.dataclass
@@ -108,12 +82,6 @@ def forecaster_configs(config, seed_fn: Callable[..., int]):
     return config.base.forecaster_configs(
         horizon=d.toto_horizon, targets=d.toto_targets, seed=seed_fn(config.seed, "base")
     )
-
-
-def _stage_seed(seed: int, *names: str) -> int:
-    from jaxport.pipeline.run import stage_seed
-
-    return stage_seed(seed, *names)
 
 
 def wants_forecaster(config) -> bool:
@@ -307,7 +275,7 @@ def run_base_stage(
     t0 = time.perf_counter()
     ckpt_dir = io.out_dir / "base"
     entry = ForecasterStage(status="running", symbols=list(base_syms))
-    fcfg, tcfg = forecaster_configs(cfg, _stage_seed)
+    fcfg, tcfg = forecaster_configs(cfg, stage_seed)
     result = None
     if cfg.base_checkpoint:
         path = Path(cfg.base_checkpoint)
@@ -445,7 +413,7 @@ def run_specialist_stage(
         io.save()
         return SpecialistsOutcome(models, features, entries, None)
     t0 = time.perf_counter()
-    _, tcfg = forecaster_configs(cfg, _stage_seed)
+    _, tcfg = forecaster_configs(cfg, stage_seed)
     f = cfg.finetune
     load = _loader(io)
     io.stage_start(stage, len(spec_syms))
@@ -475,7 +443,7 @@ def run_specialist_stage(
             max_steps=f.max_steps,
             warmup_steps=max(1, tcfg.warmup_steps // 4),
             max_val_windows=None,
-            seed=_stage_seed(cfg.seed, "specialist", sym),
+            seed=stage_seed(cfg.seed, "specialist", sym),
         )
         if f.epochs == 0:
             result, kept = None, False

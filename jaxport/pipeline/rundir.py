@@ -249,7 +249,6 @@ class RunDir:
     def policy(self, name: str, env=None):
         """The pair's shipped policy (:class:`jaxport.rl.codec.Policy`), acting in ``env`` (default:
         the env stored in its checkpoint)."""
-        import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
         from jaxport.rl.codec import load_policy_checkpoint
 
         return load_policy_checkpoint(self.checkpoint_path(name), env)[0]

@@ -22,13 +22,16 @@ import numpy as np
 from jaxport.checkpoint import load_checkpoint, save_checkpoint
 from jaxport.eval import evaluate_policy
 from jaxport.pipeline.basket_stage import (
+    FEATURE_CLIP,
     PairData,
     PairResult,
     evaluate_candidate,
     gate_and_report,
     validation_objective,
 )
-from jaxport.pipeline.config import RLConfig
+from jaxport.pipeline.config import PipelineConfig, RLConfig, sharded_batch
+from jaxport.pipeline.provenance import stage_seed
+from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import UniverseStage
 from jaxport.pipeline.tracking import per_update
 from jaxport.pipeline.trainer_configs import universe_config, universe_ppo_config
@@ -81,6 +84,52 @@ class UniverseOutcome:
         ]
         metrics = {k: np.asarray(v) for k, v in tree.get("metrics", {}).items()}
         return cls(policy, members, metrics, entry)
+
+
+def run_universe_stage(
+    config: PipelineConfig,
+    data: Sequence[PairData],
+    baskets: Sequence[Sequence[str]],
+    io: StageIO,
+    *,
+    previous: UniverseStage | None = None,
+) -> tuple[UniverseOutcome, bool]:
+    """The universe stage with its save and restore: ``(outcome, resumed)``.
+
+    A finished stage (``previous`` completed, its population checkpoint present) is restored from
+    ``io.out_dir/portfolio/universe`` and ``universe_population``; otherwise the population is
+    trained on ``data`` (one :class:`PairData` per basket of ``baskets``), sharded over
+    ``config.rl.devices``, and the selected policy, every member and the training series are
+    saved (``outcome.entry.checkpoint`` is set; the caller records the entry in the summary).
+    """
+    from jaxport.distributed import rl_mesh
+    from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
+
+    rl = config.rl
+    ckpt = io.out_dir / "portfolio" / "universe"
+    population = ckpt.parent / "universe_population"
+    if previous is not None and previous.status == "completed" and population.exists():
+        policy, _ = load_policy_checkpoint(ckpt, env=data[0].env)
+        return UniverseOutcome.restore(policy, previous, population), True
+    symbols = dict.fromkeys(s for b in baskets for s in b)
+    io.say(f"universe policy: {len(baskets)} baskets of {len(symbols)} symbols, {rl.seeds} seed(s)")
+    key = jax.random.PRNGKey(stage_seed(config.seed, "universe"))
+    mesh = rl_mesh(rl.devices, batch=sharded_batch(rl)[0])
+    outcome = train_universe_stage(rl, data, key, mesh=mesh)
+    first = data[0]
+    metadata = {
+        "algo": "universe",
+        "shipped": "universe",
+        "baskets": [list(b) for b in baskets],
+        "env": first.env_metadata(),
+        "features": {"names": first.feature_names, "clip": FEATURE_CLIP},
+        "dates": first.dates,
+    }
+    save_policy_checkpoint(ckpt, outcome.policy, metadata, overwrite=True)
+    outcome.save_population(population)
+    outcome.entry.checkpoint = io.rel(ckpt)
+    io.log_series("portfolio/universe", outcome.metrics)
+    return outcome, False
 
 
 def _trainers(rl: RLConfig) -> list[str]:
@@ -204,4 +253,5 @@ __all__ = [
     "train_universe_stage",
     "universe_baskets",
     "universe_pair_result",
+    "run_universe_stage",
 ]
