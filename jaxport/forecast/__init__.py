@@ -19,7 +19,7 @@ Names are imported lazily (``import jaxport.forecast.config`` stays free of jax)
 
 from __future__ import annotations
 
-import importlib
+from jaxport.lazy_exports import lazy_exports
 
 _LAZY = {
     "CrossFitPlan": "crossfit",
@@ -62,18 +62,4 @@ _LAZY = {
     "train_on_windows": "crossfit",
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jaxport.forecast' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"jaxport.forecast.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -14,7 +14,7 @@ Names are imported lazily (``import jaxport.pipeline`` stays light).
 
 from __future__ import annotations
 
-import importlib
+from jaxport.lazy_exports import lazy_exports
 
 _LAZY = {
     "Pipeline": "run",
@@ -29,18 +29,4 @@ _LAZY = {
     "write_report": "report",
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jaxport.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"jaxport.pipeline.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

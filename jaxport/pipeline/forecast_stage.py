@@ -391,8 +391,6 @@ def run_specialist_stage(
     entries: the summary's ``stages.specialists`` dict, filled in place (completed symbols are
     restored, not retrained); ``io.checkpoint(f"{stage}/<SYM>")`` runs after each symbol.
     """
-    from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
-
     cfg = config
     generic = base.model
     models: dict[str, Any] = {s: generic for s in market.symbols}
@@ -414,79 +412,90 @@ def run_specialist_stage(
         return SpecialistsOutcome(models, features, entries, None)
     t0 = time.perf_counter()
     _, tcfg = forecaster_configs(cfg, stage_seed)
-    f = cfg.finetune
     load = _loader(io)
     io.stage_start(stage, len(spec_syms))
     for sym in spec_syms:
         done = entries.get(sym)
         if done is not None and done.status == "completed":
-            if done.kept:
-                models[sym] = load(done.checkpoint)
-            if base.crossfit is not None:
-                record = (done.extra or {}).get(CROSSFIT_KEY)
-                features[sym] = _symbol_crossfit(
-                    base.crossfit.plan,
-                    base.crossfit,
-                    record,
-                    models[sym],
-                    done.checkpoint if done.kept else base.entry.checkpoint,
-                    load,
-                )
-            else:
-                features[sym] = models[sym]
+            models[sym], features[sym] = _restore_specialist(done, models[sym], base, load)
             io.advance(stage, 1, {})
             continue
-        spec_tc = dataclasses.replace(
-            tcfg,
-            learning_rate=f.learning_rate,
-            epochs=max(1, f.epochs),
-            max_steps=f.max_steps,
-            warmup_steps=max(1, tcfg.warmup_steps // 4),
-            max_val_windows=None,
-            seed=stage_seed(cfg.seed, "specialist", sym),
+        entry, models[sym], features[sym] = _train_specialist(
+            cfg, market, bounds, sym, base, io, tcfg, stage=stage
         )
-        if f.epochs == 0:
-            result, kept = None, False
-        else:
-            result = finetune_specialist(
-                generic.params,
-                generic.config,
-                market,
-                bounds,
-                sym,
-                spec_tc,
-                log_fn=io.log_fn(stage, None),
-            )
-            kept = result.kept
-        entry = SpecialistStage(status="completed", kept=kept)
-        sym_dir = io.out_dir / "specialists" / sym
-        if kept:
-            model = Forecaster(generic.config, result.params)
-            model.save(sym_dir, extra={"symbols": [sym], "stage": "specialist"})
-            entry.checkpoint = io.rel(sym_dir)
-            models[sym] = model
-        else:
-            entry.checkpoint = base.entry.checkpoint  # the generic model serves this symbol
-        evaluation = evaluate_forecaster(models[sym], market.select([sym]), bounds)
-        entry.metrics = {
-            "generic_val_nll": None if result is None else result.generic_val_nll,
-            "specialist_val_nll": None if result is None else result.specialist_val_nll,
-            **forecast_metrics(evaluation),
-        }
-        if result is not None:
-            entry.training = result.summary()
-        features[sym] = models[sym]
-        if base.crossfit is not None:
-            features[sym], record = _fit_specialist_crossfit(
-                market, bounds, sym, base, models[sym], entry, spec_tc, result, sym_dir, io, stage
-            )
-            entry.extra[CROSSFIT_KEY] = record
         io.track(stage, 0, {f"{sym}/test_{k}": v for k, v in entry.metrics["test"].items()})
         entries[sym] = entry
-        io.advance(stage, 1, {"symbol": sym, "kept": kept})
+        io.advance(stage, 1, {"symbol": sym, "kept": entry.kept})
         io.checkpoint(f"{stage}/{sym}")
     io.stage_end(stage)
     return SpecialistsOutcome(models, features, entries, time.perf_counter() - t0)
+
+
+def _train_specialist(
+    config, market, bounds, sym: str, base: BaseOutcome, io: StageIO, tcfg, *, stage: str
+):
+    """Fine-tune ``sym``'s specialist from the generic model (kept only when it beats the generic
+    on validation), evaluate it, and cross-fit its block specialists when stage 1 cross-fitted:
+    ``(summary entry, model serving sym's test rows, what featurises sym)``."""
+    from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
+
+    cfg, generic, model = config, base.model, base.model
+    spec_tc = dataclasses.replace(
+        tcfg,
+        learning_rate=cfg.finetune.learning_rate,
+        epochs=max(1, cfg.finetune.epochs),
+        max_steps=cfg.finetune.max_steps,
+        warmup_steps=max(1, tcfg.warmup_steps // 4),
+        max_val_windows=None,
+        seed=stage_seed(cfg.seed, "specialist", sym),
+    )
+    if cfg.finetune.epochs == 0:
+        result, kept = None, False
+    else:
+        result = finetune_specialist(
+            generic.params,
+            generic.config,
+            market,
+            bounds,
+            sym,
+            spec_tc,
+            log_fn=io.log_fn(stage, None),
+        )
+        kept = result.kept
+    entry = SpecialistStage(status="completed", kept=kept)
+    sym_dir = io.out_dir / "specialists" / sym
+    if kept:
+        model = Forecaster(generic.config, result.params)
+        model.save(sym_dir, extra={"symbols": [sym], "stage": "specialist"})
+        entry.checkpoint = io.rel(sym_dir)
+    else:
+        entry.checkpoint = base.entry.checkpoint  # the generic model serves this symbol
+    evaluation = evaluate_forecaster(model, market.select([sym]), bounds)
+    entry.metrics = {
+        "generic_val_nll": None if result is None else result.generic_val_nll,
+        "specialist_val_nll": None if result is None else result.specialist_val_nll,
+        **forecast_metrics(evaluation),
+    }
+    if result is not None:
+        entry.training = result.summary()
+    feature_model = model
+    if base.crossfit is not None:
+        feature_model, record = _fit_specialist_crossfit(
+            market, bounds, sym, base, model, entry, spec_tc, result, sym_dir, io, stage
+        )
+        entry.extra[CROSSFIT_KEY] = record
+    return entry, model, feature_model
+
+
+def _restore_specialist(done: SpecialistStage, model, base: BaseOutcome, load):
+    """``(model, feature model)`` of a symbol whose specialist finished in an earlier run."""
+    if done.kept:
+        model = load(done.checkpoint)
+    if base.crossfit is None:
+        return model, model
+    record = (done.extra or {}).get(CROSSFIT_KEY)
+    source = done.checkpoint if done.kept else base.entry.checkpoint
+    return model, _symbol_crossfit(base.crossfit.plan, base.crossfit, record, model, source, load)
 
 
 def _fit_specialist_crossfit(
