@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 
 import pytest
@@ -272,3 +273,21 @@ def test_unset_rl_settings_keep_every_trainers_defaults():
         64,
     )
     assert (ppo.lr, ppo.hidden_sizes, ppo.num_steps) == (PPOConfig.lr, (64, 64), 64)
+
+
+def test_readme_and_architecture_name_every_flag():
+    """The README's flag list and docs/architecture.md agree with ``--help``: every generated flag
+    is in the README, and the architecture page names the module that declares them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    missing = [
+        s.flag
+        for s in _option_specs()
+        if not re.search(rf"(?<![\w-]){re.escape(s.flag)}(?![\w-])", readme)
+    ]
+    assert missing == []
+    arch = (root / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for name in ("config_schema.py", "trainer_configs.py", "universe_stage.py", "registry.py"):
+        assert name in arch, name
