@@ -132,36 +132,22 @@ class PairData:
         kw = env_kwargs(rl)
         episode = int(min(rl.episode_length, train_end - 1 - start_min))
         env = PortfolioEnv(N, F, window=window)
-        train = EnvParams.from_arrays(
-            close[:train_end],
-            feats[:train_end],
-            open_prices=opens[:train_end],
-            episode_length=episode,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
+
+        def rows_until(end: int, **extra) -> EnvParams:
+            return EnvParams.from_arrays(
+                close[:end],
+                feats[:end],
+                open_prices=opens[:end],
+                start_min=start_min,
+                window=window,
+                **extra,
+                **kw,
+            )
+
+        train = rows_until(train_end, episode_length=episode)
         # validation and test params hold no row after their own block (arrays truncated)
-        val = EnvParams.from_arrays(
-            close[:val_end],
-            feats[:val_end],
-            open_prices=opens[:val_end],
-            eval_start=val_start - 1,
-            episode_length=None,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
-        test = EnvParams.from_arrays(
-            close[:test_end],
-            feats[:test_end],
-            open_prices=opens[:test_end],
-            eval_start=test_start - 1,
-            episode_length=None,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
+        val = rows_until(val_end, eval_start=val_start - 1, episode_length=None)
+        test = rows_until(test_end, eval_start=test_start - 1, episode_length=None)
         dates = {
             "train_first": str(market.dates[start_min]),
             "train_last": str(market.dates[train_end - 1]),
