@@ -37,7 +37,7 @@ from gymnasium.vector.utils import batch_space
 
 from jaxport.data import DataError, load_market
 from jaxport.env.params import EnvParams
-from jaxport.env.portfolio import PortfolioEnv
+from jaxport.env.portfolio_env import PortfolioEnv
 from jaxport.env.state import EnvState
 from jaxport.errors import ConfigError
 
