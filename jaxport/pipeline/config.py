@@ -30,6 +30,8 @@ ORIGINAL_SPECIALIST_STOCKS = ("AAPL", "AMZN", "MSFT")
 PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
 RL_SCOPES = ("universe", "pair")
+RL_OBJECTIVES = ("mean-variance", "sharpe", "log-growth")  # jaxport.rl.universe.OBJECTIVES
+RL_ANCHORS = ("none", "volatility_timing")  # jaxport.rl.universe.ANCHORS
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
@@ -165,6 +167,15 @@ class RLConfig:
     weight_decay: float = 1e-4  # AdamW decoupled weight decay (universe policy)
     grid: dict = dataclasses.field(default_factory=dict)  # universe population: {field: [values]}
     devices: int | None = None  # devices the RL batch is sharded over (None: all local devices)
+    # --- what is learned and judged (universe scope; the gate in every scope)
+    objective: str = (
+        "mean-variance"  # mean-variance | sharpe | log-growth: trained, selected, gated
+    )
+    anchor: str = "none"  # none (1/N start) | volatility_timing: the policy is anchor + a tilt
+    anchor_eta: float = 1.0  # volatility timing exponent (w ~ sigma^(-2 eta); 0.5 = inverse vol)
+    anchor_vol_managed: bool = False  # anchor gross = min(max_gross, sigma_1y / sigma_60d of 1/N)
+    max_gross: float = 1.0  # anchored policy's gross exposure cap (multiples of equity)
+    gate_fraction: float = 0.5  # last part of the validation block kept for the gate only
 
 
 def sharded_batch(rl: RLConfig) -> tuple[int, str]:
@@ -283,6 +294,24 @@ def validate_config(config: PipelineConfig) -> None:
         ),
         (rl.feature_noise >= 0, f"rl.feature_noise {rl.feature_noise}: must be >= 0"),
         (rl.weight_decay >= 0, f"rl.weight_decay {rl.weight_decay}: must be >= 0"),
+        (
+            rl.objective in RL_OBJECTIVES,
+            f"rl.objective {rl.objective!r}: expected one of {', '.join(RL_OBJECTIVES)}",
+        ),
+        (
+            rl.anchor in RL_ANCHORS,
+            f"rl.anchor {rl.anchor!r}: expected one of {', '.join(RL_ANCHORS)}",
+        ),
+        (rl.anchor_eta >= 0, f"rl.anchor_eta {rl.anchor_eta}: must be >= 0"),
+        (
+            0.0 < rl.max_gross < rl.leverage_limit or rl.anchor == "none",
+            f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
+        ),
+        (
+            0.0 <= rl.gate_fraction <= 0.9,
+            f"rl.gate_fraction {rl.gate_fraction}: must be in [0, 0.9] (0: gate on the "
+            "selection rows)",
+        ),
         (
             isinstance(rl.grid, dict) and set(rl.grid) <= set(UNIVERSE_GRID_FIELDS),
             f"rl.grid {sorted(rl.grid) if isinstance(rl.grid, dict) else rl.grid!r}: keys must "

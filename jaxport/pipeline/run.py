@@ -479,11 +479,10 @@ class Pipeline:
             wf.pop("current_fold", None)
             self._checkpoint_point(f"fold/{k}")
         self.output_dir = root
-        wf["pairs"] = walk_forward_statistics(
-            self._fold_curves(wf["folds"]),
-            periods_per_year=float(cfg.rl.trading_days_per_year),
-            seed=cfg.seed,
-        )
+        fold_curves = self._fold_curves(wf["folds"])
+        ppy = float(cfg.rl.trading_days_per_year)
+        wf["pairs"] = walk_forward_statistics(fold_curves, periods_per_year=ppy, seed=cfg.seed)
+        wf["pooled"] = pooled_walk_forward(fold_curves, periods_per_year=ppy, seed=cfg.seed)
 
     def _fold_curves(self, folds: list[dict]) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
@@ -499,13 +498,21 @@ class Pipeline:
                     for d in (gate.get(group) or {}).values()
                     if d.get("sharpe") is not None
                 ]
-                for cand in (entry.get("candidates") or {}).values():  # population members
-                    trials += [m["val_sharpe"] for m in cand.get("members", [])[1:]]
+                # population members other than the selected one (already among "learned")
+                best = (record["stages"].get("universe") or {}).get("best_member")
+                pbo = []
+                for cand in (entry.get("candidates") or {}).values():
+                    members = cand.get("members", [])
+                    trials += [m["val_sharpe"] for i, m in enumerate(members) if i != best]
+                    if (cand.get("pbo") or {}).get("pbo") is not None:
+                        pbo.append(cand["pbo"]["pbo"])
                 out.setdefault(name, []).append(
                     {
                         "equity": curves["equity_curve"],
                         "equal_weight": curves["baseline_curves"]["equal_weight"],
+                        "candidates": curves.get("candidate_curves") or {},
                         "sr_trials": trials,
+                        "pbo": pbo,
                         "shipped": entry.get("shipped") or entry.get("algo"),
                     }
                 )
@@ -793,4 +800,70 @@ def walk_forward_statistics(
             "n_trials": len(trials),
             "shipped": [f["shipped"] for f in folds],
         }
+    return out
+
+
+def pooled_walk_forward(
+    fold_curves: dict[str, list[dict]], *, periods_per_year: float = 252.0, seed: int = 0
+) -> dict[str, Any]:
+    """The walk-forward verdict pooled over baskets, on the stitched test days of every fold.
+
+    ``fold_curves[pair]``: per fold ``equity`` (shipped), ``equal_weight``, ``candidates`` (name
+    -> test equity curve of each learned candidate, shipped or not), ``pbo`` and ``shipped``.
+    Returns ``{"pair_folds", "learned_shipped_share", "learned_shipped": {count, mean_gap,
+    win_rate} (the gate's precision: test Sharpe gap to 1/N of the pair-folds where a learned
+    policy shipped), "shipped": pooled gap, "candidates": {name: pooled gap}, "pbo_mean"}``;
+    pooled gaps come from :func:`~jaxport.eval.stats.pooled_sharpe_gap_bootstrap` (dates
+    resampled jointly across baskets, within folds). Baskets of a fold must share its test days.
+    """
+    from jaxport.eval import returns_from_equity, sharpe_ratio
+    from jaxport.eval.stats import pooled_sharpe_gap_bootstrap
+
+    pairs = sorted(name for name, folds in fold_curves.items() if folds)
+    if not pairs:
+        return {}
+    num_folds = min(len(fold_curves[p]) for p in pairs)
+    ret = returns_from_equity
+    sizes = [ret(fold_curves[pairs[0]][k]["equal_weight"]).size for k in range(num_folds)]
+
+    def stitched(get) -> np.ndarray | None:
+        rows = []
+        for p in pairs:
+            parts = [get(fold_curves[p][k]) for k in range(num_folds)]
+            if any(x is None for x in parts):
+                return None
+            rows.append(np.concatenate([ret(x) for x in parts]))
+        lengths = {r.size for r in rows}
+        return np.stack(rows) if lengths == {sum(sizes)} else None
+
+    ew = stitched(lambda f: f["equal_weight"])
+    boot = dict(fold_sizes=sizes, periods_per_year=periods_per_year, seed=seed)
+    out: dict[str, Any] = {"pairs": len(pairs), "folds": num_folds}
+    gaps, learned = [], []
+    for p in pairs:
+        for f in fold_curves[p][:num_folds]:
+            gap = sharpe_ratio(ret(f["equity"]), periods_per_year) - sharpe_ratio(
+                ret(f["equal_weight"]), periods_per_year
+            )
+            gaps.append(gap)
+            if not str(f["shipped"]).startswith("baseline"):
+                learned.append(gap)
+    out["pair_folds"] = len(gaps)
+    out["learned_shipped_share"] = len(learned) / max(len(gaps), 1)
+    out["learned_shipped"] = {
+        "count": len(learned),
+        "mean_gap": float(np.mean(learned)) if learned else None,
+        "win_rate": float(np.mean(np.asarray(learned) > 0)) if learned else None,
+    }
+    shipped = stitched(lambda f: f["equity"])
+    if ew is not None and shipped is not None:
+        out["shipped"] = pooled_sharpe_gap_bootstrap(shipped, ew, **boot)
+    names = sorted({n for p in pairs for f in fold_curves[p] for n in f.get("candidates", {})})
+    out["candidates"] = {}
+    for name in names:
+        cand = stitched(lambda f, n=name: (f.get("candidates") or {}).get(n))
+        if ew is not None and cand is not None:
+            out["candidates"][name] = pooled_sharpe_gap_bootstrap(cand, ew, **boot)
+    pbo = [x for p in pairs for f in fold_curves[p] for x in f.get("pbo", [])]
+    out["pbo_mean"] = float(np.mean(pbo)) if pbo else None
     return out
