@@ -421,25 +421,54 @@ def block_walk_forward(results: Path) -> str:
             "`benchmarks/walk_forward_gap.py RUN_DIR`._"
         )
     lines = [
-        "| run | rl (scope, algo, seeds) | policy | pair-folds | median gap | mean gap | share ≥ 0 "
-        "| share < −0.1 | test turnover/day | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | rl (scope, algo, seeds; objective, anchor) | policy | pair-folds | median gap "
+        "| mean gap | share ≥ 0 | learned shipped (share; test mean gap, win rate) "
+        "| pooled gap [95 % CI] | PBO | DSR (median) | test turnover/day | test gross | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(x, fmt):
+        return "—" if x is None else format(x, fmt)
+
     for run in runs:
-        agg, cfg = run["aggregate"], run["config"]
+        agg, cfg, pooled = run["aggregate"], run["config"], run.get("pooled") or {}
+        proto = pooled.get("protocol") or {}
         rl = f"{cfg.get('scope') or 'pair'}, {cfg.get('algo')}, {cfg.get('seeds') or 1}"
+        rl += f"; {proto.get('objective') or 'mean-variance'}, {proto.get('anchor') or 'none'}"
         wall = run["facts"].get("total_s")
-        rows = [("shipped", agg["shipped_gap"], None)]
-        rows += [(a, c["test_gap"], c["test_turnover"]) for a, c in agg["candidates"].items()]
-        for name, st, to in rows:
+        minutes = f"{wall / 60:.0f} min" if wall else ""
+        learned = [r["shipped_gap"] for r in run["rows"] if not r["shipped"].startswith("baseline")]
+        ls = {
+            "share": len(learned) / max(len(run["rows"]), 1),
+            "mean_gap": sum(learned) / len(learned) if learned else None,
+            "win_rate": sum(g > 0 for g in learned) / len(learned) if learned else None,
+        }
+        shipped_extra = (
+            f"{ls['share']:.0%}; {cell(ls['mean_gap'], '+.3f')}, {cell(ls['win_rate'], '.0%')}"
+        )
+        rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
+        rows += [
+            (a, c["test_gap"], c["test_turnover"], c.get("test_leverage"),
+             (pooled.get("candidates") or {}).get(a))
+            for a, c in agg["candidates"].items()
+        ]  # fmt: skip
+        for name, st, to, lev, pool in rows:
             if st is None:
                 continue
-            turnover = f"{to['median']:.3f}" if to else ""
-            minutes = f"{wall / 60:.0f} min" if wall else ""
+            is_shipped = name == "shipped"
+            gap = (
+                f"{pool['mean']:+.3f} [{pool['ci95'][0]:+.3f}, {pool['ci95'][1]:+.3f}]"
+                if pool
+                else "—"
+            )
             lines.append(
                 f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
-                f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | {st['share_lt_-0.1']:.0%} | "
-                f"{turnover} | {minutes} |"
+                f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | "
+                f"{shipped_extra if is_shipped else ''} | {gap} | "
+                f"{cell(pooled.get('pbo_mean'), '.2f') if not is_shipped else ''} | "
+                f"{cell(pooled.get('dsr_median'), '.2f') if is_shipped else ''} | "
+                f"{cell(to and to['median'], '.3f') if to else ''} | "
+                f"{cell(lev and lev['median'], '.2f') if lev else ''} | {minutes} |"
             )
     return "\n".join(lines)
 

@@ -31,7 +31,14 @@ PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
 RL_SCOPES = ("universe", "pair")
 RL_OBJECTIVES = ("mean-variance", "sharpe", "log-growth")  # jaxport.rl.universe.OBJECTIVES
-RL_ANCHORS = ("none", "volatility_timing")  # jaxport.rl.universe.ANCHORS
+#: anchor rule -> (volatility-timing exponent eta, volatility-managed gross) of the universe policy
+RL_ANCHOR_RULES = {
+    "equal_weight": (0.0, False),
+    "inverse_volatility": (0.5, False),
+    "volatility_timing": (None, False),  # eta = rl.anchor_eta
+    "vol_managed_equal_weight": (0.0, True),
+}
+RL_ANCHORS = ("none", *RL_ANCHOR_RULES)
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
@@ -171,9 +178,12 @@ class RLConfig:
     objective: str = (
         "mean-variance"  # mean-variance | sharpe | log-growth: trained, selected, gated
     )
-    anchor: str = "none"  # none (1/N start) | volatility_timing: the policy is anchor + a tilt
-    anchor_eta: float = 1.0  # volatility timing exponent (w ~ sigma^(-2 eta); 0.5 = inverse vol)
-    anchor_vol_managed: bool = False  # anchor gross = min(max_gross, sigma_1y / sigma_60d of 1/N)
+    # the rule the universe policy starts from and tilts away from (RL_ANCHORS): none (the
+    # unanchored network, 1/N at init) | equal_weight | inverse_volatility | volatility_timing
+    # (w ~ sigma^(-2 anchor_eta)) | vol_managed_equal_weight (1/N x min(max_gross, sigma_1y /
+    # sigma_60d of the 1/N book))
+    anchor: str = "none"
+    anchor_eta: float = 1.0  # volatility_timing's exponent (0.5 = inverse volatility, 0 = 1/N)
     max_gross: float = 1.0  # anchored policy's gross exposure cap (multiples of equity)
     gate_fraction: float = 0.5  # last part of the validation block kept for the gate only
 
@@ -303,6 +313,12 @@ def validate_config(config: PipelineConfig) -> None:
             f"rl.anchor {rl.anchor!r}: expected one of {', '.join(RL_ANCHORS)}",
         ),
         (rl.anchor_eta >= 0, f"rl.anchor_eta {rl.anchor_eta}: must be >= 0"),
+        (
+            rl.scope == "universe" or (rl.objective == "mean-variance" and rl.anchor == "none"),
+            f"rl.objective {rl.objective!r} / rl.anchor {rl.anchor!r}: act in universe scope "
+            "only (the pair-scope trainers optimise mean-variance from 1/N); use rl.scope "
+            "universe",
+        ),
         (
             0.0 < rl.max_gross < rl.leverage_limit or rl.anchor == "none",
             f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",

@@ -23,7 +23,7 @@ import numpy as np
 from jaxport.checkpoint import load_checkpoint, save_checkpoint
 from jaxport.eval import evaluate_policy
 from jaxport.eval.stats import probability_of_backtest_overfitting, returns_from_equity
-from jaxport.pipeline.config import RLConfig
+from jaxport.pipeline.config import RL_ANCHOR_RULES, RLConfig
 from jaxport.pipeline.portfolio import (
     PairData,
     PairResult,
@@ -91,11 +91,22 @@ def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> Univ
         select_risk_penalty=rl.risk_penalty,
         select_turnover_penalty=rl.turnover_penalty,
         objective=rl.objective,
-        anchor=rl.anchor,
-        anchor_eta=rl.anchor_eta,
-        anchor_vol_managed=rl.anchor_vol_managed,
-        max_gross=rl.max_gross,
+        **anchor_fields(rl),
     ).validate()
+
+
+def anchor_fields(rl: RLConfig) -> dict[str, Any]:
+    """The :class:`UniverseConfig` anchor fields of the rule named by ``rl.anchor``
+    (:data:`~jaxport.pipeline.config.RL_ANCHOR_RULES`)."""
+    if rl.anchor == "none":
+        return {"anchor": "none"}
+    eta, vol_managed = RL_ANCHOR_RULES[rl.anchor]
+    return {
+        "anchor": "volatility_timing",
+        "anchor_eta": rl.anchor_eta if eta is None else eta,
+        "anchor_vol_managed": vol_managed,
+        "max_gross": rl.max_gross,
+    }
 
 
 @dataclasses.dataclass
