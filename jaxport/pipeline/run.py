@@ -44,6 +44,7 @@ from jaxport.pipeline.config import (
     min_rows_needed,
     sharded_batch,
 )
+from jaxport.pipeline.data_columns import fit_config_to_data
 from jaxport.pipeline.forecast_stage import forecast_metrics  # noqa: F401 (re-export)
 from jaxport.pipeline.summary import (
     SUMMARY_SCHEMA_VERSION,
@@ -292,7 +293,6 @@ class Pipeline:
         prepare_output_dir(self.output_dir, resume=self.resume, overwrite=self.overwrite)
         if self.resume:
             previous = read_summary(self.summary_path)
-            self._check_resumable(previous)
             self.summary = RunSummary.from_dict(previous)
         started = time.time()
         # Data first: bad files fail before anything is written.
@@ -301,6 +301,9 @@ class Pipeline:
         base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
         all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
         market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
+        cfg = self.config = fit_config_to_data(cfg, market, self.reporter.say)
+        if self.resume:  # compared after fitting: a degraded default is what the first run stored
+            self._check_resumable(previous)
         folds = None
         if self.walk_forward > 1:
             folds = walk_forward_bounds(
