@@ -473,6 +473,42 @@ def block_walk_forward(results: Path) -> str:
     return "\n".join(lines)
 
 
+RULE_SELECTION_GLOB = "rule_selection_oos-*-latest.json"
+
+
+def block_rule_selection(results: Path) -> str:
+    """Standard and literature allocators vs 1/N on each universe's test years, and the rule
+    chosen per year on earlier days only (``benchmarks/rule_selection_oos.py``)."""
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob(RULE_SELECTION_GLOB))]
+    if not runs:
+        return f"_No results yet: `{RULE_SELECTION_GLOB}` is written by `benchmarks/rule_selection_oos.py`._"
+    lines = [
+        "| universe | test years (pairs) | rule | pooled test Sharpe gap to 1/N [95 % CI] "
+        "| pair-years beating 1/N | chosen in (folds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        folds = run["folds"]
+        span = f"{folds[0]['test_first'][:4]}–{folds[-1]['test_last'][:4]} ({run['num_pairs']})"
+        picks = [f["chosen"] for f in folds]
+        pooled = dict(
+            run["pooled_test_gap"], **{"chosen on history": run["chosen_pooled_test_gap"]}
+        )
+        for name, p in pooled.items():
+            if name == "equal_weight":
+                continue
+            gaps = [f["rule_test_gaps"].get(name) for f in folds]
+            chosen = name == "chosen on history"
+            wins = [f["chosen_test_gap"] > 0 for f in folds] if chosen else [g > 0 for g in gaps]
+            lines.append(
+                f"| {run['label']} | {span} | {'**' + name + '**' if chosen else name} | "
+                f"{p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | "
+                f"{sum(wins)}/{len(wins)} years (mean over pairs) | "
+                f"{'' if chosen else picks.count(name)} |"
+            )
+    return "\n".join(lines)
+
+
 #: (file relative to the repository root, block name) -> renderer(results_dir)
 BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("benchmarks/README.md", "env-cpu"): block_env_cpu,
@@ -484,6 +520,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "benchmarks"): block_readme_table,
     ("README.md", "gpu"): block_readme_gpu,
     ("README.md", "walk-forward"): block_walk_forward,
+    ("README.md", "rule-selection"): block_rule_selection,
 }
 
 
