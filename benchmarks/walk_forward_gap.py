@@ -52,6 +52,9 @@ def pair_fold_rows(summary: dict) -> list[dict]:
                 "shipped_gap": entry["metrics"]["test"]["sharpe"] - ew,
                 "candidates": {
                     a: {
+                        # validation only: the gate's held-out rows (what defaults are chosen by)
+                        "gate_gap": gate["learned"][a]["sharpe"]
+                        - gate["baselines"]["equal_weight"]["sharpe"],
                         "test_gap": c["test"]["sharpe"] - ew,
                         "test_turnover": c["test"].get("turnover_mean"),
                         "test_leverage": c["test"].get("mean_leverage"),
@@ -102,6 +105,9 @@ def aggregate(rows: list[dict]) -> dict:
         ),
         "candidates": {
             a: {
+                "gate_gap": stats(
+                    r["candidates"][a]["gate_gap"] for r in rows if a in r["candidates"]
+                ),
                 "test_gap": stats(
                     r["candidates"][a]["test_gap"] for r in rows if a in r["candidates"]
                 ),

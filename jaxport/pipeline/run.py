@@ -309,6 +309,7 @@ class Pipeline:
             folds = walk_forward_bounds(
                 market.num_days,
                 self.walk_forward,
+                test_rows=int(round(float(cfg.data.split[2]) * market.num_days)),
                 embargo=cfg.data.toto_horizon,
                 min_train_rows=min_rows_needed(cfg),
             )
