@@ -421,25 +421,90 @@ def block_walk_forward(results: Path) -> str:
             "`benchmarks/walk_forward_gap.py RUN_DIR`._"
         )
     lines = [
-        "| run | rl (scope, algo, seeds) | policy | pair-folds | median gap | mean gap | share ≥ 0 "
-        "| share < −0.1 | test turnover/day | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | rl (scope, algo, seeds; objective, anchor) | policy | pair-folds | median gap "
+        "| mean gap | share ≥ 0 | learned shipped (share; test mean gap, win rate) "
+        "| pooled gap [95 % CI] | PBO | DSR (median) | test turnover/day | test gross | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(x, fmt):
+        return "—" if x is None else format(x, fmt)
+
     for run in runs:
-        agg, cfg = run["aggregate"], run["config"]
+        agg, cfg, pooled = run["aggregate"], run["config"], run.get("pooled") or {}
+        proto = pooled.get("protocol") or {}
         rl = f"{cfg.get('scope') or 'pair'}, {cfg.get('algo')}, {cfg.get('seeds') or 1}"
+        rl += f"; {proto.get('objective') or 'mean-variance'}, {proto.get('anchor') or 'none'}"
         wall = run["facts"].get("total_s")
-        rows = [("shipped", agg["shipped_gap"], None)]
-        rows += [(a, c["test_gap"], c["test_turnover"]) for a, c in agg["candidates"].items()]
-        for name, st, to in rows:
+        minutes = f"{wall / 60:.0f} min" if wall else ""
+        learned = [r["shipped_gap"] for r in run["rows"] if not r["shipped"].startswith("baseline")]
+        ls = {
+            "share": len(learned) / max(len(run["rows"]), 1),
+            "mean_gap": sum(learned) / len(learned) if learned else None,
+            "win_rate": sum(g > 0 for g in learned) / len(learned) if learned else None,
+        }
+        shipped_extra = (
+            f"{ls['share']:.0%}; {cell(ls['mean_gap'], '+.3f')}, {cell(ls['win_rate'], '.0%')}"
+        )
+        rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
+        rows += [
+            (a, c["test_gap"], c["test_turnover"], c.get("test_leverage"),
+             (pooled.get("candidates") or {}).get(a))
+            for a, c in agg["candidates"].items()
+        ]  # fmt: skip
+        for name, st, to, lev, pool in rows:
             if st is None:
                 continue
-            turnover = f"{to['median']:.3f}" if to else ""
-            minutes = f"{wall / 60:.0f} min" if wall else ""
+            is_shipped = name == "shipped"
+            gap = (
+                f"{pool['mean']:+.3f} [{pool['ci95'][0]:+.3f}, {pool['ci95'][1]:+.3f}]"
+                if pool
+                else "—"
+            )
             lines.append(
                 f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
-                f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | {st['share_lt_-0.1']:.0%} | "
-                f"{turnover} | {minutes} |"
+                f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | "
+                f"{shipped_extra if is_shipped else ''} | {gap} | "
+                f"{cell(pooled.get('pbo_mean'), '.2f') if not is_shipped else ''} | "
+                f"{cell(pooled.get('dsr_median'), '.2f') if is_shipped else ''} | "
+                f"{cell(to and to['median'], '.3f') if to else ''} | "
+                f"{cell(lev and lev['median'], '.2f') if lev else ''} | {minutes} |"
+            )
+    return "\n".join(lines)
+
+
+RULE_SELECTION_GLOB = "rule_selection_oos-*-latest.json"
+
+
+def block_rule_selection(results: Path) -> str:
+    """Standard and literature allocators vs 1/N on each universe's test years, and the rule
+    chosen per year on earlier days only (``benchmarks/rule_selection_oos.py``)."""
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob(RULE_SELECTION_GLOB))]
+    if not runs:
+        return f"_No results yet: `{RULE_SELECTION_GLOB}` is written by `benchmarks/rule_selection_oos.py`._"
+    lines = [
+        "| universe | test years (pairs) | rule | pooled test Sharpe gap to 1/N [95 % CI] "
+        "| pair-years beating 1/N | chosen in (folds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        folds = run["folds"]
+        span = f"{folds[0]['test_first'][:4]}–{folds[-1]['test_last'][:4]} ({run['num_pairs']})"
+        picks = [f["chosen"] for f in folds]
+        pooled = dict(
+            run["pooled_test_gap"], **{"chosen on history": run["chosen_pooled_test_gap"]}
+        )
+        for name, p in pooled.items():
+            if name == "equal_weight":
+                continue
+            gaps = [f["rule_test_gaps"].get(name) for f in folds]
+            chosen = name == "chosen on history"
+            wins = [f["chosen_test_gap"] > 0 for f in folds] if chosen else [g > 0 for g in gaps]
+            lines.append(
+                f"| {run['label']} | {span} | {'**' + name + '**' if chosen else name} | "
+                f"{p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | "
+                f"{sum(wins)}/{len(wins)} years (mean over pairs) | "
+                f"{'' if chosen else picks.count(name)} |"
             )
     return "\n".join(lines)
 
@@ -455,6 +520,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "benchmarks"): block_readme_table,
     ("README.md", "gpu"): block_readme_gpu,
     ("README.md", "walk-forward"): block_walk_forward,
+    ("README.md", "rule-selection"): block_rule_selection,
 }
 
 

@@ -52,6 +52,9 @@ def pair_fold_rows(summary: dict) -> list[dict]:
                 "shipped_gap": entry["metrics"]["test"]["sharpe"] - ew,
                 "candidates": {
                     a: {
+                        # validation only: the gate's held-out rows (what defaults are chosen by)
+                        "gate_gap": gate["learned"][a]["sharpe"]
+                        - gate["baselines"]["equal_weight"]["sharpe"],
                         "test_gap": c["test"]["sharpe"] - ew,
                         "test_turnover": c["test"].get("turnover_mean"),
                         "test_leverage": c["test"].get("mean_leverage"),
@@ -86,14 +89,25 @@ def aggregate(rows: list[dict]) -> dict:
         }
 
     algos = sorted({a for r in rows for a in r["candidates"]})
+    learned = [r["shipped_gap"] for r in rows if not r["shipped"].startswith("baseline:")]
     return {
         "shipped_gap": stats(r["shipped_gap"] for r in rows),
+        # the gate's precision: how the learned shipments did on test
+        "learned_shipped": {
+            "count": len(learned),
+            "share": len(learned) / max(len(rows), 1),
+            "mean_gap": float(np.mean(learned)) if learned else None,
+            "win_rate": float(np.mean(np.asarray(learned) > 0)) if learned else None,
+        },
         "loose_gate_gap": stats(r["loose_gate_gap"] for r in rows),
         "shipped_learned_share": float(
             np.mean([not r["shipped"].startswith("baseline:") for r in rows])
         ),
         "candidates": {
             a: {
+                "gate_gap": stats(
+                    r["candidates"][a]["gate_gap"] for r in rows if a in r["candidates"]
+                ),
                 "test_gap": stats(
                     r["candidates"][a]["test_gap"] for r in rows if a in r["candidates"]
                 ),
@@ -132,6 +146,21 @@ def run_facts(summary: dict) -> dict:
     return facts
 
 
+def pooled_facts(summary: dict) -> dict:
+    """The run's pooled verdict (``walk_forward.pooled``: every candidate's paired gap on the
+    stitched test days, dates resampled jointly across baskets; PBO) and the median deflated
+    Sharpe ratio of the shipped policy over pairs. Runs from before ``pooled`` existed: ``{}``."""
+    wf = summary["walk_forward"]
+    out = dict(wf.get("pooled") or {})
+    dsr = [p.get("deflated_sharpe") for p in (wf.get("pairs") or {}).values()]
+    dsr = [x for x in dsr if x is not None and np.isfinite(x)]
+    out["dsr_median"] = float(np.median(dsr)) if dsr else None
+    out["protocol"] = {
+        k: summary["config"]["rl"].get(k) for k in ("objective", "anchor", "gate_fraction")
+    }
+    return out
+
+
 def run_config(summary: dict) -> dict:
     """The RL settings that matter here; in universe scope ``algo`` is the trainer(s) the
     universe stage actually used (runs from before ``stages.universe.trainer`` existed trained
@@ -167,6 +196,7 @@ def main(argv=None) -> int:
         "config": run_config(summary),
         "aggregate": aggregate(rows),
         "facts": run_facts(summary),
+        "pooled": pooled_facts(summary),
         "rows": rows,
     }
     path = args.out or REPO_ROOT / "benchmarks" / "results" / f"walk_forward_gap-{label}.json"
@@ -191,6 +221,18 @@ def main(argv=None) -> int:
             f"{name:<28}{s['median']:>12.3f}{s['mean']:>10.3f}{s['share_ge_0']:>7.0%}"
             f"{s['share_lt_-0.1']:>8.0%}{turnover:>10}"
         )
+    ls = agg["learned_shipped"]
+    if ls["count"]:
+        print(
+            f"learned shipments: {ls['count']} ({ls['share']:.0%}), mean test gap "
+            f"{ls['mean_gap']:+.3f}, beat 1/N in {ls['win_rate']:.0%} (the gate's precision)"
+        )
+    for name, p in (out["pooled"].get("candidates") or {}).items():
+        print(
+            f"pooled {name}: gap {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] "
+            f"over {p['num_baskets']} baskets x {p['num_days']} test days"
+        )
+    print(f"PBO (mean over pair-folds): {out['pooled'].get('pbo_mean')}")
     print(f"facts: {json.dumps(out['facts'])}")
     print(f"wrote {path}")
     return 0

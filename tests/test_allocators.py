@@ -19,6 +19,7 @@ from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval.allocators import (
     Allocator,
     default_allocators,
+    equal_minimum_variance,
     evaluate_allocators,
     inverse_volatility,
     minimum_variance,
@@ -27,6 +28,8 @@ from jaxport.eval.allocators import (
     risk_parity_from_cov,
     run_allocators,
     trailing_covariance,
+    vol_managed_equal_weight,
+    volatility_timing,
 )
 
 LOOKBACK = 60
@@ -68,6 +71,18 @@ def _np_inverse_vol(cov: np.ndarray) -> np.ndarray:
     return inv / inv.sum()
 
 
+def _np_vol_timing(cov: np.ndarray, eta: float) -> np.ndarray:
+    w = np.diag(cov) ** -eta
+    return w / w.sum()
+
+
+def _np_vol_managed(prices: np.ndarray, t: int, long_lookback: int = 252) -> np.ndarray:
+    """1/N x min(1, sigma_long / sigma_short) of the 1/N book (np.cov of each window)."""
+    n = prices.shape[1]
+    var = [np.sum(_np_cov(prices, t, lb)) / n**2 for lb in (LOOKBACK, long_lookback)]
+    return np.full(n, 1.0 / n) * min(1.0, np.sqrt(var[1] / var[0]))
+
+
 # ----------------------------------------------------------------------------- estimators
 @settings(max_examples=12, deadline=None)
 @given(
@@ -89,6 +104,34 @@ def test_two_asset_estimators_match_closed_forms(seed, t, vol2, corr, shrink):
     np.testing.assert_allclose(w_iv, _np_inverse_vol(cov), atol=1e-5)
     # N = 2: equal risk contribution is inverse volatility whatever the correlation
     np.testing.assert_allclose(w_rp, w_iv, atol=1e-5)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), t=st.integers(2, 149), n=st.integers(2, 5))
+def test_literature_rules_special_cases(seed, t, n):
+    prices = jnp.asarray(_prices(seed, 150, np.linspace(0.008, 0.03, n), 0.3), jnp.float32)
+    # volatility timing: eta = 0.5 is inverse volatility, eta = 0 is 1/N
+    vt_half = np.asarray(volatility_timing(prices, t, LOOKBACK, 0.5))
+    np.testing.assert_allclose(
+        vt_half, np.asarray(inverse_volatility(prices, t, LOOKBACK)), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(volatility_timing(prices, t, LOOKBACK, 0.0)), 1.0 / n, atol=1e-6
+    )
+    vt_one = np.asarray(volatility_timing(prices, t, LOOKBACK, 1.0), np.float64)
+    np.testing.assert_allclose(
+        vt_one, _np_vol_timing(_np_cov(np.asarray(prices), t, LOOKBACK), 1.0), atol=1e-4
+    )
+    # vol-managed 1/N: equal weights, gross in (0, max_gross]
+    vm = np.asarray(vol_managed_equal_weight(prices, t, LOOKBACK, 252, 1.0), np.float64)
+    assert np.allclose(vm, vm[0]) and 0.0 < vm.sum() <= 1.0 + 1e-6
+    np.testing.assert_allclose(vm, _np_vol_managed(np.asarray(prices, np.float64), t), rtol=1e-3)
+    # the 1/N / minimum-variance combination: mix = 1 is 1/N, mix = 0 is minimum variance
+    mix = [np.asarray(equal_minimum_variance(prices, t, LOOKBACK, SHRINK, m)) for m in (0.0, 1.0)]
+    np.testing.assert_allclose(
+        mix[0], np.asarray(minimum_variance(prices, t, LOOKBACK, SHRINK)), atol=1e-6
+    )
+    np.testing.assert_allclose(mix[1], 1.0 / n, atol=1e-6)
 
 
 def test_min_variance_clips_to_a_corner():
@@ -181,8 +224,14 @@ def test_allocator_spec_validation():
         "inverse_volatility",
         "minimum_variance",
         "risk_parity",
+        "volatility_timing",
+        "vol_managed_equal_weight",
+        "equal_minimum_variance",
         "cash",
     ]
+    for bad in (dict(eta=-1.0), dict(long_lookback=1), dict(max_gross=0.0), dict(mix=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Allocator("volatility_timing", **bad)
 
 
 # ----------------------------------------------------------------------------- in the env
@@ -207,7 +256,8 @@ def default_run(market):
 def test_default_report_layout(default_run):
     metrics, curves = default_run["metrics"], default_run["curves"]
     kinds = {"buy_and_hold", "equal_weight", "inverse_volatility", "minimum_variance"}
-    assert set(metrics) == set(curves) == kinds | {"risk_parity", "cash"}
+    literature = {"volatility_timing", "vol_managed_equal_weight", "equal_minimum_variance"}
+    assert set(metrics) == set(curves) == kinds | literature | {"risk_parity", "cash"}
     assert set(metrics["buy_and_hold"]) == set(curves["buy_and_hold"]) == {"A", "B"}
     assert curves["cash"] == [1.0] * (T_DAYS - START)
     for key in ("inverse_volatility", "minimum_variance", "risk_parity"):
@@ -255,6 +305,12 @@ NP_WEIGHTS = {
     "inverse_volatility": lambda p, t: _np_inverse_vol(_np_cov(p, t, LOOKBACK)),
     "risk_parity": lambda p, t: _np_inverse_vol(_np_cov(p, t, LOOKBACK)),  # N = 2
     "equal_weight": lambda p, t: np.array([0.5, 0.5]),
+    # Kirby & Ostdiek with eta = 1: w ~ 1 / sigma^2
+    "volatility_timing": lambda p, t: _np_vol_timing(_np_cov(p, t, LOOKBACK), 1.0),
+    "vol_managed_equal_weight": lambda p, t: _np_vol_managed(p, t),
+    "equal_minimum_variance": lambda p, t: (
+        0.5 * np.array([0.5, 0.5]) + 0.5 * _np_min_var_2(_np_shrunk_cov(p, t))
+    ),
     "buy_and_hold:0": lambda p, t: np.array([1.0, 0.0]),
     "buy_and_hold:1": lambda p, t: np.array([0.0, 1.0]),
 }

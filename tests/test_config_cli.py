@@ -55,6 +55,14 @@ CHOICES = {
     "rl.policy": ("mlp", "transformer"),
     "data.features": ("toto", "stat", "toto+stat"),
     "data.forecast_moments": ("mean+std", "std"),
+    "rl.objective": ("sharpe", "mean-variance", "log-growth"),
+    "rl.anchor": (
+        "vol_managed_equal_weight",
+        "equal_weight",
+        "inverse_volatility",
+        "volatility_timing",
+        "none",
+    ),
 }
 #: Values that keep the configuration valid where ``default + 1`` would not.
 SPECIAL = {
@@ -63,6 +71,8 @@ SPECIAL = {
     "base.num_heads": "4",
     "base.d_model": "64",
     "rl.hidden_size": "48",
+    "rl.max_gross": "0.8",
+    "rl.gate_fraction": "0.3",
 }
 
 
@@ -100,6 +110,7 @@ def used_by_scope(config: PipelineConfig) -> dict:
         "window": rl.window,
         "episode_length": rl.episode_length,
         "devices": rl.devices,
+        "gate_fraction": rl.gate_fraction,  # PairData.build: the gate's held-out rows
     }
     algos = ["gradient", "ppo"] if rl.algo == "both" else [rl.algo]
     for algo in algos:

@@ -242,3 +242,83 @@ def test_universe_checkpoint_exports_to_torch(tmp_path):
         with torch.no_grad():
             got = load_exported(path)(torch.from_numpy(obs)).numpy()
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=path.suffix)
+
+
+def test_selection_rows_hold_no_gate_row_and_gate_rows_no_test_row():
+    """``PairData.val`` (selection) ends where the gate's held-out rows begin: marking every row
+    from the gate block on leaves the selection params bit-identical and changes the gate's."""
+    import jax
+
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.basket_stage import PairData, gate_block_start
+
+    rng = np.random.default_rng(4)
+    T, N, F = 400, 2, 3
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (T, N)), 0))
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + T)
+
+    def market(c):
+        return MarketData(("A", "B"), dates, c, c, c, c, np.ones((T, N)))
+
+    bounds = split_bounds(market(close), (0.7, 0.15, 0.15))
+    gate_start = gate_block_start(bounds.val_start, bounds.val_end, 0.5)
+    assert bounds.val_start + 2 <= gate_start <= bounds.val_end - 2
+    values = rng.normal(size=(T, N, F))
+    rl = RLConfig(anchor="vol_managed_equal_weight")
+    a = PairData.build(market(close), values, list("xyz"), 5, bounds, rl)
+    marked = close.copy()
+    marked[gate_start:] *= 1.5
+    b = PairData.build(market(marked), values, list("xyz"), 5, bounds, rl)
+    assert a.val.prices.shape[0] == gate_start and int(a.gate.eval_start) == gate_start - 1
+    assert a.gate.prices.shape[0] == bounds.val_end
+    for x, y in zip(jax.tree_util.tree_leaves(a.val), jax.tree_util.tree_leaves(b.val)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a.gate.prices), np.asarray(b.gate.prices))
+    # the anchor columns are raw (mean 0, std 1) and appended last
+    assert a.feature_names[-2:] == ["anchor_log_vol", "anchor_log_vol_ratio"]
+    assert a.env.num_features == F + 2 and list(a.feature_std[-2:]) == [1.0, 1.0]
+    # gate_fraction 0: the gate reads the selection rows (the pre-#21 protocol)
+    same = PairData.build(market(close), values, list("xyz"), 5, bounds, RLConfig(gate_fraction=0))
+    assert same.gate is same.val
+
+
+@pytest.mark.parametrize(
+    "rows, frac, held", [(100, 0.5, 50), (100, 0.0, 0), (3, 0.5, 0), (100, 0.9, 90), (10, 0.1, 0)]
+)
+def test_gate_block_start(rows, frac, held):
+    from jaxport.pipeline.basket_stage import gate_block_start
+
+    assert gate_block_start(1000, 1000 + rows, frac) == 1000 + rows - held
+
+
+def test_pooled_walk_forward_precision_and_pooled_gap():
+    from jaxport.eval.walk_forward import pooled_walk_forward
+
+    rng = np.random.default_rng(5)
+
+    def curve(r):
+        return np.concatenate([[1.0], np.cumprod(1.0 + r)]).tolist()
+
+    folds = {}
+    for p in ("A_B", "C_D"):
+        folds[p] = []
+        for k in range(3):
+            ew = rng.normal(3e-4, 0.01, 60)
+            good = ew + 0.002  # the learned candidate beats 1/N every day
+            shipped_learned = (p, k) in {("A_B", 0), ("C_D", 2)}
+            folds[p].append(
+                {
+                    "equity": curve(good if shipped_learned else ew),
+                    "equal_weight": curve(ew),
+                    "candidates": {"universe": curve(good)},
+                    "pbo": [0.25],
+                    "shipped": "universe" if shipped_learned else "baseline:equal_weight",
+                }
+            )
+    out = pooled_walk_forward(folds, seed=1)
+    assert out["pair_folds"] == 6 and out["learned_shipped_share"] == pytest.approx(2 / 6)
+    assert out["learned_shipped"]["count"] == 2 and out["learned_shipped"]["win_rate"] == 1.0
+    cand = out["candidates"]["universe"]
+    assert cand["num_baskets"] == 2 and cand["num_days"] == 180
+    assert cand["mean"] > 0 and cand["ci95"][0] > 0
+    assert 0 < out["shipped"]["mean"] < cand["mean"] and out["pbo_mean"] == 0.25

@@ -9,6 +9,15 @@ rebalanced on a fixed schedule:
   covariance shrunk toward its diagonal (``(1 - s) C + s diag(C)``); exact (enumerates the supports)
   for up to ``EXACT_MAX_ASSETS`` assets, accelerated projected gradient beyond.
 - ``risk_parity``: equal risk contribution, w_i (S w)_i equal for all i, long-only, sum w = 1.
+- ``volatility_timing``: w_i proportional to sigma_i^(-2 eta) (Kirby & Ostdiek 2012; eta = 1 by
+  default, eta = 0.5 is inverse volatility, eta = 0 is 1/N).
+- ``vol_managed_equal_weight``: 1/N scaled by ``min(max_gross, sigma_long / sigma_short)`` of the
+  1/N book (252- vs 60-day volatility; Moreira & Muir 2017 scale by the inverse recent variance,
+  this scales to the book's own trailing one-year volatility, capped at 1x: it only reduces risk);
+  the rest is cash.
+- ``equal_minimum_variance``: ``mix`` x 1/N + (1 - mix) x minimum variance (the 1/N / minimum-
+  variance combination of Tu & Zhou 2011 and Kan, Wang & Zhou, with a fixed mix of 1/2 rather than
+  their estimated one).
 - ``buy_and_hold`` (one asset, bought on the first step and held) and ``cash`` (flat).
 
 Causality: the weights for the step from day ``t`` to ``t + 1`` use the ``lookback`` simple returns
@@ -41,6 +50,14 @@ import numpy as np
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 from jaxport.eval.episode import _episode_report, evaluation_steps
+from jaxport.features.risk import (
+    DEFAULT_LONG_LOOKBACK,
+    DEFAULT_LOOKBACK,
+    book_volatility_ratio,
+    normalised_covariance,
+    relative_log_volatility,
+    trailing_covariance,
+)
 from jaxport.rl.codec import PolicySpec
 
 ALLOCATOR_KINDS = (
@@ -48,60 +65,27 @@ ALLOCATOR_KINDS = (
     "inverse_volatility",
     "minimum_variance",
     "risk_parity",
+    "volatility_timing",
+    "vol_managed_equal_weight",
+    "equal_minimum_variance",
     "buy_and_hold",
     "cash",
 )
-DEFAULT_LOOKBACK = 60  # trading days of close-to-close returns
+#: The allocators from the out-of-sample literature (module docstring), in the gate and tables.
+LITERATURE_KINDS = ("volatility_timing", "vol_managed_equal_weight", "equal_minimum_variance")
+DEFAULT_ETA = 1.0  # volatility timing: w_i proportional to sigma_i^(-2 eta) (Kirby & Ostdiek)
+DEFAULT_MIX = 0.5  # weight of 1/N in the 1/N / minimum-variance combination
+DEFAULT_MAX_GROSS = 1.0  # cap of the volatility-managed exposure (multiples of equity)
 DEFAULT_REBALANCE_EVERY = 21  # env steps (trading days) between rebalances
 DEFAULT_SHRINKAGE = 0.1  # weight of diag(C) in the minimum-variance covariance
 EXACT_MAX_ASSETS = 10  # minimum variance enumerates the 2^N - 1 supports up to this N
-_RIDGE = 1e-9  # ridge of the unit-mean-diagonal covariance (keeps singular solves well posed)
 _TINY = 1e-12
 
 
 # ----------------------------------------------------------------------------- estimators
-@partial(jax.jit, static_argnames=("lookback",))
-def trailing_returns(prices: jnp.ndarray, t: jnp.ndarray, lookback: int):
-    """The ``lookback`` simple returns ending at day ``t``: ``(r [L, N], valid [L] bool)``.
-
-    Row ``j`` is the return from day ``t - L + j`` to ``t - L + j + 1``; rows that would need a
-    day before 0 are zero with ``valid`` False. Only prices ``prices[:t + 1]`` are read.
-    """
-    num_days = prices.shape[-2]
-    idx = jnp.asarray(t, jnp.int32) - lookback + jnp.arange(lookback + 1, dtype=jnp.int32)
-    p = jnp.take(prices, jnp.clip(idx, 0, num_days - 1), axis=-2)
-    valid = idx[:-1] >= 0
-    r = p[1:] / p[:-1] - 1.0
-    return jnp.where(valid[:, None], r, 0.0), valid
-
-
-@partial(jax.jit, static_argnames=("lookback",))
-def trailing_covariance(prices: jnp.ndarray, t: jnp.ndarray, lookback: int):
-    """Sample covariance (ddof=1, per-step units) of the trailing returns: ``(C [N, N], count)``.
-
-    ``count`` is the number of valid returns (``min(lookback, t)``); ``C`` is zero when ``count <
-    2``.
-    """
-    r, valid = trailing_returns(prices, t, lookback)
-    m = valid.astype(r.dtype)[:, None]
-    count = jnp.sum(valid)
-    mean = jnp.sum(r * m, axis=0) / jnp.maximum(count, 1)
-    d = (r - mean) * m
-    cov = d.T @ d / jnp.maximum(count - 1, 1)
-    return jnp.where(count >= 2, cov, 0.0), count
-
-
 def shrink_covariance(cov: jnp.ndarray, shrinkage: float) -> jnp.ndarray:
     """``(1 - s) C + s diag(C)``: the fixed-intensity shrinkage toward the diagonal."""
     return (1.0 - shrinkage) * cov + shrinkage * jnp.diag(jnp.diag(cov))
-
-
-def _normalised(cov: jnp.ndarray) -> jnp.ndarray:
-    """``C / mean(diag C) + ridge I``: same optimal weights, unit scale for float32 solves (the
-    ridge only matters for singular C: fewer returns than assets or a constant price)."""
-    n = cov.shape[-1]
-    scale = jnp.maximum(jnp.mean(jnp.diag(cov)), _TINY)
-    return cov / scale + _RIDGE * jnp.eye(n, dtype=cov.dtype)
 
 
 def _equal(n: int, dtype=jnp.float32) -> jnp.ndarray:
@@ -111,7 +95,7 @@ def _equal(n: int, dtype=jnp.float32) -> jnp.ndarray:
 @jax.jit
 def inverse_volatility_from_cov(cov: jnp.ndarray) -> jnp.ndarray:
     """``w_i = (1 / sigma_i) / sum_j (1 / sigma_j)`` with ``sigma = sqrt(diag C)``."""
-    sigma = jnp.sqrt(jnp.diag(_normalised(cov)))
+    sigma = jnp.sqrt(jnp.diag(normalised_covariance(cov)))
     inv = 1.0 / sigma
     return inv / jnp.sum(inv)
 
@@ -149,7 +133,7 @@ def minimum_variance_from_cov(
     n = cov.shape[-1]
     if n == 1:
         return jnp.ones((1,), cov.dtype)
-    c = _normalised(cov)
+    c = normalised_covariance(cov)
     if n <= exact_max_assets:
         masks = jnp.asarray(_support_masks(n))
         eye = jnp.eye(n + 1, dtype=c.dtype)
@@ -196,7 +180,7 @@ def risk_parity_from_cov(cov: jnp.ndarray, *, sweeps: int = 100) -> jnp.ndarray:
     n = cov.shape[-1]
     if n == 1:
         return jnp.ones((1,), cov.dtype)
-    c = _normalised(cov)
+    c = normalised_covariance(cov)
     diag = jnp.diag(c)
     b = 1.0 / n
     inv_vol = 1.0 / jnp.sqrt(diag)
@@ -254,6 +238,49 @@ def risk_parity(prices: jnp.ndarray, t: jnp.ndarray, lookback: int = DEFAULT_LOO
     return _with_history(risk_parity_from_cov(cov), count)
 
 
+@partial(jax.jit, static_argnames=("lookback",))
+def volatility_timing(
+    prices: jnp.ndarray,
+    t: jnp.ndarray,
+    lookback: int = DEFAULT_LOOKBACK,
+    eta: float | jnp.ndarray = DEFAULT_ETA,
+):
+    """Volatility-timing weights ``w_i = sigma_i^(-2 eta) / sum_j sigma_j^(-2 eta)`` ``[N]``
+    (``eta`` traced; 1/N before 2 trailing returns)."""
+    cov, count = trailing_covariance(prices, t, lookback)
+    w = jax.nn.softmax(-2.0 * eta * relative_log_volatility(cov))
+    return _with_history(w, count)
+
+
+@partial(jax.jit, static_argnames=("lookback", "long_lookback"))
+def vol_managed_equal_weight(
+    prices: jnp.ndarray,
+    t: jnp.ndarray,
+    lookback: int = DEFAULT_LOOKBACK,
+    long_lookback: int = DEFAULT_LONG_LOOKBACK,
+    max_gross: float | jnp.ndarray = DEFAULT_MAX_GROSS,
+):
+    """1/N scaled by ``min(max_gross, sigma_long / sigma_short)`` of the 1/N book ``[N]`` (gross
+    exposure in multiples of equity; the rest in cash)."""
+    n = prices.shape[-1]
+    gross = jnp.minimum(max_gross, book_volatility_ratio(prices, t, lookback, long_lookback))
+    return gross * _equal(n, prices.dtype)
+
+
+@partial(jax.jit, static_argnames=("lookback",))
+def equal_minimum_variance(
+    prices: jnp.ndarray,
+    t: jnp.ndarray,
+    lookback: int = DEFAULT_LOOKBACK,
+    shrinkage: float | jnp.ndarray = DEFAULT_SHRINKAGE,
+    mix: float | jnp.ndarray = DEFAULT_MIX,
+):
+    """``mix`` x 1/N + (1 - mix) x :func:`minimum_variance` ``[N]`` (long-only, sum 1)."""
+    n = prices.shape[-1]
+    mv = minimum_variance(prices, t, lookback, shrinkage)
+    return mix * _equal(n, prices.dtype) + (1.0 - mix) * mv
+
+
 # ----------------------------------------------------------------------------- allocator spec
 @dataclasses.dataclass(frozen=True)
 class Allocator:
@@ -264,6 +291,10 @@ class Allocator:
     - ``rebalance_every``: env steps between rebalances (1 = daily); 0 = only the first step.
     - ``asset``: the asset index of ``buy_and_hold``.
     - ``shrinkage``: diagonal shrinkage of ``minimum_variance``, in [0, 1].
+    - ``eta``: the exponent of ``volatility_timing`` (>= 0).
+    - ``long_lookback``: the long window of ``vol_managed_equal_weight`` (trading days).
+    - ``max_gross``: the exposure cap of ``vol_managed_equal_weight`` (multiples of equity, > 0).
+    - ``mix``: the 1/N weight of ``equal_minimum_variance``, in [0, 1].
     - ``name``: the report key (default: ``kind``, or ``buy_and_hold:<asset>``).
     """
 
@@ -272,6 +303,10 @@ class Allocator:
     rebalance_every: int = DEFAULT_REBALANCE_EVERY
     asset: int = -1
     shrinkage: float = DEFAULT_SHRINKAGE
+    eta: float = DEFAULT_ETA
+    long_lookback: int = DEFAULT_LONG_LOOKBACK
+    max_gross: float = DEFAULT_MAX_GROSS
+    mix: float = DEFAULT_MIX
     name: str = ""
 
     def __post_init__(self):
@@ -283,6 +318,14 @@ class Allocator:
             raise ValueError(f"rebalance_every must be >= 0, got {self.rebalance_every}")
         if not 0.0 <= float(self.shrinkage) <= 1.0:
             raise ValueError(f"shrinkage must be in [0, 1], got {self.shrinkage}")
+        if float(self.eta) < 0.0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if int(self.long_lookback) < 2:
+            raise ValueError(f"long_lookback must be >= 2 days, got {self.long_lookback}")
+        if not float(self.max_gross) > 0.0:
+            raise ValueError(f"max_gross must be > 0, got {self.max_gross}")
+        if not 0.0 <= float(self.mix) <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {self.mix}")
         if self.kind == "buy_and_hold" and int(self.asset) < 0:
             raise ValueError("buy_and_hold needs asset >= 0")
         if not self.name:
@@ -304,6 +347,15 @@ class Allocator:
             return inverse_volatility(prices, t, self.lookback)
         if self.kind == "minimum_variance":
             return minimum_variance(prices, t, self.lookback, float(self.shrinkage))
+        if self.kind == "volatility_timing":
+            return volatility_timing(prices, t, self.lookback, float(self.eta))
+        if self.kind == "vol_managed_equal_weight":
+            return vol_managed_equal_weight(
+                prices, t, self.lookback, self.long_lookback, float(self.max_gross)
+            )
+        if self.kind == "equal_minimum_variance":
+            est = (self.lookback, float(self.shrinkage), float(self.mix))
+            return equal_minimum_variance(prices, t, *est)
         return risk_parity(prices, t, self.lookback)
 
     def is_rebalance_step(self, step: jnp.ndarray) -> jnp.ndarray:
@@ -334,8 +386,9 @@ def default_allocators(
     shrinkage: float = DEFAULT_SHRINKAGE,
 ) -> tuple[Allocator, ...]:
     """Buy-and-hold of each asset, ``equal_weight`` (rebalanced daily, as the existing baseline),
-    ``inverse_volatility``, ``minimum_variance`` and ``risk_parity`` (every ``rebalance_every``
-    steps from ``lookback`` days) and ``cash``."""
+    ``inverse_volatility``, ``minimum_variance``, ``risk_parity`` and the literature rules
+    (:data:`LITERATURE_KINDS`; every ``rebalance_every`` steps from ``lookback`` days) and
+    ``cash``."""
     est = dict(lookback=lookback, rebalance_every=rebalance_every)
     return (
         *(Allocator("buy_and_hold", asset=i, rebalance_every=0) for i in range(num_assets)),
@@ -343,6 +396,9 @@ def default_allocators(
         Allocator("inverse_volatility", **est),
         Allocator("minimum_variance", shrinkage=shrinkage, **est),
         Allocator("risk_parity", **est),
+        Allocator("volatility_timing", **est),
+        Allocator("vol_managed_equal_weight", **est),
+        Allocator("equal_minimum_variance", shrinkage=shrinkage, **est),
         Allocator("cash", rebalance_every=1),
     )
 

@@ -291,3 +291,100 @@ def skill_vs_benchmark(
         ),
         "deflated_sharpe": dsr,
     }
+
+
+def probability_of_backtest_overfitting(returns, num_blocks: int = 8) -> dict[str, Any]:
+    """Probability of backtest overfitting by combinatorially symmetric cross-validation (Bailey,
+    Borwein, Lopez de Prado & Zhu 2017) of ``M`` trials (e.g. population members).
+
+    ``returns [T, M]``: per-period returns of every trial on the same days (the rows selection
+    could see). The days are cut into ``num_blocks`` (even) contiguous blocks; for each of the
+    ``C(S, S/2)`` ways to pick half of them as in-sample, the trial with the best in-sample
+    Sharpe is located in the out-of-sample ranking: ``omega = rank / (M + 1)`` (rank 1 = worst),
+    ``logit = log(omega / (1 - omega))``. PBO is the share of splits with ``logit <= 0`` (the
+    in-sample winner is at or below the out-of-sample median). Returns ``{"pbo", "logit_median",
+    "num_splits", "num_trials", "num_blocks"}``; ``pbo`` is None with fewer than 2 trials or
+    fewer than 2 days per block.
+    """
+    import itertools
+
+    r = np.asarray(returns, np.float64)
+    if r.ndim != 2:
+        raise DataError(f"returns must be [T, M], got shape {r.shape}")
+    if num_blocks < 2 or num_blocks % 2:
+        raise DataError(f"num_blocks must be even and >= 2, got {num_blocks}")
+    t, m = r.shape
+    out = {"num_trials": int(m), "num_blocks": int(num_blocks)}
+    if m < 2 or t < 2 * num_blocks:
+        return {**out, "pbo": None, "logit_median": None, "num_splits": 0}
+    blocks = np.array_split(np.arange(t), num_blocks)
+    logits = []
+    for ins in itertools.combinations(range(num_blocks), num_blocks // 2):
+        is_rows = np.concatenate([blocks[i] for i in ins])
+        oos_rows = np.concatenate([blocks[i] for i in range(num_blocks) if i not in ins])
+        best = int(np.argmax(_sharpe_rows(r[is_rows].T)))
+        oos = _sharpe_rows(r[oos_rows].T)
+        rank = 1 + np.sum(oos < oos[best]) + 0.5 * (np.sum(oos == oos[best]) - 1)
+        omega = rank / (m + 1.0)
+        logits.append(math.log(omega / (1.0 - omega)))
+    logits = np.asarray(logits)
+    return {
+        **out,
+        "pbo": float(np.mean(logits <= 0.0)),
+        "logit_median": float(np.median(logits)),
+        "num_splits": int(logits.size),
+    }
+
+
+def pooled_sharpe_gap_bootstrap(
+    returns_a,
+    returns_b,
+    *,
+    fold_sizes: Sequence[int] | None = None,
+    block: int = 20,
+    n_boot: int = 2000,
+    seed: int = 0,
+    periods_per_year: float = 252.0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Paired Sharpe gap ``SR(a) - SR(b)`` pooled over baskets, with a stationary block bootstrap
+    that resamples DATES jointly across baskets.
+
+    ``returns_a``, ``returns_b``: ``[B, T]`` per-period returns of B baskets on the same T days
+    (e.g. the stitched out-of-sample days of every fold). The statistic is the mean over baskets
+    of each basket's annualised Sharpe gap; every replicate draws one set of day indices (within
+    each fold of ``fold_sizes``, which sum to T) and applies it to every basket and both series,
+    so the baskets' common market moves are kept together (resampling baskets as independent
+    would overstate confidence). Returns ``{"mean", "ci95", "p_gap_le_0", "num_baskets",
+    "num_days", "n_boot", "block"}``.
+    """
+    a = np.asarray(returns_a, np.float64)
+    b = np.asarray(returns_b, np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise DataError(f"returns_a and returns_b must both be [B, T], got {a.shape}, {b.shape}")
+    num_b, t = a.shape
+    sizes = [t] if fold_sizes is None else [int(s) for s in fold_sizes]
+    if sum(sizes) != t or min(sizes) < 1:
+        raise DataError(f"fold_sizes {sizes} must be positive and sum to T={t}")
+    if block < 1 or n_boot < 1:
+        raise DataError(f"block and n_boot must be >= 1, got {block} and {n_boot}")
+    scale = math.sqrt(periods_per_year)
+    rng = np.random.default_rng(seed)
+    gap = float(np.mean(_sharpe_rows(a) - _sharpe_rows(b)) * scale)
+    parts, offset = [], 0
+    for n in sizes:
+        parts.append(_stationary_indices(rng, n, n_boot, float(block)) + offset)
+        offset += n
+    idx = np.concatenate(parts, axis=1)  # [n_boot, T]
+    gaps = np.mean(_sharpe_rows(a[:, idx]) - _sharpe_rows(b[:, idx]), axis=0) * scale  # [n_boot]
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(gaps, [tail, 1.0 - tail])
+    return {
+        "mean": gap,
+        "ci95": [float(lo), float(hi)],
+        "p_gap_le_0": float(np.mean(gaps <= 0.0)),
+        "num_baskets": int(num_b),
+        "num_days": int(t),
+        "n_boot": int(n_boot),
+        "block": int(block),
+    }

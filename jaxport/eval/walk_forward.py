@@ -8,14 +8,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxport.eval.stats import returns_from_equity, skill_vs_benchmark
+from jaxport.eval.stats import (
+    pooled_sharpe_gap_bootstrap,
+    returns_from_equity,
+    sharpe_ratio,
+    skill_vs_benchmark,
+)
 
 
 def fold_curves(folds: list[dict], read_curves: Callable[[str], dict]) -> dict[str, list[dict]]:
     """Per basket, one dict per completed fold: ``equity`` (the shipped policy's test equity
     curve), ``equal_weight`` (1/N's, same days), ``sr_trials`` (validation Sharpes of every
-    candidate tried: gate entries, learned and baselines, and the population members beyond the
-    first) and ``shipped``. ``folds`` are the summary's fold records; ``read_curves(path)`` reads
+    candidate tried: gate entries, learned and baselines, and every population member but the
+    selected one), ``candidates`` (name -> every learned candidate's test equity curve, shipped or
+    not), ``pbo`` (the candidates' probability of backtest overfitting) and ``shipped``. ``folds`` are the summary's fold records; ``read_curves(path)`` reads
     a basket's evaluation file (the ``evaluation`` entry of its summary record)."""
     out: dict[str, list[dict]] = {}
     for record in folds:
@@ -30,13 +36,21 @@ def fold_curves(folds: list[dict], read_curves: Callable[[str], dict]) -> dict[s
                 for d in (gate.get(group) or {}).values()
                 if d.get("sharpe") is not None
             ]
-            for cand in (entry.get("candidates") or {}).values():  # population members
-                trials += [m["val_sharpe"] for m in cand.get("members", [])[1:]]
+            # population members other than the selected one (already among "learned")
+            best = (record["stages"].get("universe") or {}).get("best_member")
+            pbo = []
+            for cand in (entry.get("candidates") or {}).values():
+                members = cand.get("members", [])
+                trials += [m["val_sharpe"] for i, m in enumerate(members) if i != best]
+                if (cand.get("pbo") or {}).get("pbo") is not None:
+                    pbo.append(cand["pbo"]["pbo"])
             out.setdefault(name, []).append(
                 {
                     "equity": curves["equity_curve"],
                     "equal_weight": curves["baseline_curves"]["equal_weight"],
+                    "candidates": curves.get("candidate_curves") or {},
                     "sr_trials": trials,
+                    "pbo": pbo,
                     "shipped": entry.get("shipped") or entry.get("algo"),
                 }
             )
@@ -84,4 +98,67 @@ def walk_forward_statistics(
     return out
 
 
-__all__ = ["fold_curves", "walk_forward_statistics"]
+def pooled_walk_forward(
+    fold_curves: dict[str, list[dict]], *, periods_per_year: float = 252.0, seed: int = 0
+) -> dict[str, Any]:
+    """The walk-forward verdict pooled over baskets, on the stitched test days of every fold.
+
+    ``fold_curves[pair]``: per fold ``equity`` (shipped), ``equal_weight``, ``candidates`` (name
+    -> test equity curve of each learned candidate, shipped or not), ``pbo`` and ``shipped``.
+    Returns ``{"pair_folds", "learned_shipped_share", "learned_shipped": {count, mean_gap,
+    win_rate} (the gate's precision: test Sharpe gap to 1/N of the pair-folds where a learned
+    policy shipped), "shipped": pooled gap, "candidates": {name: pooled gap}, "pbo_mean"}``;
+    pooled gaps come from :func:`~jaxport.eval.stats.pooled_sharpe_gap_bootstrap` (dates
+    resampled jointly across baskets, within folds). Baskets of a fold must share its test days.
+    """
+    pairs = sorted(name for name, folds in fold_curves.items() if folds)
+    if not pairs:
+        return {}
+    num_folds = min(len(fold_curves[p]) for p in pairs)
+    ret = returns_from_equity
+    sizes = [ret(fold_curves[pairs[0]][k]["equal_weight"]).size for k in range(num_folds)]
+
+    def stitched(get) -> np.ndarray | None:
+        rows = []
+        for p in pairs:
+            parts = [get(fold_curves[p][k]) for k in range(num_folds)]
+            if any(x is None for x in parts):
+                return None
+            rows.append(np.concatenate([ret(x) for x in parts]))
+        lengths = {r.size for r in rows}
+        return np.stack(rows) if lengths == {sum(sizes)} else None
+
+    ew = stitched(lambda f: f["equal_weight"])
+    boot = dict(fold_sizes=sizes, periods_per_year=periods_per_year, seed=seed)
+    out: dict[str, Any] = {"pairs": len(pairs), "folds": num_folds}
+    gaps, learned = [], []
+    for p in pairs:
+        for f in fold_curves[p][:num_folds]:
+            gap = sharpe_ratio(ret(f["equity"]), periods_per_year) - sharpe_ratio(
+                ret(f["equal_weight"]), periods_per_year
+            )
+            gaps.append(gap)
+            if not str(f["shipped"]).startswith("baseline"):
+                learned.append(gap)
+    out["pair_folds"] = len(gaps)
+    out["learned_shipped_share"] = len(learned) / max(len(gaps), 1)
+    out["learned_shipped"] = {
+        "count": len(learned),
+        "mean_gap": float(np.mean(learned)) if learned else None,
+        "win_rate": float(np.mean(np.asarray(learned) > 0)) if learned else None,
+    }
+    shipped = stitched(lambda f: f["equity"])
+    if ew is not None and shipped is not None:
+        out["shipped"] = pooled_sharpe_gap_bootstrap(shipped, ew, **boot)
+    names = sorted({n for p in pairs for f in fold_curves[p] for n in f.get("candidates", {})})
+    out["candidates"] = {}
+    for name in names:
+        cand = stitched(lambda f, n=name: (f.get("candidates") or {}).get(n))
+        if ew is not None and cand is not None:
+            out["candidates"][name] = pooled_sharpe_gap_bootstrap(cand, ew, **boot)
+    pbo = [x for p in pairs for f in fold_curves[p] for x in f.get("pbo", [])]
+    out["pbo_mean"] = float(np.mean(pbo)) if pbo else None
+    return out
+
+
+__all__ = ["fold_curves", "pooled_walk_forward", "walk_forward_statistics"]

@@ -18,11 +18,13 @@ import numpy as np
 from jaxport.data import DataError, MarketData
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
-from jaxport.pipeline.config import RLConfig
+from jaxport.features.risk import ANCHOR_FEATURE_NAMES, anchor_features
+from jaxport.pipeline.config import RLConfig, effective_objective, uses_anchor
 from jaxport.pipeline.tracking import per_update
 from jaxport.pipeline.trainer_configs import gradient_config, ppo_config
 from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
 
+ANCHOR_COLUMNS = len(ANCHOR_FEATURE_NAMES)
 FEATURE_CLIP = 10.0  # standardised features are clipped to [-FEATURE_CLIP, FEATURE_CLIP]
 
 
@@ -87,15 +89,32 @@ def pair_features(
     return PairFeatures(np.concatenate(parts, axis=1), list(names), int(valid_from), sources)
 
 
+def gate_block_start(val_start: int, val_end: int, gate_fraction: float) -> int:
+    """First row of the gate's held-out block: the last ``gate_fraction`` of the validation rows
+    ``[val_start, val_end)`` (at least 2 rows on each side; ``val_end`` when the fraction is 0 or
+    the block is too short to cut)."""
+    rows = val_end - val_start
+    held = int(round(rows * float(gate_fraction)))
+    if gate_fraction <= 0 or held < 2 or rows - held < 2:
+        return val_end
+    return val_end - held
+
+
 @dataclasses.dataclass
 class PairData:
-    """Env, and EnvParams for the train / validation / test parts of one basket."""
+    """Env, and EnvParams for the train / validation / test parts of one basket.
+
+    ``val`` holds the selection rows (checkpoints, members, algorithms are chosen there) and
+    ``gate`` the later, untouched rows of the validation block on which the gate decides
+    (:func:`gate_block_start`; ``gate is val`` when ``rl.gate_fraction`` is 0).
+    """
 
     symbols: list[str]
     env: PortfolioEnv
     train: EnvParams
     val: EnvParams
     test: EnvParams
+    gate: EnvParams
     feature_names: list[str]
     feature_mean: np.ndarray  # [F] train-rows mean of the raw features
     feature_std: np.ndarray  # [F]
@@ -122,16 +141,26 @@ class PairData:
                 f"pair {'_'.join(market.symbols)}: train split too short after feature warm-up "
                 f"({train_end} rows, warm-up {start_min})"
             )
+        anchored = uses_anchor(rl)
+        if anchored:  # raw columns (mean 0, std 1 below): the anchor rule reads them
+            values = np.concatenate([values, anchor_features(market.close)], axis=-1)
+            names = [*names, *ANCHOR_FEATURE_NAMES]
+            T, N, F = values.shape
         train_rows = values[valid_from:train_end].reshape(-1, F)
         mean = train_rows.mean(axis=0)
         std = train_rows.std(axis=0)
         std = np.where(std > 1e-8, std, 1.0)
+        if anchored:
+            mean[-ANCHOR_COLUMNS:], std[-ANCHOR_COLUMNS:] = 0.0, 1.0
         feats = np.clip((values - mean) / std, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
         feats[:valid_from] = 0.0
         close, opens = market.close, market.open
         kw = env_kwargs(rl)
         episode = int(min(rl.episode_length, train_end - 1 - start_min))
         env = PortfolioEnv(N, F, window=window)
+        # validation and test params hold no row after their own block (arrays truncated); the
+        # validation block is cut in two: selection rows, then the gate's held-out rows
+        gate_start = gate_block_start(val_start, val_end, rl.gate_fraction)
 
         def rows_until(end: int, **extra) -> EnvParams:
             return EnvParams.from_arrays(
@@ -144,15 +173,20 @@ class PairData:
                 **kw,
             )
 
+        def block(first: int, end: int) -> EnvParams:
+            return rows_until(end, eval_start=first - 1, episode_length=None)
+
         train = rows_until(train_end, episode_length=episode)
-        # validation and test params hold no row after their own block (arrays truncated)
-        val = rows_until(val_end, eval_start=val_start - 1, episode_length=None)
-        test = rows_until(test_end, eval_start=test_start - 1, episode_length=None)
+        val = block(val_start, gate_start)
+        gate = val if gate_start == val_end else block(gate_start, val_end)
+        test = block(test_start, test_end)
         dates = {
             "train_first": str(market.dates[start_min]),
             "train_last": str(market.dates[train_end - 1]),
             "val_first": str(market.dates[val_start]),
-            "val_last": str(market.dates[val_end - 1]),
+            "val_last": str(market.dates[gate_start - 1]),
+            "gate_first": str(market.dates[min(gate_start, val_end - 1)]),
+            "gate_last": str(market.dates[val_end - 1]),
             "test_first": str(market.dates[test_start]),
             "test_last": str(market.dates[test_end - 1]),
         }
@@ -162,6 +196,7 @@ class PairData:
             train,
             val,
             test,
+            gate,
             list(names),
             mean,
             std,
@@ -336,16 +371,36 @@ def train_gradient(pair: PairData, rl: RLConfig, key) -> tuple[Policy, dict, dic
 TRAINERS = {"ppo": train_ppo, "gradient": train_gradient}
 
 
-def validation_objective(equity_curve, risk_penalty: float) -> float:
-    """The training objective on an evaluation equity curve ``[E_0..E_n]``: mean per-step log growth
-    ``mean(log(E_t / E_{t-1}))`` minus ``risk_penalty`` x the population variance of the per-step
-    simple returns ``E_t / E_{t-1} - 1`` (as the gradient trainer's loss; per-day units, not
-    annualised). ``-inf`` for a curve that is not finite and positive."""
+def validation_objective(
+    equity_curve,
+    risk_penalty: float,
+    objective: str = "mean-variance",
+    periods_per_year: float = 252.0,
+) -> float:
+    """The run's objective on an evaluation equity curve ``[E_0..E_n]`` (per-step simple returns
+    ``r_t = E_t / E_{t-1} - 1``): ``mean-variance`` = mean per-step log growth minus
+    ``risk_penalty`` x the population variance of ``r`` (as the gradient trainer's loss; per-day
+    units, not annualised); ``log-growth`` = mean per-step log growth; ``sharpe`` = the annualised
+    Sharpe of ``r`` (ddof 1, 0 for a constant curve). ``-inf`` for a curve that is not finite and
+    positive."""
     eq = np.asarray(equity_curve, np.float64).reshape(-1)
     if eq.size < 2 or not np.all(np.isfinite(eq)) or np.any(eq <= 0):
         return float("-inf")
     ratio = eq[1:] / eq[:-1]
+    if objective == "sharpe":
+        r = ratio - 1.0
+        sd = np.std(r, ddof=1) if r.size > 1 else 0.0
+        return float(np.mean(r) / sd * np.sqrt(periods_per_year)) if sd > 1e-12 else 0.0
+    if objective == "log-growth":
+        return float(np.mean(np.log(ratio)))
     return float(np.mean(np.log(ratio)) - risk_penalty * np.var(ratio - 1.0))
+
+
+def run_objective(equity_curve, rl: RLConfig) -> float:
+    """:func:`validation_objective` with the run's ``rl.objective`` and settings."""
+    return validation_objective(
+        equity_curve, rl.risk_penalty, effective_objective(rl), float(rl.trading_days_per_year)
+    )
 
 
 def baseline_policy(allocator, env: PortfolioEnv) -> Policy:
@@ -360,6 +415,13 @@ def baseline_policy(allocator, env: PortfolioEnv) -> Policy:
 #: (benchmarks/baseline_selection_oos.py). 1/N (DeMiguel, Garlappi & Uppal 2009) is the default.
 GATE_FALLBACK = "equal_weight"
 
+#: What each ``rl.objective`` measures (gate text and summary).
+OBJECTIVE_TEXT = {
+    "mean-variance": "mean daily log growth - risk_penalty x variance of daily returns",
+    "log-growth": "mean daily log growth",
+    "sharpe": "annualised Sharpe of daily returns",
+}
+
 
 def baseline_gate(
     learned: dict[str, dict],
@@ -367,6 +429,7 @@ def baseline_gate(
     *,
     enabled: bool = True,
     fallback: str | None = GATE_FALLBACK,
+    objective: str = "mean-variance",
 ) -> dict[str, Any]:
     """Decide what a basket ships from validation numbers.
 
@@ -390,8 +453,9 @@ def baseline_gate(
     best_sharpe_base = max(baselines, key=lambda n: key(baselines[n], "sharpe"))
     out = {
         "enabled": bool(enabled),
-        "measure": "objective = mean daily log growth - risk_penalty x variance of daily returns, "
-        "and annualised Sharpe, on the validation block",
+        "measure": f"objective ({OBJECTIVE_TEXT.get(objective, objective)}) and annualised "
+        "Sharpe, on the gate's held-out validation rows",
+        "objective": objective,
         "best_baseline": best_base,
         "best_baseline_objective": max_obj,
         "best_baseline_sharpe": max_sharpe,
@@ -434,15 +498,23 @@ def baseline_gate(
 def evaluate_candidate(
     pair: PairData, policy: Policy, rl: RLConfig, metrics: dict | None = None, **extra
 ) -> dict[str, Any]:
-    """One learned candidate's record: deterministic validation and test metrics, the validation
-    objective (:func:`validation_objective`), the update count and last training metrics from
-    ``metrics`` (name -> per-update series), plus ``extra`` (timings, ...)."""
+    """One learned candidate's record: deterministic metrics on the selection rows
+    (``validation``, with ``objective``: :func:`run_objective`), on the gate's held-out rows
+    (``gate``: ``{metrics, objective}``) and on test, the update count and last training metrics
+    from ``metrics`` (name -> per-update series), plus ``extra`` (timings, ...)."""
     metrics = metrics or {}
     val_run = evaluate_policy(pair.env, pair.val, policy)
+    gate_run = val_run if pair.gate is pair.val else evaluate_policy(pair.env, pair.gate, policy)
+    test_run = evaluate_policy(pair.env, pair.test, policy)
     return {
         "validation": val_run["metrics"],
-        "objective": validation_objective(val_run["equity_curve"], rl.risk_penalty),
-        "test": evaluate_policy(pair.env, pair.test, policy)["metrics"],
+        "objective": run_objective(val_run["equity_curve"], rl),
+        "gate": {
+            "metrics": gate_run["metrics"],
+            "objective": run_objective(gate_run["equity_curve"], rl),
+        },
+        "test": test_run["metrics"],
+        "test_equity_curve": [float(x) for x in test_run["equity_curve"]],
         "updates": int(np.asarray(next(iter(metrics.values()))).shape[0]) if metrics else 0,
         **extra,
         "final_train_metrics": _last(metrics),
@@ -492,32 +564,36 @@ def gate_and_report(
     from jaxport.eval import default_allocators, run_allocators
 
     allocators = {a.name: a for a in default_allocators(pair.env.num_assets)}
-    val_base = run_allocators(pair.env, pair.val, tuple(allocators.values()))
+    gate_base = run_allocators(pair.env, pair.gate, tuple(allocators.values()))
     base_scores = {
         rep["name"]: {
-            "objective": validation_objective(rep["equity_curve"], rl.risk_penalty),
+            "objective": run_objective(rep["equity_curve"], rl),
             "sharpe": rep["metrics"]["sharpe"],
             "total_return": rep["metrics"]["total_return"],
         }
-        for rep in val_base
+        for rep in gate_base
     }
     learned_scores = {
         a: {
-            "objective": c["objective"],
-            "sharpe": c["validation"]["sharpe"],
-            "total_return": c["validation"]["total_return"],
+            "objective": c["gate"]["objective"],
+            "sharpe": c["gate"]["metrics"]["sharpe"],
+            "total_return": c["gate"]["metrics"]["total_return"],
         }
         for a, c in candidates.items()
     }
-    decision = baseline_gate(learned_scores, base_scores, enabled=gate)
+    decision = baseline_gate(
+        learned_scores, base_scores, enabled=gate, objective=effective_objective(rl)
+    )
+    decision["rows"] = {"first": pair.dates["gate_first"], "last": pair.dates["gate_last"]}
     shipped = decision["shipped"]
     if shipped.startswith("baseline:"):
         name = shipped.split(":", 1)[1]
         policy = baseline_policy(allocators[name], pair.env)
         algo = "baseline"
-        validation = next(r["metrics"] for r in val_base if r["name"] == name)
+        validation = next(r["metrics"] for r in gate_base if r["name"] == name)
     else:
-        policy, algo, validation = trained[shipped], shipped, candidates[shipped]["validation"]
+        policy, algo = trained[shipped], shipped
+        validation = candidates[shipped]["gate"]["metrics"]
     report = portfolio_report(pair.env, pair.test, policy, pair.symbols)
     metrics = {
         "test": report["test"],
@@ -538,5 +614,7 @@ def gate_and_report(
         "leverage": report["leverage"],
         "weights": report["weights"],
         "training_curves": training_curves,
+        # every learned candidate's test curve, shipped or not (walk-forward pooled statistics)
+        "candidate_curves": {a: c.pop("test_equity_curve", None) for a, c in candidates.items()},
     }
     return PairResult(algo, policy, metrics, candidates, curves, pair, shipped, decision)

@@ -29,6 +29,15 @@ ORIGINAL_SPECIALIST_STOCKS = ("AAPL", "AMZN", "MSFT")
 PROFILES = ("quick", "full")
 RL_ALGOS = ("ppo", "gradient", "both")
 RL_SCOPES = ("universe", "pair")
+RL_OBJECTIVES = ("mean-variance", "sharpe", "log-growth")  # jaxport.rl.universe.OBJECTIVES
+#: anchor rule -> (volatility-timing exponent eta, volatility-managed gross) of the universe policy
+RL_ANCHOR_RULES = {
+    "equal_weight": (0.0, False),
+    "inverse_volatility": (0.5, False),
+    "volatility_timing": (None, False),  # eta = rl.anchor_eta
+    "vol_managed_equal_weight": (0.0, True),
+}
+RL_ANCHORS = ("none", *RL_ANCHOR_RULES)
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
@@ -45,6 +54,20 @@ def universe_scope_only(config: Any) -> str | None:
     if config.rl.scope != "universe":
         return f"acts only with --rl-scope universe (the chosen scope is {config.rl.scope})"
     return None
+
+
+def anchored_only(config: Any) -> str | None:
+    """Acts on an anchored universe policy (``rl.anchor`` not ``none``)."""
+    return universe_scope_only(config) or (
+        "acts only with an anchor (--anchor is none)" if config.rl.anchor == "none" else None
+    )
+
+
+def volatility_timing_anchor_only(config: Any) -> str | None:
+    """Acts with ``rl.anchor = "volatility_timing"`` only."""
+    if config.rl.anchor != "volatility_timing":
+        return f"acts only with --anchor volatility_timing (the anchor is {config.rl.anchor})"
+    return universe_scope_only(config)
 
 
 def gradient_trainer_only(config: Any) -> str | None:
@@ -365,6 +388,57 @@ class RLConfig:
         acts=universe_sharding,
         help="Devices the RL batch is sharded over (none: as many local devices as divide it).",
     )
+    # --- what is learned and judged (defaults chosen without test rows: README, "Choosing
+    # defaults without test rows")
+    objective: str = setting(
+        "sharpe",
+        flag="--objective",
+        acts=universe_scope_only,
+        help="What the universe policy is trained, selected and gated on: sharpe (annualised "
+        "Sharpe of daily returns) | mean-variance (mean daily log growth - risk_penalty x "
+        "variance) | log-growth (mean daily log growth). Pair scope: mean-variance.",
+    )
+    anchor: str = setting(
+        "vol_managed_equal_weight",
+        flag="--anchor",
+        acts=universe_scope_only,
+        help="The rule the universe policy starts from and tilts away from: "
+        "vol_managed_equal_weight (1/N x min(max_gross, 1-year / 60-day volatility of 1/N)) | "
+        "equal_weight | inverse_volatility | volatility_timing (w ~ sigma^(-2 eta)) | none "
+        "(unanchored network, 1/N at init, gross up to the leverage limit).",
+    )
+    anchor_eta: float = setting(
+        1.0,
+        flag="--anchor-eta",
+        acts=volatility_timing_anchor_only,
+        help="Exponent eta of the volatility_timing anchor (w ~ sigma^(-2 eta); 0.5 = inverse "
+        "volatility, 0 = 1/N).",
+    )
+    max_gross: float = setting(
+        1.0,
+        flag="--max-gross",
+        acts=anchored_only,
+        help="Gross exposure cap of the anchored policy (multiples of equity; < the leverage "
+        "limit; 1 = never levered).",
+    )
+    gate_fraction: float = setting(
+        0.5,
+        flag="--gate-fraction",
+        help="Last fraction of the validation rows kept for the gate alone (selection never sees "
+        "them); 0 = gate on the selection rows.",
+    )
+
+
+def uses_anchor(rl: RLConfig) -> bool:
+    """Whether the policy is anchored (universe scope with ``rl.anchor`` not ``none``): then every
+    basket's features end with the raw anchor columns (:mod:`jaxport.features.risk`)."""
+    return rl.scope == "universe" and rl.anchor != "none"
+
+
+def effective_objective(rl: RLConfig) -> str:
+    """The objective the run trains, selects and gates on: ``rl.objective`` in universe scope,
+    ``mean-variance`` in pair scope (its trainers optimise it)."""
+    return rl.objective if rl.scope == "universe" else "mean-variance"
 
 
 def sharded_batch(rl: RLConfig) -> tuple[int, str]:
@@ -507,6 +581,24 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
         ),
         (rl.feature_noise >= 0, f"rl.feature_noise {rl.feature_noise}: must be >= 0"),
         (rl.weight_decay >= 0, f"rl.weight_decay {rl.weight_decay}: must be >= 0"),
+        (
+            rl.objective in RL_OBJECTIVES,
+            f"rl.objective {rl.objective!r}: expected one of {', '.join(RL_OBJECTIVES)}",
+        ),
+        (
+            rl.anchor in RL_ANCHORS,
+            f"rl.anchor {rl.anchor!r}: expected one of {', '.join(RL_ANCHORS)}",
+        ),
+        (rl.anchor_eta >= 0, f"rl.anchor_eta {rl.anchor_eta}: must be >= 0"),
+        (
+            0.0 < rl.max_gross < rl.leverage_limit or rl.anchor == "none" or rl.scope == "pair",
+            f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
+        ),
+        (
+            0.0 <= rl.gate_fraction <= 0.9,
+            f"rl.gate_fraction {rl.gate_fraction}: must be in [0, 0.9] (0: gate on the "
+            "selection rows)",
+        ),
         (
             isinstance(rl.grid, dict) and set(rl.grid) <= set(UNIVERSE_GRID_FIELDS),
             f"rl.grid {sorted(rl.grid) if isinstance(rl.grid, dict) else rl.grid!r}: keys must "

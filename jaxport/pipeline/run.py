@@ -31,7 +31,7 @@ from jaxport.data import (
 )
 from jaxport.data.split import walk_forward_bounds
 from jaxport.errors import CheckpointError, ConfigError
-from jaxport.eval.walk_forward import fold_curves, walk_forward_statistics
+from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward, walk_forward_statistics
 from jaxport.pipeline.config import (
     ORIGINAL_BASE_STOCKS,
     ORIGINAL_SPECIALIST_STOCKS,
@@ -223,6 +223,7 @@ class Pipeline:
             folds = walk_forward_bounds(
                 market.num_days,
                 self.walk_forward,
+                test_rows=int(round(float(cfg.data.split[2]) * market.num_days)),
                 embargo=cfg.data.toto_horizon,
                 min_train_rows=min_rows_needed(cfg),
             )
@@ -396,11 +397,10 @@ class Pipeline:
             wf.pop("current_fold", None)
             self._checkpoint_point(f"fold/{k}")
         self.output_dir = root
-        wf["pairs"] = walk_forward_statistics(
-            fold_curves(wf["folds"], lambda rel: read_json(self._abs(rel))),
-            periods_per_year=float(cfg.rl.trading_days_per_year),
-            seed=cfg.seed,
-        )
+        curves = fold_curves(wf["folds"], lambda rel: read_json(self._abs(rel)))
+        ppy = float(cfg.rl.trading_days_per_year)
+        wf["pairs"] = walk_forward_statistics(curves, periods_per_year=ppy, seed=cfg.seed)
+        wf["pooled"] = pooled_walk_forward(curves, periods_per_year=ppy, seed=cfg.seed)
 
     # ------------------------------------------------------------------ stage 1: generic forecaster
     def _forecaster_configs(self):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from jaxport.pipeline.config import (
     PAIR_HIDDEN_SIZE,
     PAIR_NUM_STEPS,
+    RL_ANCHOR_RULES,
     UNIVERSE_HIDDEN_SIZE,
     UNIVERSE_NUM_STEPS,
     RLConfig,
@@ -101,7 +102,23 @@ def _universe_fields(rl: RLConfig, num_baskets: int, episode_length: int) -> dic
         eval_every=eval_every(rl.epochs),
         select_risk_penalty=rl.risk_penalty,
         select_turnover_penalty=rl.turnover_penalty,
+        objective=rl.objective,
+        **anchor_fields(rl),
     )
+
+
+def anchor_fields(rl: RLConfig) -> dict[str, Any]:
+    """The :class:`~jaxport.rl.universe.UniverseConfig` anchor fields of the rule named by
+    ``rl.anchor`` (:data:`~jaxport.pipeline.config.RL_ANCHOR_RULES`)."""
+    if rl.anchor == "none":
+        return {"anchor": "none"}
+    eta, vol_managed = RL_ANCHOR_RULES[rl.anchor]
+    return {
+        "anchor": "volatility_timing",
+        "anchor_eta": rl.anchor_eta if eta is None else eta,
+        "anchor_vol_managed": vol_managed,
+        "max_gross": rl.max_gross,
+    }
 
 
 def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> UniverseConfig:
@@ -142,6 +159,7 @@ def universe_ppo_config(rl: RLConfig, num_baskets: int, episode_length: int) -> 
 
 
 __all__ = [
+    "anchor_fields",
     "eval_every",
     "gradient_config",
     "ppo_config",

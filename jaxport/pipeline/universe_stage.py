@@ -21,13 +21,14 @@ import numpy as np
 
 from jaxport.checkpoint import load_checkpoint, save_checkpoint
 from jaxport.eval import evaluate_policy
+from jaxport.eval.stats import probability_of_backtest_overfitting, returns_from_equity
 from jaxport.pipeline.basket_stage import (
     FEATURE_CLIP,
     PairData,
     PairResult,
     evaluate_candidate,
     gate_and_report,
-    validation_objective,
+    run_objective,
 )
 from jaxport.pipeline.config import PipelineConfig, RLConfig, sharded_batch
 from jaxport.pipeline.provenance import stage_seed
@@ -211,23 +212,30 @@ def train_universe_stage(
     return UniverseOutcome(result["policy"], policies, metrics, entry)
 
 
-def _member_scores(pair: PairData, members: Sequence[Policy], rl: RLConfig) -> list[dict]:
-    """Every member's validation objective/Sharpe and test Sharpe on this basket (the candidate
-    count the deflated Sharpe ratio needs; selection never reads the test numbers)."""
-    rows = []
+def _member_scores(pair: PairData, members: Sequence[Policy], rl: RLConfig):
+    """Every member's selection-row objective/Sharpe, gate-row Sharpe and test Sharpe on this
+    basket (the trials the deflated Sharpe ratio counts; selection never reads the test numbers),
+    and the probability of backtest overfitting of choosing among them on the validation block
+    (selection and gate rows; :func:`~jaxport.eval.stats.probability_of_backtest_overfitting`)."""
+    rows, val_returns = [], []
     for policy in members:
         policy = policy.with_env(pair.env)
         val = evaluate_policy(pair.env, pair.val, policy)
+        gate = val if pair.gate is pair.val else evaluate_policy(pair.env, pair.gate, policy)
         test = evaluate_policy(pair.env, pair.test, policy)["metrics"]
         rows.append(
             {
-                "val_objective": validation_objective(val["equity_curve"], rl.risk_penalty),
+                "val_objective": run_objective(val["equity_curve"], rl),
                 "val_sharpe": val["metrics"]["sharpe"],
+                "gate_sharpe": gate["metrics"]["sharpe"],
                 "test_sharpe": test["sharpe"],
                 "test_total_return": test["total_return"],
             }
         )
-    return rows
+        curves = [val["equity_curve"]] + ([] if gate is val else [gate["equity_curve"]])
+        val_returns.append(np.concatenate([returns_from_equity(c) for c in curves]))
+    pbo = probability_of_backtest_overfitting(np.stack(val_returns, axis=1))
+    return rows, pbo
 
 
 def universe_pair_result(
@@ -240,7 +248,7 @@ def universe_pair_result(
         pair, policy, rl, outcome.metrics, trained_in="stages.universe"
     )
     if outcome.members:
-        record["members"] = _member_scores(pair, outcome.members, rl)
+        record["members"], record["pbo"] = _member_scores(pair, outcome.members, rl)
     curves = {k: per_update(v) for k, v in outcome.metrics.items() if np.ndim(v) >= 1}
     return gate_and_report(
         pair, rl, {CANDIDATE: policy}, {CANDIDATE: record}, {CANDIDATE: curves}, gate=gate

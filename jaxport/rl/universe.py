@@ -50,6 +50,9 @@ from jaxport.errors import CheckpointError
 from jaxport.rl.codec import Policy, PolicySpec, make_policy
 
 KIND = "universe"
+ANCHORS = ("none", "volatility_timing")  # what the policy's output is a tilt from
+OBJECTIVES = ("mean-variance", "sharpe", "log-growth")  # trained, selected and gated on
+ANCHOR_COLUMNS = 2  # raw anchor feature columns at the end of the features (jaxport.features.risk)
 
 #: Hyperparameters that travel as traced arrays (the population axis); all per update/step.
 DYNAMIC_FIELDS = (
@@ -79,6 +82,13 @@ class UniverseConfig:
     leverage_cap: float = 2.0  # gross = leverage_cap * sigmoid(g) (multiples of equity)
     init_gross: float = 1.0  # gross exposure at init (< leverage_cap); with s = 0: 1/N each
     observe_equity: bool = False  # feed E/E0 - 1 to the context
+    # --- anchor (module docstring): the untrained policy IS the anchor rule
+    anchor: str = "none"  # "none" (1/N start) | "volatility_timing" (reads the 2 anchor columns)
+    anchor_eta: float = 1.0  # volatility timing exponent: w ~ sigma^(-2 eta); 0 = 1/N
+    anchor_vol_managed: bool = False  # anchor gross = min(max_gross, sigma_long / sigma_short)
+    max_gross: float = 1.0  # anchored gross exposure cap (multiples of equity, < leverage_cap)
+    # --- objective (static): "mean-variance" | "sharpe" | "log-growth" (module docstring)
+    objective: str = "mean-variance"
     # --- rollout (per basket)
     num_envs: int = 16  # envs per basket (episodes start on random days)
     bptt_length: int = 32  # env steps (days) per update (truncated BPTT chunk)
@@ -129,6 +139,19 @@ class UniverseConfig:
                 f"UniverseConfig.init_gross={self.init_gross} must be in (0, leverage_cap="
                 f"{self.leverage_cap})"
             )
+        if self.anchor not in ANCHORS:
+            raise DataError(f"UniverseConfig.anchor must be one of {ANCHORS}, got {self.anchor!r}")
+        if self.objective not in OBJECTIVES:
+            raise DataError(
+                f"UniverseConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}"
+            )
+        if self.anchor != "none" and not 0.0 < self.max_gross < self.leverage_cap:
+            raise DataError(
+                f"UniverseConfig.max_gross={self.max_gross} must be in (0, leverage_cap="
+                f"{self.leverage_cap})"
+            )
+        if self.anchor_eta < 0.0:
+            raise DataError(f"UniverseConfig.anchor_eta must be >= 0, got {self.anchor_eta}")
         for name, values in self.grid:
             if name not in DYNAMIC_FIELDS:
                 raise DataError(f"UniverseConfig.grid: {name!r} is not one of {DYNAMIC_FIELDS}")
@@ -250,10 +273,15 @@ class UniverseAllocator(nn.Module):
     observe_equity: bool = False
     critic: bool = False
     init_log_std: float = -1.0
+    anchor: str = "none"
+    anchor_eta: float = 1.0
+    anchor_vol_managed: bool = False
+    max_gross: float = 1.0
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray):
         x, w, scalars = split_obs(obs, self.window, self.num_features)
+        x_in = x
         for i, width in enumerate(self.hidden_sizes):
             x = jnp.tanh(nn.Dense(width, name=f"enc_{i}")(x))
         pooled = jnp.mean(x, axis=-2)
@@ -265,13 +293,33 @@ class UniverseAllocator(nn.Module):
         scores = nn.Dense(1, kernel_init=zeros, bias_init=zeros, name="head_out")(h)[..., 0]
         hg = jnp.tanh(nn.Dense(self.head_size, name="gross_0")(ctx))
         g_bias = nn.initializers.constant(_logit(self.init_gross / self.leverage_cap))
+        if self.anchor != "none":
+            g_bias = zeros  # the tilt of the anchor's gross starts at 0
         gross_logit = nn.Dense(1, kernel_init=zeros, bias_init=g_bias, name="gross_out")(hg)[..., 0]
+        if self.anchor != "none":
+            scores, gross_logit = self._anchored(x_in, scores, gross_logit)
         value = None
         if self.critic:
             hv = jnp.tanh(nn.Dense(self.head_size, name="value_0")(ctx))
             value = nn.Dense(1, name="value_out")(hv)[..., 0]
             self.param("log_std", nn.initializers.constant(self.init_log_std), (2,))
         return scores, gross_logit, value
+
+    def _anchored(self, x_in, tilt, gross_tilt):
+        """Scores and gross logit of ``anchor + tilt``: scores ``-2 eta log sigma_i + tilt_i``
+        (softmax: volatility timing at zero tilt) and gross ``min(max_gross, a * exp(g))`` with
+        ``a = min(max_gross, sigma_long / sigma_short)`` (vol-managed) or ``min(max_gross,
+        init_gross)``, returned as the logit of ``gross / leverage_cap``."""
+        col = (self.window - 1) * self.num_features + self.num_features - ANCHOR_COLUMNS
+        log_vol, log_ratio = x_in[..., col], x_in[..., 0, col + 1]
+        scores = tilt - 2.0 * self.anchor_eta * log_vol
+        if self.anchor_vol_managed:
+            base = jnp.minimum(self.max_gross, jnp.exp(log_ratio))
+        else:
+            base = jnp.full(gross_tilt.shape, min(self.max_gross, self.init_gross))
+        gross = jnp.minimum(self.max_gross, base * jnp.exp(jnp.clip(gross_tilt, -10.0, 10.0)))
+        frac = jnp.clip(gross / self.leverage_cap, 1e-6, 1.0 - 1e-6)
+        return scores, jnp.log(frac) - jnp.log1p(-frac)
 
 
 def target_weights(scores, gross_logit, leverage_cap):
@@ -296,6 +344,10 @@ def make_network(config: UniverseConfig, env: PortfolioEnv, critic: bool = False
         init_gross=float(config.init_gross),
         observe_equity=bool(config.observe_equity),
         critic=critic,
+        anchor=str(config.anchor),
+        anchor_eta=float(config.anchor_eta),
+        anchor_vol_managed=bool(config.anchor_vol_managed),
+        max_gross=float(config.max_gross),
     )
 
 
@@ -455,10 +507,21 @@ def _val_rollout(env, network, cap, net_params, rate, params: EnvParams, num_ste
     return traj
 
 
-def validation_stats(valid, log_growth, ret, turnover, ppy, risk_penalty, turnover_penalty):
-    """Per-basket validation numbers from per-step arrays ``[..., S]``: ``objective`` (mean log
-    growth - risk_penalty x var(ret) - turnover_penalty x mean turnover, per step), ``sharpe``
-    (annualised with ``ppy``, ddof 1), ``log_growth`` and ``turnover`` (per step)."""
+def validation_stats(
+    valid,
+    log_growth,
+    ret,
+    turnover,
+    ppy,
+    risk_penalty,
+    turnover_penalty,
+    objective: str = "mean-variance",
+):
+    """Per-basket validation numbers from per-step arrays ``[..., S]``: ``objective`` (by
+    ``objective``: ``mean-variance`` = mean log growth - risk_penalty x var(ret) - turnover_penalty
+    x mean turnover, per step; ``log-growth`` = mean log growth - turnover_penalty x mean turnover;
+    ``sharpe`` = the annualised Sharpe), ``sharpe`` (annualised with ``ppy``, ddof 1),
+    ``log_growth`` and ``turnover`` (per step)."""
     n = jnp.maximum(jnp.sum(valid, -1), 1.0)
     mean_lg = jnp.sum(log_growth, -1) / n
     mean_ret = jnp.sum(ret, -1) / n
@@ -467,8 +530,55 @@ def validation_stats(valid, log_growth, ret, turnover, ppy, risk_penalty, turnov
     std1 = jnp.sqrt(jnp.sum(dev2, -1) / jnp.maximum(n - 1.0, 1.0))
     mean_to = jnp.sum(turnover, -1) / n
     sharpe = jnp.where(std1 > 1e-12, mean_ret / jnp.maximum(std1, 1e-12), 0.0) * jnp.sqrt(ppy)
-    objective = mean_lg - risk_penalty * var - turnover_penalty * mean_to
-    return dict(objective=objective, sharpe=sharpe, log_growth=mean_lg, turnover=mean_to)
+    if objective == "sharpe":
+        score = sharpe
+    elif objective == "log-growth":
+        score = mean_lg - turnover_penalty * mean_to
+    else:
+        score = mean_lg - risk_penalty * var - turnover_penalty * mean_to
+    return dict(objective=score, sharpe=sharpe, log_growth=mean_lg, turnover=mean_to)
+
+
+def chunk_objective(
+    objective: str, valid, log_growth, ret, turnover, risk_penalty, turnover_penalty
+):
+    """The training objective of one BPTT chunk from per-step arrays ``[L, B, E]`` (a scalar to
+    ascend, averaged over baskets and envs; per step, not annualised):
+
+    - ``mean-variance``: per env, mean log growth - risk_penalty x var(ret) - turnover_penalty x
+      mean turnover;
+    - ``log-growth``: per env, mean log growth - turnover_penalty x mean turnover;
+    - ``sharpe``: per basket, the Sharpe ``mean(ret) / std(ret)`` of every valid step of its envs
+      pooled (a differentiable per-step Sharpe), minus turnover_penalty x mean turnover.
+    """
+    if objective == "sharpe":
+        n = jnp.sum(valid, (0, 2))  # [B]
+        n_safe = jnp.maximum(n, 1.0)
+        mean = jnp.sum(ret, (0, 2)) / n_safe
+        var = jnp.sum(valid * (ret - mean[None, :, None]) ** 2, (0, 2)) / n_safe
+        per = mean / jnp.sqrt(var + 1e-10) - turnover_penalty * jnp.sum(turnover, (0, 2)) / n_safe
+    else:
+        n = jnp.sum(valid, 0)  # [B, E]
+        n_safe = jnp.maximum(n, 1.0)
+        mean_lg = jnp.sum(log_growth, 0) / n_safe
+        mean_ret = jnp.sum(ret, 0) / n_safe
+        var = jnp.sum(valid * (ret - mean_ret) ** 2, 0) / n_safe
+        risk = risk_penalty * var if objective == "mean-variance" else 0.0
+        per = mean_lg - risk - turnover_penalty * jnp.sum(turnover, 0) / n_safe
+    has = n > 0
+    return jnp.sum(jnp.where(has, per, 0.0)) / jnp.maximum(jnp.sum(has), 1)
+
+
+def feature_noise_mask(config: UniverseConfig, env: PortfolioEnv) -> jnp.ndarray:
+    """``[obs_dim]`` 1 on the observation entries that training noise perturbs: the feature block,
+    without the raw anchor columns (the anchor rule reads them exactly)."""
+    pos = jnp.arange(env.obs_dim)
+    feature = pos % env.num_features
+    skip = ANCHOR_COLUMNS if config.anchor != "none" else 0
+    mask = (pos < env.window * env.num_assets * env.num_features) & (
+        feature < env.num_features - skip
+    )
+    return mask.astype(jnp.float32)
 
 
 def _make_optimizer(config, hp):
@@ -495,8 +605,7 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
     num_b, num_e = params.prices.shape[0], config.num_envs
     tx = _make_optimizer(config, hp)
     step = _nested_step(env)
-    kf = env.window * env.num_assets * env.num_features
-    noise_mask = (jnp.arange(env.obs_dim) < kf).astype(jnp.float32)
+    noise_mask = feature_noise_mask(config, env)
     ppy = val_params.periods_per_year
 
     k_init, k_reset, k_loop = jax.random.split(key, 3)
@@ -535,15 +644,9 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
         (obs, state, done), (valid, lg, ret, to, lev) = jax.lax.scan(
             body, (obs, state, done), keys
         )  # [L, B, E]
-        n = jnp.sum(valid, 0)
-        has = n > 0
-        n_safe = jnp.maximum(n, 1.0)
-        mean_lg = jnp.sum(lg, 0) / n_safe
-        mean_ret = jnp.sum(ret, 0) / n_safe
-        var = jnp.sum(valid * (ret - mean_ret) ** 2, 0) / n_safe
-        mean_to = jnp.sum(to, 0) / n_safe
-        per_env = mean_lg - hp["risk_penalty"] * var - hp["turnover_penalty"] * mean_to
-        obj = jnp.sum(jnp.where(has, per_env, 0.0)) / jnp.maximum(jnp.sum(has), 1)
+        obj = chunk_objective(
+            config.objective, valid, lg, ret, to, hp["risk_penalty"], hp["turnover_penalty"]
+        )
         total = jnp.maximum(jnp.sum(valid), 1.0)
         metrics = dict(
             objective=obj,
@@ -577,7 +680,7 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
         )
         valid, lg, ret, to = roll(val_params)  # [B, S]
         return validation_stats(
-            valid, lg, ret, to, ppy, sel["risk_penalty"], sel["turnover_penalty"]
+            valid, lg, ret, to, ppy, sel["risk_penalty"], sel["turnover_penalty"], config.objective
         )
 
     num_evals = config.num_updates // config.eval_every
@@ -797,8 +900,13 @@ __all__ = [
     "METRIC_KEYS",
     "UniverseAllocator",
     "UniverseConfig",
+    "ANCHORS",
+    "ANCHOR_COLUMNS",
+    "OBJECTIVES",
     "apply_policy",
     "basket",
+    "chunk_objective",
+    "feature_noise_mask",
     "init_params",
     "make_network",
     "make_universe_policy",

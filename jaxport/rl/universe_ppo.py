@@ -50,6 +50,7 @@ from jaxport.rl.universe import (
     _reset_baskets,
     _train_params,
     _val_rollout,
+    feature_noise_mask,
     make_network,
     make_universe_policy,
     population_inputs,
@@ -251,8 +252,7 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
     mb_size = batch_size // config.num_minibatches
     tx = _make_optimizer(config, hp)
     step = _nested_autoreset_step(env)
-    kf = env.window * env.num_assets * env.num_features
-    noise_mask = (jnp.arange(env.obs_dim) < kf).astype(jnp.float32)
+    noise_mask = feature_noise_mask(config, env)
     ppy = val_params.periods_per_year
     dist = partial(latent_distribution, network)
     loss = partial(ppo_loss, apply_fn=dist, vf_clip=0.0, normalize_advantages=True)
@@ -379,7 +379,7 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
         )
         valid, lg, ret, to = roll(val_params)  # [B, S]
         return validation_stats(
-            valid, lg, ret, to, ppy, sel["risk_penalty"], sel["turnover_penalty"]
+            valid, lg, ret, to, ppy, sel["risk_penalty"], sel["turnover_penalty"], config.objective
         )
 
     num_evals = config.num_updates // config.eval_every
