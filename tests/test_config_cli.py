@@ -38,6 +38,7 @@ CONFIG_SPECS = setting_specs(PipelineConfig)
 SCOPES = {
     "universe-gradient": ["--rl-scope", "universe", "--rl-algo", "gradient"],
     "universe-ppo": ["--rl-scope", "universe", "--rl-algo", "ppo"],
+    "universe-volatility-timing": ["--rl-scope", "universe", "--anchor", "volatility_timing"],
     "pair-gradient": ["--rl-scope", "pair", "--rl-algo", "gradient"],
     "pair-ppo": ["--rl-scope", "pair", "--rl-algo", "ppo"],
     "pair-transformer": [

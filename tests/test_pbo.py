@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from jaxport.data import DataError
 from jaxport.eval.stats import (
@@ -37,12 +35,16 @@ def test_pbo_one_when_in_sample_winner_always_loses_out_of_sample():
     assert out["pbo"] >= 2 / 6
 
 
-@settings(max_examples=5, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_pbo_of_pure_noise_is_near_one_half(seed):
-    r = np.random.default_rng(seed).standard_normal((600, 20)) * 0.01
-    out = probability_of_backtest_overfitting(r, num_blocks=8)
-    assert 0.15 <= out["pbo"] <= 0.85
+def test_pbo_of_pure_noise_averages_one_half():
+    # no skill: the in-sample winner is a random draw out of sample; single draws vary a lot (the
+    # splits share blocks), their mean over independent universes does not
+    pbo = [
+        probability_of_backtest_overfitting(
+            np.random.default_rng(seed).standard_normal((600, 20)) * 0.01, num_blocks=8
+        )["pbo"]
+        for seed in range(12)
+    ]
+    assert 0.3 <= float(np.mean(pbo)) <= 0.7, pbo
 
 
 def test_pbo_degenerate_inputs():
