@@ -18,8 +18,6 @@ module and loads it with ``strict=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,7 +25,7 @@ import numpy as np
 import torch
 
 import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
-from jaxport.checkpoint import atomic_write_json, plain_tree, to_jsonable
+from jaxport.checkpoint import atomic_write, atomic_write_json, plain_tree, to_jsonable
 from jaxport.errors import CheckpointError
 from jaxport.rl.codec import Policy, load_policy_checkpoint
 from torch_compat import models
@@ -414,16 +412,13 @@ def export_run(
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """``np.savez`` to a temporary sibling, renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """``np.savez`` written atomically (:func:`jaxport.checkpoint.atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 __all__ = [
