@@ -22,6 +22,14 @@ def test_bench_runs_and_writes_json(tmp_path, cli_runner):
     assert all(r["steps_per_s"] > 0 for r in rows)
     portfolio = next(r for r in rows if "vs_cartpole" in r)
     assert portfolio["num_assets"] == 2 and portfolio["num_envs"] == 8
+    # every measured row is printed exactly once, whole (the ratio and its impl on one line)
+    from jaxport.bench import table_row
+
+    lines = result.output.splitlines()
+    for r in rows:
+        assert lines.count(table_row(r)) == 1, result.output
+    assert sum("CartPole-v1" in line for line in lines) == 1, result.output
+    assert any(line.rstrip().endswith("x") and "jax" in line for line in lines), result.output
 
 
 def test_bench_bad_list_is_one_line(cli_runner):

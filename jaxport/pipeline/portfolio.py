@@ -209,6 +209,7 @@ class PairResult:
     pair: PairData
     shipped: str = ""  # "ppo" | "gradient" | "baseline:<name>"
     gate: dict | None = None  # the validation numbers that decided what was shipped
+    learned: dict = dataclasses.field(default_factory=dict)  # algo -> trained Policy (all of them)
 
     def checkpoint_metadata(self, feature_source: dict) -> dict:
         """Metadata of the policy checkpoint besides the codec's ``policy`` block."""
@@ -584,8 +585,14 @@ def gate_and_report(
         "curve_dates": pair.curve_dates(report["start_index"], report["num_steps"]),
         "equity_curve": report["equity_curve"],
         "baseline_curves": report["baseline_curves"],
+        # every learned candidate's test equity curve (shipped or not), for eval/report/export
+        "learned_curves": {
+            a: evaluate_policy(pair.env, pair.test, p)["equity_curve"] for a, p in trained.items()
+        },
         "leverage": report["leverage"],
         "weights": report["weights"],
         "training_curves": training_curves,
     }
-    return PairResult(algo, policy, metrics, candidates, curves, pair, shipped, decision)
+    return PairResult(
+        algo, policy, metrics, candidates, curves, pair, shipped, decision, learned=trained
+    )

@@ -211,6 +211,8 @@ def train_universe_stage(
             "updates": list(result["eval_updates"]),
             "objective": np.asarray(curve["objective"][best]).mean(axis=-1).tolist(),
             "sharpe": np.asarray(curve["sharpe"][best]).mean(axis=-1).tolist(),
+            # every member's curve [M][evals] (the report draws the population)
+            "members_objective": np.asarray(curve["objective"]).mean(axis=-1).tolist(),
         },
         training=run["training"],
         trainers={
