@@ -19,6 +19,7 @@ import platform
 import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -86,7 +87,8 @@ def device_memory_stats() -> dict[str, Any] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """Where the numbers come from: CPU count, load, backend, versions, XLA flags."""
+    """Where the numbers come from: CPU count, load, backend, versions, XLA flags, and when
+    (``measured_at``, UTC) on which commit (``git_commit``)."""
     try:
         load = os.getloadavg()
     except OSError:
@@ -100,7 +102,26 @@ def machine_info() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": _source_commit(),
     }
+
+
+def _source_commit() -> str | None:
+    """The git commit of the jaxport source tree measured (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 # ------------------------------------------------------------------------------------ data

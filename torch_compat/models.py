@@ -501,7 +501,7 @@ def _to_numpy(x):
         return x.detach().cpu()
     import numpy as np  # torch's own dependency for array interop
 
-    return np.asarray(x)
+    return np.array(x)  # a writable host copy (JAX arrays are read-only views)
 
 
 # ---------------------------------------------------------------------------------- forecaster

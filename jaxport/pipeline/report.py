@@ -131,7 +131,7 @@ def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any
 _BASELINE_COLOURS = ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:cyan"]
 _STYLE = {
     "shipped": dict(lw=2.4, color="black", zorder=5),
-    "learned": dict(lw=2.0, color="tab:red", zorder=4),
+    "learned": dict(lw=1.6, color="tab:red", zorder=6),  # on top: it often tracks 1/N
     "best baseline": dict(lw=1.8, ls="--", zorder=3),
     "baseline": dict(lw=1.0, alpha=0.8),
 }
