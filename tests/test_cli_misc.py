@@ -65,3 +65,28 @@ def test_forecast_eval_baselines_only(tmp_path, cli_runner):
     assert "model" not in report and report["split"]["symbols"] == ["AAPL", "MSFT"]
     assert report["baselines"]["rolling_gaussian"]["pooled"]["n"] > 0
     assert "rolling_gaussian" in result.output
+
+
+def test_help_tables_fold_paths_instead_of_cutting_them():
+    """A narrow terminal folds a long path in an option's help onto the next line; nothing is
+    cut with an ellipsis (issue #23: "tototraining/trainingdata/tr…")."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "72", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxport", "train", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # the help column: what follows the type column ("<str>") on a row, or a whole continuation
+    rows = [re.split(r"│", line)[-2] for line in proc.stdout.splitlines() if "│" in line]
+    cells = [row.split(">")[-1].strip() for row in rows]
+    assert not [c for c in cells if "…" in c], cells
+    joined = "".join(cells)
+    assert "tototraining/trainingdata/train" in joined
