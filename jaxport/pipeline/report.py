@@ -425,11 +425,13 @@ def walk_forward_figure(series: dict[str, dict[str, Any]]):
         for j, f in enumerate(series[name]["folds"]):
             x = f["dates"] if f["dates"] is not None else np.arange(len(f["policy"]))
             color = f"C{j % 10}"
-            ax.plot(x, f["policy"], color=color, lw=2, label=f"fold {f['fold']} {f['shipped']}")
+            label = f"fold {f['fold']}: {policy_label(f['shipped'])}"
+            ax.plot(x, f["policy"], color=color, lw=2, label=label)
             if f["equal_weight"] is not None:
                 ax.plot(x, f["equal_weight"], color=color, lw=1, ls="--", label="1/N")
         ax.set_title(f"{name}: test equity per fold (dashed: 1/N)", fontsize=10)
-        ax.set_ylabel("equity / initial")
+        ax.set_ylabel("equity / initial equity (x)")
+        ax.set_xlabel("date (each fold's test block)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     ax_gap = fig.add_subplot(grid[:, 1])
@@ -443,6 +445,8 @@ def walk_forward_figure(series: dict[str, dict[str, Any]]):
         ax_gap.set_yticks(y, [n for n, _ in gaps])
     ax_gap.axvline(0.0, color="grey", lw=1)
     ax_gap.set_xlabel("Sharpe gap vs 1/N (annualised, 95 % CI)")
+    ax_gap.set_ylabel("basket")
+    ax_gap.set_title("shipped minus 1/N, test Sharpe", fontsize=10)
     ax_gap.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
