@@ -90,3 +90,33 @@ def test_help_tables_fold_paths_instead_of_cutting_them():
     assert not [c for c in cells if "…" in c], cells
     joined = "".join(cells)
     assert "tototraining/trainingdata/train" in joined
+
+
+def test_stage_bars_count_and_end_where_the_work_ended():
+    """A bar whose work stops early (early stopping at step 216 of 500) ends at 216/216; absolute
+    steps and a total that arrives late (universe updates) are honoured; plain advances count."""
+    import io
+
+    from rich.console import Console
+
+    from jaxport.cli.progress import StageBars, format_duration
+
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    bars = StageBars(console)
+    with bars.progress:
+        bars.stage_start("base", 500)
+        bars.advance("base", 0, {"step": 100, "train_loss": 2.0})
+        bars.advance("base", 0, {"step": 216})
+        bars.stage_end("base")
+        bars.stage_start("universe", 0)
+        bars.advance("universe", 0, {"step": 6, "total": 60})
+        bars.stage_start("portfolio", 3)
+        bars.advance("portfolio", 1, {"pair": "A_B"})
+        bars.advance("portfolio", 1, {"pair": "B_C"})
+    base, universe, portfolio = bars.progress.tasks
+    assert (base.completed, base.total) == (216, 216)
+    assert (universe.completed, universe.total) == (6, 60)
+    assert (portfolio.completed, portfolio.total) == (2, 3)
+    text = console.file.getvalue()
+    assert "216/216" in text and "stage 1: generic forecaster" in text
+    assert format_duration(65) == "1 min 05 s" and format_duration(3725) == "1 h 02 min 05 s"
