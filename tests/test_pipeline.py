@@ -576,3 +576,39 @@ def test_run_dir_reads_a_finished_run(synth_run, tmp_path):
     assert curves["curve_dates"][0] == str(pair.calendar[int(pair.test.eval_start)])
     with pytest.raises(CheckpointError, match="no pipeline summary"):
         RunDir(tmp_path)
+
+
+def test_report_eval_show_learned_and_every_standard_policy(synth_run, tmp_path, cli_runner_module):
+    """`report` and `eval` show the learned candidate next to the shipped policy and every standard
+    allocator the gate compared; every output is readable by others under umask 022 (#23)."""
+    import os
+    import stat
+
+    from jaxport.cli import app
+
+    models = synth_run / "models"
+    old = os.umask(0o022)
+    try:
+        result = cli_runner_module.invoke(app, ["report", str(models), "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        result = cli_runner_module.invoke(app, ["eval", str(models)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.umask(old)
+    summary = json.loads((models / "pipeline_summary.json").read_text())
+    text = (tmp_path / "report.md").read_text()
+    for label in ("1/N", "inverse volatility", "minimum variance", "risk parity", "cash"):
+        assert f"| {label} |" in text or f"| {label} (best baseline) |" in text, label
+    assert "| buy & hold SYN000 |" in text or "buy & hold SYN000 (best" in text
+    evaluation = json.loads((models / "evaluation.json").read_text())
+    for name, entry in summary["stages"]["portfolio"].items():
+        if entry["shipped"].startswith("baseline:"):
+            assert "learned (universe, not shipped)" in text
+            learned = evaluation["pairs"][name]["learned"]["universe"]
+            assert learned["matches_summary"], learned
+            assert entry["candidates"]["universe"]["checkpoint"].endswith("_learned_universe")
+        else:
+            assert "learned (universe) (shipped)" in text or "| learned (universe) |" in text
+    assert "max drawdown (below peak)" in text and "-0." not in text.split("Test split")[1][:200]
+    for path in [tmp_path / "report.md", models / "evaluation.json", *tmp_path.glob("*.png")]:
+        assert path.stat().st_mode & stat.S_IROTH, path
