@@ -85,6 +85,27 @@ def _machine(m: dict, torch: dict | None = None) -> str:
     )
 
 
+def provenance(result: dict | None) -> str:
+    """When and on which commit a result was measured: ``machine.measured_at`` and
+    ``machine.git_commit`` (written by ``jaxport.bench.machine_info``), else the ``recorded`` block
+    backfilled from git history (the commit that wrote the file), else says it is unknown."""
+    if not result:
+        return "date and commit not recorded"
+    m = result.get("machine") or {}
+    if m.get("measured_at"):
+        commit = (m.get("git_commit") or "unknown")[:7]
+        return f"measured {m['measured_at'][:10]} at commit {commit}"
+    rec = result.get("recorded") or {}
+    if rec.get("commit"):
+        return f"recorded {rec['date']} in commit {rec['commit'][:7]}"
+    return "date and commit not recorded"
+
+
+def _load_avg(m: dict) -> str:
+    load = m.get("load_avg_1_5_15") or m.get("load_average")
+    return f", load average {load[0]:.1f}" if load else ""
+
+
 def _row(env: dict, num_envs: int, num_assets: int) -> dict | None:
     for r in env.get("rows", []):
         if r["num_envs"] == num_envs and r["num_assets"] == num_assets:
@@ -377,6 +398,13 @@ def block_readme_table(results: Path) -> str:
             f"Measured on: {_machine(machine, (env or {}).get('torch'))}; the env "
             f"column uses {_headline_label(env) if env else 'XLA defaults'}.",
         ]
+    when = [
+        f"{label} {provenance(r)}{_load_avg((r or {}).get('machine') or {})}"
+        for label, r in (("env:", env), ("PPO:", ppo), ("forecaster:", fc))
+        if r
+    ]
+    if when:
+        lines.append("When: " + "; ".join(when) + ".")
     return "\n".join(lines)
 
 
@@ -506,6 +534,12 @@ def block_rule_selection(results: Path) -> str:
                 f"{sum(wins)}/{len(wins)} years (mean over pairs) | "
                 f"{'' if chosen else picks.count(name)} |"
             )
+    lines += [
+        "",
+        "When (each run on the 2-core CPU development machine): "
+        + "; ".join(f"{run['label']} {provenance(run)}" for run in runs)
+        + ".",
+    ]
     return "\n".join(lines)
 
 

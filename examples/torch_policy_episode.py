@@ -9,9 +9,10 @@ observations, actions and info are ``torch.Tensor``. Observations: the exported 
 features the policy was trained with (the pair's test episode); without it the env uses the
 statistical features of ``jaxport.features`` (``--features stat``) or none (``--features none``).
 
-A run that shipped a standard allocator (``baseline:<name>``) exports an ``AllocatorPolicy``: no
-weights, it computes its target from the trailing close prices, so the loop passes it the price
-window of the env's data up to the current day and the episode step (rebalance schedule).
+Every exported policy -- learned (``portfolio_<A>_<B>_learned_<algo>`` when the gate did not ship
+it) or a standard allocator (``baseline:<name>``) -- is replayed by the same loop:
+``policy.act(obs, info)`` (see ``torch_compat.models.ReplayPolicy``). ``policy.reset(prices=...)``
+binds the env's close prices, which a standard allocator reads; learned networks ignore it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def make_env(policy_path: Path, arch: dict, data_dir: Path, features: str) -> To
     )
 
 
+def run_episode(policy, env, max_steps: int | None = None) -> tuple[float, int, float]:
+    """One episode of ``policy`` in ``env``: ``(final equity / initial, steps, sum of rewards)``.
+    The same loop for every exported policy (``act(obs, info)``)."""
+    obs, info = env.reset(seed=0)
+    policy.reset(prices=env.params.prices)  # close prices [T, N]: what a standard allocator reads
+    steps, total_reward = 0, 0.0
+    with torch.no_grad():
+        while True:
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, info))
+            steps += 1
+            total_reward += float(reward)
+            if terminated or truncated or steps == max_steps:
+                break
+    return float(info["equity"]), steps, total_reward
+
+
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policy", type=Path, help="exported policy .pt (with its .json beside it)")
@@ -72,33 +89,20 @@ def main(argv: list[str] | None = None) -> float:
 
     policy = load_exported(args.policy)  # torch.nn.Module, eval mode, strict state_dict load
     env = make_env(args.policy, policy.arch, args.data, args.features)  # .arch: the exported JSON
-    allocator = policy.kind == "allocator_policy"  # a shipped baseline: acts on the price history
-    want = policy.config["num_assets"] if allocator else policy.config["obs_dim"]
+    allocator = policy.kind == "allocator_policy"  # a standard allocator: acts on the prices
+    want = policy.config["num_assets"] if allocator else policy.config.get("obs_dim")
     have = env.action_space.shape[0] if allocator else env.observation_space.shape[0]
-    if have != want:
+    if want is not None and have != want:
         raise SystemExit(
             f"{'number of assets' if allocator else 'observation size'} {have} != "
             f"policy's {want}: use the exported .env.npz (jaxport export) or the "
             "features/symbols the policy was trained with"
         )
-    prices = torch.from_numpy(np.array(env.params.prices))  # close prices [T, N] of the env's data
-
-    obs, info = env.reset(seed=0)
-    steps, total_reward = 0, 0.0
-    with torch.no_grad():
-        while True:
-            if allocator:  # target weights from the closes up to today, on its rebalance schedule
-                action = policy.act(obs, policy.price_window(prices, int(info["t"])), steps)
-            else:
-                action = policy.act(obs)  # target exposure per asset, fraction of equity
-            obs, reward, terminated, truncated, info = env.step(action)
-            steps += 1
-            total_reward += reward
-            if terminated or truncated or steps == args.max_steps:
-                break
-    equity = float(info["equity"])
+    equity, steps, total_reward = run_episode(policy, env, max_steps=args.max_steps)
+    label = policy.arch.get("label", "")
     print(
-        f"symbols {', '.join(env.symbols)}: {steps} steps from day {int(info['t']) - steps}, "
+        f"{args.policy.name}{f' ({label})' if label else ''} on {', '.join(env.symbols)}: "
+        f"{steps} steps, "
         f"final equity {equity:.4f} x initial ({100 * (equity - 1):+.2f} %), "
         f"sum of rewards {total_reward:+.4f}"
     )

@@ -19,6 +19,7 @@ import platform
 import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -86,7 +87,8 @@ def device_memory_stats() -> dict[str, Any] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """Where the numbers come from: CPU count, load, backend, versions, XLA flags."""
+    """Where the numbers come from: CPU count, load, backend, versions, XLA flags, and when
+    (``measured_at``, UTC) on which commit (``git_commit``)."""
     try:
         load = os.getloadavg()
     except OSError:
@@ -100,7 +102,26 @@ def machine_info() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": _source_commit(),
     }
+
+
+def _source_commit() -> str | None:
+    """The git commit of the jaxport source tree measured (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 # ------------------------------------------------------------------------------------ data
@@ -243,7 +264,7 @@ def run_default_bench(
             cart[b] = gymnax_throughput(b, repeats=repeats)
             rows.append(cart[b])
             if log:
-                log(_row_line(cart[b]))
+                log(table_row(cart[b]))
     for n in num_assets:
         for b in num_envs:
             r = portfolio_throughput(b, n, repeats=repeats)
@@ -251,7 +272,7 @@ def run_default_bench(
                 r["vs_cartpole"] = r["steps_per_s"] / cart[b]["steps_per_s"]
             rows.append(r)
             if log:
-                log(_row_line(r))
+                log(table_row(r))
     return {
         "machine": machine_info(),
         "rows": rows,
@@ -260,32 +281,35 @@ def run_default_bench(
     }
 
 
-def _row_line(r: dict) -> str:
-    assets = r.get("num_assets", "-")
-    extra = f"  {r['vs_cartpole']:.2f}x CartPole" if "vs_cartpole" in r else ""
-    rate = r["steps_per_s"] / 1e6
-    return (
-        f"{r['impl']:<22} envs={r['num_envs']:<6} assets={assets!s:<4} {rate:8.2f} M steps/s{extra}"
-    )
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """Plain-text table of :func:`run_default_bench` rows."""
+def table_header() -> list[str]:
+    """The header lines of :func:`format_table` (``jaxport bench`` prints them first)."""
     head = (
         f"{'impl':<22} {'envs':>7} {'assets':>6} {'M steps/s':>10} {'cpu ns/step':>11}"
         f" {'vs CartPole':>11}"
     )
-    lines = [head, "-" * len(head)]
-    for r in result["rows"]:
-        ratio = f"{r['vs_cartpole']:.2f}x" if "vs_cartpole" in r else ""
-        lines.append(
-            f"{r['impl']:<22} {r['num_envs']:>7} {r.get('num_assets', '-')!s:>6}"
-            f" {r['steps_per_s'] / 1e6:>10.2f}"
-            f" {1e3 * r['cpu_us_per_env_step']:>11.1f} {ratio:>11}"
-        )
+    return [head, "-" * len(head)]
+
+
+def table_row(r: dict) -> str:
+    """One row of :func:`format_table` (``jaxport bench`` prints it as soon as it is measured)."""
+    ratio = f"{r['vs_cartpole']:.2f}x" if "vs_cartpole" in r else ""
+    return (
+        f"{r['impl']:<22} {r['num_envs']:>7} {r.get('num_assets', '-')!s:>6}"
+        f" {r['steps_per_s'] / 1e6:>10.2f}"
+        f" {1e3 * r['cpu_us_per_env_step']:>11.1f} {ratio:>11}"
+    )
+
+
+def table_footer(result: dict[str, Any]) -> str:
+    """The machine line under the table."""
     m = result["machine"]
-    lines.append(
+    return (
         f"backend={m['jax_backend']} cpus={m['cpu_count']} load={m['load_avg_1_5_15']} "
         f"peak RSS {result['peak_rss_mb']:.0f} MiB"
     )
-    return "\n".join(lines)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text table of :func:`run_default_bench` rows (each row once)."""
+    lines = table_header() + [table_row(r) for r in result["rows"]]
+    return "\n".join(lines + [table_footer(result)])

@@ -14,7 +14,9 @@ round-trips (a parameter-free policy has an empty tree).
 
 The directory is built under a temporary sibling name and renamed into place only when complete; an
 existing checkpoint (``overwrite=True``) is moved aside first and deleted last, so a crash never
-leaves a half-written checkpoint at ``path``.
+leaves a half-written checkpoint at ``path``. Files and folders get the modes a plain ``open`` /
+``mkdir`` would give under the process umask (:func:`atomic_write`), not ``tempfile``'s owner-only
+ones.
 """
 
 from __future__ import annotations
@@ -80,21 +82,62 @@ def plain_tree(tree: Any, leaf: Callable[[Any], Any] = np.asarray) -> Any:
     return leaf(tree)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def current_umask() -> int:
+    """The process umask (read from ``/proc/self/status`` where it exists, which leaves it
+    untouched; else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: ``0o666`` minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: ``0o777`` minus the umask."""
+    return 0o777 & ~current_umask()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` fills a temporary file in ``path``'s folder, which is then renamed onto
+    ``path`` (``os.replace``): readers see the old file or the complete new one, never a part.
+
+    The file gets the mode a normal ``open`` would give (``0o666`` minus the umask), not the
+    owner-only ``0o600`` of ``tempfile.mkstemp``. On any error the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.fchmod(fd, file_mode())
+        os.close(fd)
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`, fsynced)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -168,6 +211,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, dir_mode())  # mkdtemp's 0o700 -> what mkdir would give
         host = plain_tree(tree)
         if not isinstance(host, dict):
             raise TypeError(f"checkpoint tree must be a mapping, got {type(tree).__name__}")

@@ -16,7 +16,22 @@ import pytest
 import typer
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_HINT = "error: jaxport export needs the Torch extra: pip install 'jaxport[torch]'"
+TORCH_HINT = (
+    'error: jaxport export needs the Torch extra: pip install "torch==2.13.0" -e ".[torch]" (the '
+    "CPU wheel the README installs; elsewhere take torch's CPU build from PyTorch's index)"
+)
+
+
+def test_torch_hint_uses_the_readme_pin():
+    """The export hint installs the same pinned torch as the README's second command (never the
+    unpinned multi-GB CUDA download)."""
+    import re
+
+    from jaxport.cli.common import TORCH_INSTALL_HINT
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    pin = re.search(r'pip install "(torch==[0-9.]+)" -e "\.\[torch', readme).group(1)
+    assert f'"{pin}"' in TORCH_INSTALL_HINT and TORCH_INSTALL_HINT in TORCH_HINT
 
 
 def _lines(text: str) -> list[str]:

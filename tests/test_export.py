@@ -348,8 +348,9 @@ def _real_episode(symbols, eval_start: int, steps: int):
 
 @pytest.mark.parametrize("symbols", [("AAPL", "MSFT"), ("AAPL", "MSFT", "NVDA")])
 def test_allocator_policy_parity_over_real_episode(symbols):
-    """Every default allocator shipped as ``baseline:<name>``: the Torch twin, fed only the price
-    window and the step counter (plus the obs), chooses the JAX allocator's action at every step of
+    """Every default allocator shipped as ``baseline:<name>``: the Torch twin, through the one
+    policy contract ``act(obs, info)`` (the price table bound by ``reset(prices=...)``, the day
+    from ``info["t"]``, steps counted by the policy), chooses the JAX allocator's action at every step of
     a real-data episode (1e-5), and the episode ends at the JAX evaluation's equity."""
     from jaxport.eval import default_allocators, run_allocators
     from jaxport.pipeline.basket_stage import baseline_policy
@@ -366,10 +367,10 @@ def test_allocator_policy_parity_over_real_episode(symbols):
         model = _to_torch(sd, arch)
         assert isinstance(model, AllocatorPolicy) and arch["kind"] == "allocator_policy"
         obs, state = env.reset_env(jax.random.PRNGKey(0), params)
+        model.reset(prices=prices)
         got = []
-        for k in range(ref["num_steps"]):
-            t = int(state.t)
-            action = model.act(torch.tensor(np.asarray(obs)), model.price_window(prices, t), k)
+        for _ in range(ref["num_steps"]):
+            action = model.act(torch.tensor(np.asarray(obs)), {"t": torch.tensor(int(state.t))})
             got.append(action.numpy())
             # the env is driven by the TORCH action
             obs, state, _, _, _ = step(jax.random.PRNGKey(0), state, jnp.asarray(got[-1]), params)
@@ -399,7 +400,7 @@ def test_allocator_policy_early_days_and_schedule():
             got = model.target(model.price_window(torch.from_numpy(closes), t)).numpy()
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{kind} t={t}")
         obs = torch.arange(ENV.obs_dim + 1, dtype=torch.float32)  # 3 assets: w = obs[-6:-3]
-        held = model.act(obs, model.price_window(torch.from_numpy(closes), 40), 3)
+        held = model.act_at(obs, model.price_window(torch.from_numpy(closes), 40), 3)
         np.testing.assert_array_equal(held.numpy(), obs[-6:-3].numpy())
         assert model.is_rebalance_step(10) and not model.is_rebalance_step(11)
 

@@ -380,7 +380,8 @@ def test_window_observation_never_shows_warm_up_rows():
 
 def test_training_curves_plot_finite_points_and_equity_uses_dates():
     """PPO's episode_return is NaN on updates where no episode ended: the panel still draws a line
-    through the finite points; equity plots put dates on the x axis (issue 16.7)."""
+    through the finite points; every axis is labelled; equity plots put dates on the x axis
+    (issue 16.7) and draw every policy the gate compared, the learned one included (issue 23)."""
     from jaxport.pipeline.report import equity_figure, training_figure, training_panels
 
     nan = float("nan")
@@ -393,33 +394,98 @@ def test_training_curves_plot_finite_points_and_equity_uses_dates():
         }
     }
     panels = training_panels({}, evaluations)
-    assert [title for title, _ in panels] == [
+    assert [p["title"] for p in panels] == [
         "A_B ppo: episode_return per update",
         "A_B gradient: objective per update",
     ]
-    assert panels[0][1]["episode_return"] == ([1, 4, 6], [0.1, 0.3, 0.2])
+    assert panels[0]["lines"]["episode_return"] == ([1, 4, 6], [0.1, 0.3, 0.2])
     fig = training_figure(panels)
     for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
         for line in ax.get_lines():
             y = np.asarray(line.get_ydata(), dtype=float)
             assert len(y) >= 2 and np.isfinite(y).all()
     dates = [str(np.datetime64("2024-01-01") + i) for i in range(4)]
     curves = {
-        "algo": "ppo",
-        "equity_curve": [1.0, 1.1, 1.05, 1.2],
+        "algo": "baseline",
+        "shipped": "baseline:equal_weight",
+        "symbols": ["A", "B"],
+        "equity_curve": [1.0] * 4,
         "curve_dates": dates,
+        "learned_curves": {"universe": [1.0, 1.1, 1.05, 1.2]},
         "baseline_curves": {
-            "buy_and_hold": {"A": [1.0, 1.0, 1.1, 1.1]},
+            "buy_and_hold": {"A": [1.0, 1.0, 1.1, 1.1], "B": [1.0, 0.9, 1.0, 1.0]},
             "equal_weight": [1.0] * 4,
+            "minimum_variance": [1.0, 1.01, 1.02, 1.0],
             "cash": [1.0] * 4,
         },
     }
-    fig = equity_figure(curves, "A_B")
-    lines = [line for ax in fig.axes for line in ax.get_lines()]
-    assert len(lines) == 4
-    for line in lines:
-        x = np.asarray(line.get_xdata())
-        assert np.issubdtype(x.dtype, np.datetime64) and str(x[0]) == "2024-01-01"
+    entry = {"gate": {"best_baseline": "buy_and_hold:1"}}
+    fig = equity_figure(curves, "A_B", entry)
+    equity_ax, dd_ax = fig.axes
+    labels = [t.get_text() for t in equity_ax.get_legend().get_texts()]
+    assert labels == [
+        "1/N (shipped)",
+        "learned (universe, not shipped)",
+        "buy & hold A",
+        "buy & hold B (best baseline on validation)",
+        "minimum variance",
+        "cash",
+    ]
+    assert len(dd_ax.get_lines()) == len(labels)  # one drawdown per policy, the same ones
+    for ax in fig.axes:
+        assert ax.get_ylabel()
+        for line in ax.get_lines():
+            x = np.asarray(line.get_xdata())
+            assert np.issubdtype(x.dtype, np.datetime64) and str(x[0]) == "2024-01-01"
+    # drawdowns are positive percentages below the peak, on an axis pointing down
+    dd = np.asarray(dd_ax.get_lines()[1].get_ydata())
+    assert dd.min() == 0.0 and dd.max() == pytest.approx(100 * (1 - 1.05 / 1.1))
+    assert dd_ax.yaxis_inverted() and "%" in dd_ax.get_ylabel()
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_universe_training_panels_are_drawn_once_with_the_selected_checkpoint():
+    """Two baskets of one universe policy: its training curve is drawn once (not per basket); the
+    population panel has one line per member and a star at the selected member's best update;
+    the forecaster's panel is per epoch."""
+    from jaxport.pipeline.report import training_figure, training_panels
+
+    summary = {
+        "stages": {
+            "base": {
+                "training": {
+                    "history": {
+                        "epoch": [1, 2, 3],
+                        "train_loss": [2, 1.9, 1.8],
+                        "val_loss": [2.1, 2.0, 2.05],
+                    }
+                }
+            },
+            "universe": {
+                "best_member": 1,
+                "members": [{"seed": 0, "best_update": 10}, {"seed": 1, "best_update": 5}],
+                "validation_curve": {
+                    "updates": [0, 5, 10],
+                    "objective": [0.1, 0.3, 0.2],
+                    "members_objective": [[0.1, 0.15, 0.2], [0.1, 0.3, 0.2]],
+                },
+            },
+        }
+    }
+    curve = {"universe": {"objective": [0.1, 0.2, 0.3, 0.25]}}
+    evaluations = {"A_B": {"training_curves": curve}, "B_C": {"training_curves": curve}}
+    panels = training_panels(summary, evaluations)
+    titles = [p["title"] for p in panels]
+    assert len(titles) == len(set(titles)) == 3, titles
+    assert panels[0]["xlabel"] == "epoch" and "NLL" in panels[0]["ylabel"]
+    population = panels[2]
+    assert len(population["lines"]) == 2 and population["mark"][:2] == (5, 0.3)
+    fig = training_figure(panels)
+    for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel()
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -510,3 +576,39 @@ def test_run_dir_reads_a_finished_run(synth_run, tmp_path):
     assert curves["curve_dates"][0] == str(pair.calendar[int(pair.test.eval_start)])
     with pytest.raises(CheckpointError, match="no pipeline summary"):
         RunDir(tmp_path)
+
+
+def test_report_eval_show_learned_and_every_standard_policy(synth_run, tmp_path, cli_runner_module):
+    """`report` and `eval` show the learned candidate next to the shipped policy and every standard
+    allocator the gate compared; every output is readable by others under umask 022 (#23)."""
+    import os
+    import stat
+
+    from jaxport.cli import app
+
+    models = synth_run / "models"
+    old = os.umask(0o022)
+    try:
+        result = cli_runner_module.invoke(app, ["report", str(models), "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        result = cli_runner_module.invoke(app, ["eval", str(models)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.umask(old)
+    summary = json.loads((models / "pipeline_summary.json").read_text())
+    text = (tmp_path / "report.md").read_text()
+    for label in ("1/N", "inverse volatility", "minimum variance", "risk parity", "cash"):
+        assert f"| {label} |" in text or f"| {label} (best baseline) |" in text, label
+    assert "| buy & hold SYN000 |" in text or "buy & hold SYN000 (best" in text
+    evaluation = json.loads((models / "evaluation.json").read_text())
+    for name, entry in summary["stages"]["portfolio"].items():
+        if entry["shipped"].startswith("baseline:"):
+            assert "learned (universe, not shipped)" in text
+            learned = evaluation["pairs"][name]["learned"]["universe"]
+            assert learned["matches_summary"], learned
+            assert entry["candidates"]["universe"]["checkpoint"].endswith("_learned_universe")
+        else:
+            assert "learned (universe) (shipped)" in text or "| learned (universe) |" in text
+    assert "max drawdown (below peak)" in text and "-0." not in text.split("Test split")[1][:200]
+    for path in [tmp_path / "report.md", models / "evaluation.json", *tmp_path.glob("*.png")]:
+        assert path.stat().st_mode & stat.S_IROTH, path

@@ -86,11 +86,32 @@ def baskets(seeds):
     )
 
 
+#: (updates done, total) reported by the progress hook while the ``trained`` fixture trains
+PROGRESS_CALLS: list[tuple[int, int]] = []
+
+
 @pytest.fixture(scope="module")
 def trained():
+    from jaxport.rl.universe import progress_hook
+
     tr, va, tests = baskets((0, 1, 2))
-    out = train_universe(CFG, ENV2, tr, va, jax.random.PRNGKey(0))
+    with progress_hook(lambda done, total: PROGRESS_CALLS.append((done, total))):
+        out = train_universe(CFG, ENV2, tr, va, jax.random.PRNGKey(0))
     return tr, va, tests, out
+
+
+def test_progress_hook_reports_every_evaluation_period(trained):
+    """The host hook sees each evaluation period end (updates done, total) as training runs; the
+    last report is the whole run; outside the block nothing is reported."""
+    assert PROGRESS_CALLS, "no progress reported"
+    assert {total for _, total in PROGRESS_CALLS} == {CFG.num_updates}
+    assert sorted({done for done, _ in PROGRESS_CALLS}) == list(
+        range(CFG.eval_every, CFG.num_updates + 1, CFG.eval_every)
+    )
+    before = len(PROGRESS_CALLS)
+    tr, va, _ = baskets((6, 7, 8))
+    train_universe(CFG, ENV2, tr, va, jax.random.PRNGKey(2))
+    assert len(PROGRESS_CALLS) == before
 
 
 def act_fn(net):

@@ -18,15 +18,13 @@ module and loads it with ``strict=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from jaxport.checkpoint import atomic_write_json, plain_tree, to_jsonable
+from jaxport.checkpoint import atomic_write, atomic_write_json, plain_tree, to_jsonable
 from jaxport.errors import CheckpointError
 from jaxport.rl.codec import Policy, load_policy_checkpoint
 from torch_compat import models
@@ -340,7 +338,9 @@ def export_run(
 
     Writes ``base_forecaster``, ``specialist_<SYM>`` (kept specialists) and ``portfolio_<A>_<B>``
     (``.safetensors`` and/or ``.pt`` + ``.json`` each, see ``format`` and
-    :func:`torch_compat.serialization.save_exported`) and ``manifest.json`` (what was exported or
+    :func:`torch_compat.serialization.save_exported`), ``portfolio_<A>_<B>_learned_<algo>`` for
+    every learned candidate the gate did not ship (labelled ``"learned (not shipped)"`` in its
+    JSON and the manifest, next to the gate's reason) and ``manifest.json`` (what was exported or
     skipped, and why) into ``out_dir``. With ``env_data``, each policy also gets
     ``portfolio_<A>_<B>.env.npz``: the arrays of its test episode (``prices``, ``open_prices``,
     standardised ``features``, ``dates``, ``eval_start``, ``start_min``) for
@@ -379,28 +379,68 @@ def export_run(
         written += files
         manifest["models"][name] = {"kind": arch["kind"], "files": [f.name for f in files]}
     for pair_name, path in policies:
-        name = f"portfolio_{pair_name}"
-        policy, meta = load_policy_checkpoint(path)
+        written += _export_pair(run, pair_name, path, out_dir, manifest, env_data, format)
+    written.append(atomic_write_json(out_dir / MANIFEST_FILE, manifest))
+    return written
+
+
+def _pair_labels(run, pair_name: str) -> tuple[str, str | None]:
+    """``(label of the shipped policy, the gate's reason)`` from the summary ("shipped" alone
+    when the summary has no such pair)."""
+    if not run.summary:
+        return "shipped", None
+    try:
+        entry = run.pair_entry(pair_name)
+    except CheckpointError:
+        return "shipped", None
+    shipped = entry.shipped or entry.algo or "?"
+    reason = (entry.metrics or {}).get("selection")
+    kind = "standard allocator" if shipped.startswith("baseline:") else "learned"
+    return f"shipped ({kind})", reason
+
+
+def _export_pair(run, pair_name, path, out_dir, manifest, env_data, format) -> list[Path]:  # noqa: A002
+    """Export one pair's shipped policy as ``portfolio_<PAIR>`` and every learned candidate the
+    gate refused as ``portfolio_<PAIR>_learned_<algo>`` (label ``"learned (not shipped)"``),
+    each with the pair's test-episode ``.env.npz``; record them (or why not) in ``manifest``."""
+    shipped_label, reason = _pair_labels(run, pair_name)
+    policy, meta = load_policy_checkpoint(path)
+    jobs = [(f"portfolio_{pair_name}", policy, meta, path, shipped_label)]
+    if run.summary:
+        for algo, learned_path in run.learned_checkpoints(pair_name):
+            learned = load_policy_checkpoint(learned_path)[0].with_env(policy.env)
+            learned_meta = dict(meta, algo=algo)  # the pair's env, symbols and features
+            name = f"portfolio_{pair_name}_learned_{algo}"
+            jobs.append((name, learned, learned_meta, learned_path, "learned (not shipped)"))
+    written: list[Path] = []
+    arrays: dict | None = None
+    for name, pol, pol_meta, source, label in jobs:
         try:
-            sd, arch = export_policy(policy, metadata=meta)
+            sd, arch = export_policy(pol, metadata=pol_meta)
         except CheckpointError as err:
-            manifest["skipped"][name] = str(err)
+            manifest["skipped"][name] = f"{label}: {err}"
             continue
-        arch.setdefault("source", {})["checkpoint"] = str(path)
+        arch.setdefault("source", {})["checkpoint"] = str(source)
+        arch["label"] = label
         files = save_exported(out_dir / name, sd, arch, format)
         entry = {
             "kind": arch["kind"],
-            "policy_kind": policy.kind,
-            "algo": meta.get("algo"),
+            "policy_kind": pol.kind,
+            "algo": pol_meta.get("algo"),
+            "pair": pair_name,
+            "label": label,
             "files": [f.name for f in files],
         }
+        if reason:
+            entry["gate_reason"] = reason
         if env_data and not run.has_config:
             entry["env_data"] = (
                 "not written: the run summary has no pipeline config to rebuild the features from"
             )
         elif env_data:
             try:
-                npz = _save_npz(out_dir / f"{name}.env.npz", pair_env_arrays(run, pair_name))
+                arrays = arrays if arrays is not None else pair_env_arrays(run, pair_name)
+                npz = _save_npz(out_dir / f"{name}.env.npz", arrays)
                 files.append(npz)
                 entry["files"].append(npz.name)
             except Exception as err:  # noqa: BLE001 - best effort, reported in the manifest
@@ -408,21 +448,17 @@ def export_run(
                 entry["env_data"] = f"not written: {type(err).__name__}: {first}"
         written += files
         manifest["models"][name] = entry
-    written.append(atomic_write_json(out_dir / MANIFEST_FILE, manifest))
     return written
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """``np.savez`` to a temporary sibling, renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """``np.savez`` written atomically (:func:`jaxport.checkpoint.atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 __all__ = [

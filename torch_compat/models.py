@@ -5,7 +5,7 @@ files): copy it next to an exported model and it loads without JAX::
 
     model = load_exported("out/portfolio_AAPL_MSFT.safetensors")  # no pickle; arch in its metadata
     model = load_exported("out/portfolio_AAPL_MSFT.pt")  # reads the sibling .json, strict load
-    action = model.act(obs)  # obs: raw env observation tensor
+    action = model.act(obs, info)  # obs, info: what the env returned (ReplayPolicy)
 
 Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense`` kernels are
 ``[in, out]``, so ``Linear.weight`` is the transpose):
@@ -14,7 +14,7 @@ Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense``
   normalisation the trained policy was used with and the ``leverage_cap * tanh`` squash.
 * :class:`MLPAllocator` -- ``jaxport.rl.gradient.MLPAllocator`` (differentiable-RL MLP policy).
 * :class:`AllocatorPolicy` -- a shipped baseline (``jaxport.eval.allocators.Allocator``): no
-  weights, a rule on the trailing prices; ``act(obs, prices_window, step)``.
+  weights, a rule on the trailing prices it carries; ``act(obs, info)`` like every policy.
 * :class:`PatchTransformerForecaster` -- ``jaxport.forecast.model.ForecasterNet`` (Toto-style patch
   transformer with a Student-T head) plus the per-window input normalisation.
 """
@@ -56,7 +56,31 @@ def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str) -> nn.Seque
 
 
 # ---------------------------------------------------------------------------------- policies
-class ActorCritic(nn.Module):
+class ReplayPolicy:
+    """The one contract of every exported policy, learned or baseline: the same loop replays any
+    of them::
+
+        obs, info = env.reset(seed=0)
+        policy.reset(prices=env.params.prices)  # optional: see below
+        while True:
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, info))
+            if terminated or truncated:
+                break
+
+    ``act(obs, info)``: the env action (target exposure per asset, fraction of equity) for the raw
+    observation ``obs [obs_dim]`` and the ``info`` dict the env returned with it (``reset`` or
+    ``step``). Learned networks read only ``obs``; standard allocators (:class:`AllocatorPolicy`)
+    read the day ``info["t"]`` and the close prices they carry. ``reset(prices=None)`` starts a new
+    episode; ``prices`` (close prices ``[T, N]`` of the env's data) binds the price table an
+    allocator reads (:func:`load_exported` binds the exported test episode's prices from the
+    ``.env.npz`` beside the file). Learned networks ignore both.
+    """
+
+    def reset(self, prices=None) -> None:
+        """Start a new episode (learned networks are stateless: nothing to do)."""
+
+
+class ActorCritic(ReplayPolicy, nn.Module):
     """PPO actor-critic (twin of ``jaxport.rl.networks.ActorCritic``) with its observation normaliser.
 
     ``forward(x)`` on the NETWORK input (normalised observation) -> ``(mean, log_std, value)``
@@ -111,10 +135,12 @@ class ActorCritic(nn.Module):
     def act(
         self,
         obs: torch.Tensor,
+        info: dict | None = None,
         deterministic: bool = True,
         generator: torch.Generator | None = None,
     ):
-        """Target exposures ``leverage_cap * tanh(u)`` for raw observations ``[..., obs_dim]``."""
+        """Target exposures ``leverage_cap * tanh(u)`` for raw observations ``[..., obs_dim]``
+        (``info`` is not read; :class:`ReplayPolicy`)."""
         mean, log_std, _ = self(self.normalize(obs))
         u = mean
         if not deterministic:
@@ -128,7 +154,7 @@ class ActorCritic(nn.Module):
         return self(self.normalize(obs))[2]
 
 
-class MLPAllocator(nn.Module):
+class MLPAllocator(ReplayPolicy, nn.Module):
     """Deterministic MLP policy (twin of ``jaxport.rl.gradient.MLPAllocator``).
 
     ``forward(obs)`` = ``act(obs)`` -> ``leverage_cap * tanh(MLP(x))`` with tanh hidden layers, where
@@ -160,11 +186,14 @@ class MLPAllocator(nn.Module):
         x = obs if self.config["observe_equity"] else obs[..., :-1]
         return self.config["leverage_cap"] * torch.tanh(self.net(x))
 
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+    def act(
+        self, obs: torch.Tensor, info: dict | None = None, deterministic: bool = True
+    ) -> torch.Tensor:
+        """The env action for raw observations ``[..., obs_dim]`` (``info`` is not read)."""
         return self(obs)
 
 
-class UniverseAllocator(nn.Module):
+class UniverseAllocator(ReplayPolicy, nn.Module):
     """Twin of ``jaxport.rl.universe.UniverseAllocator`` (deterministic policy, any basket size).
 
     ``forward(obs [..., obs_dim])`` -> executed exposures ``[..., N]``: per-asset inputs
@@ -230,7 +259,10 @@ class UniverseAllocator(nn.Module):
         )
         return w + rate * (target - w)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+    def act(
+        self, obs: torch.Tensor, info: dict | None = None, deterministic: bool = True
+    ) -> torch.Tensor:
+        """The env action for raw observations ``[..., obs_dim]`` (``info`` is not read)."""
         return self(obs)
 
 
@@ -262,10 +294,14 @@ def _project_simplex(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v - theta, min=0.0)
 
 
-class AllocatorPolicy(nn.Module):
+class AllocatorPolicy(ReplayPolicy, nn.Module):
     """Twin of a shipped ``baseline:<name>`` policy (``jaxport.eval.allocators.Allocator``).
 
-    No parameters: the weights are a rule on the trailing prices. ``act(obs, prices, step)``:
+    No parameters: the weights are a rule on the trailing prices. ``act(obs, info)`` (the
+    :class:`ReplayPolicy` contract) reads the day ``t = info["t"]`` and the close prices bound by
+    ``reset(prices=...)`` or :func:`load_exported`; it counts episode steps itself (a new episode
+    starts at ``reset()`` or when ``t`` does not follow the previous call's day). The explicit form
+    is ``act_at(obs, prices, step)``:
 
     - ``prices``: the close prices ``[R, N]`` of days ``t - R + 1 .. t`` (``t`` the current day),
       ``R = min(t, lookback) + 1`` (fewer rows at the start of the data; more are cut to the last
@@ -312,6 +348,8 @@ class AllocatorPolicy(nn.Module):
             iterations=int(iterations),
             sweeps=int(sweeps),
         )
+        self.prices: torch.Tensor | None = None  # close prices [T, N] (reset(prices=...))
+        self._episode: tuple[int, int] | None = None
 
     def price_window(self, prices, t: int) -> torch.Tensor:
         """The rows of ``prices [T, N]`` that :meth:`target` reads for day ``t``."""
@@ -417,7 +455,7 @@ class AllocatorPolicy(nn.Module):
         ok = bool(torch.all(torch.isfinite(w))) and bool(torch.all(w >= 0))
         return w if ok else inv_vol
 
-    def act(self, obs: torch.Tensor, prices, step: int, deterministic: bool = True) -> torch.Tensor:
+    def act_at(self, obs: torch.Tensor, prices, step: int) -> torch.Tensor:
         """The env action for raw observation ``obs [obs_dim]`` (``obs = [..., w [N], cash, gross,
         E/E0 - 1]``) at episode step ``step`` with the trailing ``prices [R, N]`` up to today."""
         obs = torch.as_tensor(obs)
@@ -426,8 +464,44 @@ class AllocatorPolicy(nn.Module):
             return self.target(prices).to(obs.dtype)
         return obs[..., -(n + 3) : -3].clone()
 
-    def forward(self, obs: torch.Tensor, prices, step: int) -> torch.Tensor:
-        return self.act(obs, prices, step)
+    def reset(self, prices=None) -> None:
+        """Start a new episode; ``prices``: close prices ``[T, N]`` of the env's data (day ``t`` of
+        ``info["t"]`` is row ``t``)."""
+        if prices is not None:
+            table = torch.as_tensor(_to_numpy(prices), dtype=torch.float64)
+            if table.ndim != 2 or table.shape[-1] != self.config["num_assets"]:
+                raise ValueError(
+                    f"prices must be [T, {self.config['num_assets']}], got {tuple(table.shape)}"
+                )
+            self.prices = table
+        self._episode = None  # (first day, last day seen)
+
+    def act(self, obs: torch.Tensor, info: dict, deterministic: bool = True) -> torch.Tensor:
+        """The env action for ``obs`` and the env's ``info`` (:class:`ReplayPolicy`)."""
+        if getattr(self, "prices", None) is None:
+            raise RuntimeError(
+                "AllocatorPolicy.act: no price table; call policy.reset(prices=env.params.prices) "
+                "or load it with load_exported next to its .env.npz"
+            )
+        if info is None or "t" not in info:
+            raise ValueError("AllocatorPolicy.act(obs, info): info must carry the day index 't'")
+        t = int(info["t"])
+        episode = getattr(self, "_episode", None)
+        first = t if episode is None or t != episode[1] + 1 else episode[0]
+        self._episode = (first, t)
+        return self.act_at(obs, self.price_window(self.prices, t), t - first)
+
+    def forward(self, obs: torch.Tensor, info: dict) -> torch.Tensor:
+        return self.act(obs, info)
+
+
+def _to_numpy(x):
+    """Any array (torch, NumPy, JAX) as something ``torch.as_tensor`` takes, on the host."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    import numpy as np  # torch's own dependency for array interop
+
+    return np.array(x)  # a writable host copy (JAX arrays are read-only views)
 
 
 # ---------------------------------------------------------------------------------- forecaster
@@ -652,6 +726,12 @@ def load_exported(path: str | Path, map_location: str | torch.device = "cpu") ->
     model = build_model(arch).to(map_location)
     model.load_state_dict(state, strict=True)
     model.arch = arch
+    npz = path.with_name(path.name[: -len(path.suffix)] + ".env.npz")
+    if isinstance(model, AllocatorPolicy) and npz.is_file():
+        import numpy as np
+
+        with np.load(npz) as z:
+            model.reset(prices=z["prices"])  # the exported test episode's close prices
     return model.eval()
 
 
@@ -663,6 +743,7 @@ __all__ = [
     "AllocatorPolicy",
     "MLPAllocator",
     "PatchTransformerForecaster",
+    "ReplayPolicy",
     "UniverseAllocator",
     "build_model",
     "load_exported",

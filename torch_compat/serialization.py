@@ -18,14 +18,12 @@ never leaves a half-written model.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 
-from jaxport.checkpoint import atomic_write_text, to_json, to_jsonable
+from jaxport.checkpoint import atomic_write, atomic_write_text, to_json, to_jsonable
 from jaxport.errors import ConfigError
 from torch_compat.models import ARCH_METADATA_KEY  # "jaxport_arch"
 
@@ -34,17 +32,9 @@ EXPORT_FORMATS = ("both", "safetensors", "pt")
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """``write(tmp)`` then ``os.replace(tmp, path)`` (the temporary file is removed on error)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``write(tmp)`` then rename onto ``path`` (:func:`jaxport.checkpoint.atomic_write`: the
+    umask's mode, the temporary file removed on error)."""
+    return atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def _host_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

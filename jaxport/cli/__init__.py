@@ -33,6 +33,29 @@ from jaxport.cli.common import (
 from jaxport.errors import JaxportError
 
 
+def _fold_long_words_in_help() -> None:
+    """In a narrow terminal typer's option tables cut a word longer than the help column with
+    "…" ("tototraining/trainingdata/tr…"); fold it onto the next line instead, so paths in help
+    texts stay whole. (Patches typer's help-text builder, when it has the expected shape.)"""
+    import typer.rich_utils as rich_utils
+
+    make = getattr(rich_utils, "_make_rich_text", None)
+    if make is None or getattr(make, "folds_long_words", False):
+        return
+
+    def make_folding(*args, **kwargs):
+        text = make(*args, **kwargs)
+        if hasattr(text, "overflow"):
+            text.overflow = "fold"
+        return text
+
+    make_folding.folds_long_words = True
+    rich_utils._make_rich_text = make_folding
+
+
+_fold_long_words_in_help()
+
+
 class JaxportGroup(typer.core.TyperGroup):
     """Root group: usage errors and :class:`JaxportError` become one ``error:`` line and exit 2."""
 

@@ -45,17 +45,22 @@ def register(app: typer.Typer) -> None:
         jit + vmap + scan on this machine's default device; the best of --repeats timed runs.
         """
         envs, assets = _ints(num_envs, "--num-envs"), _ints(num_assets, "--num-assets")
-        from jaxport.bench import format_table, run_default_bench
+        from jaxport.bench import run_default_bench, table_footer, table_header
         from jaxport.checkpoint import atomic_write_json
 
-        result = run_default_bench(
+        def say(line: str) -> None:  # whole lines, never wrapped
+            console.print(line, highlight=False, soft_wrap=True)
+
+        for line in table_header():
+            say(line)
+        result = run_default_bench(  # each row printed once, as soon as it is measured
             num_envs=envs,
             num_assets=assets,
             repeats=repeats,
             cartpole=not no_cartpole,
-            log=lambda line: console.print(line, highlight=False),
+            log=say,
         )
-        console.print(format_table(result), highlight=False)
+        say(table_footer(result))
         if json_out is not None:
             atomic_write_json(json_out, result)
             console.print(f"written: {json_out}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from typing import NoReturn, Optional
 
 import typer
@@ -16,8 +17,28 @@ from rich.text import Text
 
 from jaxport.pipeline.config_schema import setting, setting_specs
 
-console = Console(soft_wrap=False)
-err_console = Console(stderr=True, soft_wrap=True)
+#: Line width when output goes to a file or pipe: wide enough that no progress line, table row or
+#: path is cut ("stage 1: generic fore…"); rich would use 80 columns there.
+REDIRECTED_WIDTH = 240
+
+
+def make_console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A rich Console: the terminal's width in a terminal; when redirected (not a TTY, no
+    ``COLUMNS``), :data:`REDIRECTED_WIDTH` columns so that lines are written whole."""
+    probe = Console(stderr=stderr)
+    width = None
+    if not probe.is_terminal and "COLUMNS" not in os.environ:
+        width = REDIRECTED_WIDTH
+    return Console(stderr=stderr, soft_wrap=soft_wrap, width=width)
+
+
+console = make_console(soft_wrap=False)
+err_console = make_console(stderr=True, soft_wrap=True)
+
+#: The one pinned CPU torch install command (as in the README's second command).
+TORCH_INSTALL_HINT = 'pip install "torch==2.13.0" -e ".[torch]"'
+#: How to get TensorBoard to read a run's event files.
+TENSORBOARD_INSTALL_HINT = 'pip install -e ".[tensorboard]"'
 
 
 class ExitCode(enum.IntEnum):
@@ -112,12 +133,16 @@ def parse_symbols(value: Optional[str]) -> Optional[list[str]]:
 
 
 __all__ = [
+    "REDIRECTED_WIDTH",
+    "TENSORBOARD_INSTALL_HINT",
+    "TORCH_INSTALL_HINT",
     "ExitCode",
     "FLAG_NAMES",
     "RunOptions",
     "console",
     "err_console",
     "fail",
+    "make_console",
     "parse_symbols",
     "print_error",
     "with_flag_names",

@@ -10,11 +10,14 @@ from typing import Annotated
 
 import typer
 
-from jaxport.cli.common import console, fail
+from jaxport.cli.common import TORCH_INSTALL_HINT, console, fail
 
 #: Modules of the ``jaxport[torch]`` extra; an ImportError naming one means the extra is missing.
 TORCH_EXTRA_MODULES = ("torch", "torch_compat", "gymnasium", "array_api_compat")
-TORCH_EXTRA_HINT = "jaxport export needs the Torch extra: pip install 'jaxport[torch]'"
+TORCH_EXTRA_HINT = (
+    f"jaxport export needs the Torch extra: {TORCH_INSTALL_HINT} "
+    "(the CPU wheel the README installs; elsewhere take torch's CPU build from PyTorch's index)"
+)
 FORMATS = ("safetensors", "pt", "both")  # torch_compat.serialization.EXPORT_FORMATS, checked early
 
 
@@ -50,5 +53,21 @@ def register(app: typer.Typer) -> None:
             fail(TORCH_EXTRA_HINT)
         paths = export_run(run_dir, to, env_data=env_data, format=format)
         for path in paths:
-            console.print(str(path))
+            console.print(str(path), highlight=False, soft_wrap=True)
+        _print_policies(Path(to))
         console.print(f"exported {len(paths)} file(s) to {to}")
+
+
+def _print_policies(out: Path) -> None:
+    """One line per exported policy: its name and label (shipped / learned (not shipped))."""
+    import json
+
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    for name, entry in manifest.get("models", {}).items():
+        if "label" in entry:
+            console.print(f"{name}: {entry['label']}", highlight=False, soft_wrap=True)
+    for name, why in manifest.get("skipped", {}).items():
+        console.print(f"{name}: not exported ({why})", highlight=False, soft_wrap=True)

@@ -18,37 +18,45 @@ def register(app: typer.Typer) -> None:
         """Re-run every pair's test evaluation from its checkpoints; compare with the summary."""
         from rich.table import Table
 
+        from jaxport.pipeline.labels import drawdown_pct, ratio, signed_pct
         from jaxport.pipeline.reevaluate import all_match, evaluate_run
 
         result = evaluate_run(run_dir)
         table = Table(title=f"re-evaluation of {run_dir} (test split)")
-        for col in ("pair", "shipped", "return", "sharpe", "max dd", "matches"):
+        for col in ("pair", "policy", "return", "Sharpe", "max drawdown", "matches summary"):
             table.add_column(col, overflow="fold")
         mismatches = 0 if all_match(result) else 1
         rows = [(name, e) for name, e in result["pairs"].items()]
         for fold in result.get("folds", []):
             rows += [(f"{name} f{fold['fold']}", e) for name, e in fold["pairs"].items()]
+
+        def add(name: str, label: str, e: dict) -> None:
+            t = e["test"]
+            ok = e["matches_summary"]
+            diff = e["max_abs_diff_vs_summary"]
+            match = "[green]yes[/green]" if ok else f"[red]no (max diff {diff:.2e})[/red]"
+            table.add_row(
+                name,
+                label,
+                signed_pct(t["total_return"]),
+                ratio(t["sharpe"]),
+                drawdown_pct(t["max_drawdown"]),
+                match,
+            )
+
         for name, entry in rows:
             if entry.get("status") != "completed":
                 table.add_row(name, "-", f"[red]{entry.get('status')}[/red]", "-", "-", "-")
                 continue
-            t = entry["test"]
-            ok = entry["matches_summary"]
-            match = (
-                "[green]yes[/green]"
-                if ok
-                else (f"[red]no (max diff {entry['max_abs_diff_vs_summary']:.2e})[/red]")
-            )
-            table.add_row(
-                name,
-                str(entry.get("shipped") or entry["algo"]).replace("baseline:", "base:"),
-                f"{t['total_return']:+.2%}",
-                f"{t['sharpe']:.3f}",
-                f"{t['max_drawdown']:.2%}",
-                match,
-            )
+            add(name, f"{entry.get('label') or entry.get('shipped')} (shipped)", entry)
+            for learned in (entry.get("learned") or {}).values():
+                add(name, learned["label"], learned)
+        table.caption = (
+            "return: total over the test split; max drawdown: % below the running peak; "
+            "Sharpe: annualised"
+        )
         console.print(table)
-        console.print(f"written: {Path(run_dir) / 'evaluation.json'}")
+        console.print(f"written: {Path(run_dir) / 'evaluation.json'}", soft_wrap=True)
         if mismatches:
             raise typer.Exit(int(ExitCode.FAILURE))
 
@@ -70,4 +78,4 @@ def register(app: typer.Typer) -> None:
             fail(f"{run_dir}: no such run directory")
         path = write_report(run_dir, out)
         pngs = sorted(p.name for p in path.parent.glob("*.png"))
-        console.print(f"report: {path} ({len(pngs)} plots: {', '.join(pngs)})")
+        console.print(f"report: {path} ({len(pngs)} plots: {', '.join(pngs)})", soft_wrap=True)

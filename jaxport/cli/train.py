@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from jaxport.cli.common import ExitCode, RunOptions, console, err_console, fail
+from jaxport.cli.common import (
+    TENSORBOARD_INSTALL_HINT,
+    ExitCode,
+    RunOptions,
+    console,
+    err_console,
+    fail,
+)
 from jaxport.pipeline.config_schema import (
     SettingSpec,
     format_default,
@@ -30,12 +37,6 @@ if TYPE_CHECKING:  # heavy: imported inside the functions that need them
 
     from jaxport.pipeline.config import PipelineConfig
 
-STAGE_TITLES = {
-    "base": "stage 1: generic forecaster",
-    "specialists": "stage 2: specialists",
-    "portfolio": "stage 3: portfolio RL",
-}
-
 
 # ---------------------------------------------------------------------------- final tables
 def _fmt(value, pct: bool = False) -> str:
@@ -46,26 +47,24 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{v:+.2%}" if pct else f"{v:.3f}"
 
 
-def _short(name: str) -> str:
-    """``baseline:minimum_variance`` -> ``min_var`` etc. (table cells; the summary has the name)."""
-    name = str(name).replace("baseline:", "")
-    return {
-        "equal_weight": "1/N",
-        "inverse_volatility": "inv_vol",
-        "minimum_variance": "min_var",
-        "risk_parity": "risk_par",
-        "buy_and_hold": "b&h",
-        "gradient": "grad",
-    }.get(name, name.replace("buy_and_hold:", "b&h:"))
-
-
 def results_table(summary: dict) -> Table:
-    """Test-split metrics of the shipped policy of every pair next to 1/N and the best baseline
-    (fractions as percent). Fits 80 columns; the summary holds the rest (trades, cash, ...)."""
+    """Test-split metrics of the shipped policy of every pair, the learned candidate (when the gate
+    did not ship it) and the best baseline by test Sharpe (labels and formats of
+    :mod:`jaxport.pipeline.labels`). Fits 80 columns; ``jaxport report`` has every policy."""
     from rich.table import Table
 
-    table = Table(title="test split: shipped policy vs baselines")
-    for col in ("pair", "shipped", "return", "sharpe", "max dd", "1/N ret", "best base"):
+    from jaxport.pipeline.labels import drawdown_pct, policy_label, ratio, signed_pct
+
+    table = Table(title="test split: shipped policy, learned candidate, best baseline")
+    for col in (
+        "pair",
+        "shipped",
+        "return",
+        "Sharpe",
+        "max drawdown",
+        "learned Sharpe",
+        "best base",
+    ):
         table.add_column(col, overflow="fold")
     reasons = []
     for name, entry in summary.get("stages", {}).get("portfolio", {}).items():
@@ -75,22 +74,31 @@ def results_table(summary: dict) -> Table:
             continue
         m = entry["metrics"]
         test, base = m["test"], m["baselines"]
+        symbols = entry.get("symbols") or name.split("_")
         flat = {k: v for k, v in base.items() if k != "buy_and_hold"}
-        flat.update({f"b&h:{s}": v for s, v in base.get("buy_and_hold", {}).items()})
+        flat.update({f"buy_and_hold.{s}": v for s, v in base.get("buy_and_hold", {}).items()})
         best = max(flat, key=lambda k: flat[k].get("sharpe", float("-inf"))) if flat else None
+        shipped = entry.get("shipped") or entry["algo"]
+        learned = [
+            f"{ratio(c.get('test', {}).get('sharpe'))} ({a})"
+            for a, c in (entry.get("candidates") or {}).items()
+        ]
         table.add_row(
             name,
-            _short(entry.get("shipped") or entry["algo"]),
-            _fmt(test.get("total_return"), True),
-            _fmt(test.get("sharpe")),
-            _fmt(test.get("max_drawdown"), True),
-            _fmt(base.get("equal_weight", {}).get("total_return"), True),
-            f"{_short(best)} {_fmt(flat[best].get('sharpe'))}" if best else "-",
+            policy_label(shipped, symbols),
+            signed_pct(test.get("total_return")),
+            ratio(test.get("sharpe")),
+            drawdown_pct(test.get("max_drawdown")),
+            ", ".join(learned) or "-",
+            f"{policy_label(best, symbols)} {ratio(flat[best].get('sharpe'))}" if best else "-",
         )
         if m.get("selection"):
             reasons.append(f"{name}: {m['selection']}")
-    if reasons:
-        table.caption = "why shipped: " + "; ".join(reasons)
+    notes = [
+        "return: total over the test split; max drawdown: % below the running peak; "
+        "Sharpe: annualised; learned Sharpe: the trained policy's, shipped or not"
+    ]
+    table.caption = "\n".join(notes + (["why shipped: " + "; ".join(reasons)] if reasons else []))
     return table
 
 
@@ -98,6 +106,8 @@ def walk_forward_table(summary: dict) -> Table | None:
     """Per pair over the walk-forward folds: test Sharpe gap to 1/N with its 95 % CI, folds
     beating 1/N, PSR, DSR and what each fold shipped (None for a plain run)."""
     from rich.table import Table
+
+    from jaxport.pipeline.labels import policy_label
 
     wf = summary.get("walk_forward")
     if not wf:
@@ -116,7 +126,7 @@ def walk_forward_table(summary: dict) -> Table | None:
             f"{st['folds_beating_equal_weight']}/{st['num_folds']}",
             _fmt(st.get("probabilistic_sharpe")),
             _fmt(st.get("deflated_sharpe")),
-            ",".join(_short(s) for s in st.get("shipped", [])),
+            ",".join(policy_label(s) for s in st.get("shipped", [])),
         )
     return table
 
@@ -168,55 +178,15 @@ def run_with_progress(
     gate: bool = True,
 ) -> ExitCode:
     """Run the pipeline with progress bars, then print the tables; return the exit code."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    from jaxport.cli.progress import StageBars, format_duration
     from jaxport.pipeline.run import Pipeline, Reporter, RunInterrupted
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
-    tasks: dict[str, int] = {}
-
-    def stage_start(name: str, total: int) -> None:
-        tasks[name] = progress.add_task(STAGE_TITLES.get(name, name), total=total or None, info="")
-
-    def advance(name: str, n: int, metrics: dict) -> None:
-        if name not in tasks:
-            return
-        info = ", ".join(
-            f"{k.split('/')[-1]}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in list(metrics.items())[:3]
-        )
-        if name == "base" and "lr" in str(list(metrics)):
-            # forecaster log_fn reports every log_every steps: move the bar to that step
-            progress.update(tasks[name], advance=config.base.log_every, info=info)
-            return
-        progress.update(tasks[name], advance=n, info=info)
-
-    def stage_end(name: str) -> None:
-        if name in tasks:
-            task = progress.tasks[tasks[name]]
-            progress.update(tasks[name], completed=task.total or task.completed)
-
+    bars = StageBars(console)
+    progress = bars.progress
     reporter = Reporter(
-        stage_start=stage_start,
-        advance=advance,
-        stage_end=stage_end,
+        stage_start=bars.stage_start,
+        advance=bars.advance,
+        stage_end=bars.stage_end,
         say=lambda m: progress.console.print(f"[yellow]{m}[/yellow]"),
     )
     pipeline = Pipeline(
@@ -245,10 +215,16 @@ def run_with_progress(
     if wf is not None:
         console.print(wf)
     out = Path(config.output_dir)
-    console.print(f"checkpoints: {out}/  (base/, specialists/, portfolio/)")
-    console.print(f"summary:     {pipeline.summary_path}")
-    console.print(f"tensorboard: tensorboard --logdir {config.tensorboard_dir}")
-    console.print(f"report:      jaxport report {out}")
+    console.print(f"checkpoints: {out}/  (base/, specialists/, portfolio/)", soft_wrap=True)
+    console.print(f"summary:     {pipeline.summary_path}", soft_wrap=True)
+    console.print(
+        f"tensorboard: tensorboard --logdir {config.tensorboard_dir}"
+        f"   (viewer not installed by jaxport: {TENSORBOARD_INSTALL_HINT})",
+        soft_wrap=True,
+        markup=False,
+    )
+    console.print(f"report:      jaxport report {out}", soft_wrap=True)
+    console.print(f"total time:  {format_duration(bars.elapsed())}")
     portfolio = summary["stages"].get("portfolio", {})
     failed = [n for n, e in portfolio.items() if e.get("status") == "failed"]
     if failed:

@@ -48,7 +48,7 @@ def fold_curves(folds: list[dict], read_curves: Callable[[str], dict]) -> dict[s
                 {
                     "equity": curves["equity_curve"],
                     "equal_weight": curves["baseline_curves"]["equal_weight"],
-                    "candidates": curves.get("candidate_curves") or {},
+                    "candidates": curves.get("learned_curves") or {},
                     "sr_trials": trials,
                     "pbo": pbo,
                     "shipped": entry.get("shipped") or entry.get("algo"),

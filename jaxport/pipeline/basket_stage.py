@@ -231,6 +231,7 @@ class PairResult:
     pair: PairData
     shipped: str = ""  # "ppo" | "gradient" | "baseline:<name>"
     gate: dict | None = None  # the validation numbers that decided what was shipped
+    learned: dict = dataclasses.field(default_factory=dict)  # algo -> trained Policy (all of them)
 
     def checkpoint_metadata(self, feature_source: dict) -> dict:
         """Metadata of the policy checkpoint besides the codec's ``policy`` block."""
@@ -505,7 +506,6 @@ def evaluate_candidate(
     metrics = metrics or {}
     val_run = evaluate_policy(pair.env, pair.val, policy)
     gate_run = val_run if pair.gate is pair.val else evaluate_policy(pair.env, pair.gate, policy)
-    test_run = evaluate_policy(pair.env, pair.test, policy)
     return {
         "validation": val_run["metrics"],
         "objective": run_objective(val_run["equity_curve"], rl),
@@ -513,8 +513,7 @@ def evaluate_candidate(
             "metrics": gate_run["metrics"],
             "objective": run_objective(gate_run["equity_curve"], rl),
         },
-        "test": test_run["metrics"],
-        "test_equity_curve": [float(x) for x in test_run["equity_curve"]],
+        "test": evaluate_policy(pair.env, pair.test, policy)["metrics"],
         "updates": int(np.asarray(next(iter(metrics.values()))).shape[0]) if metrics else 0,
         **extra,
         "final_train_metrics": _last(metrics),
@@ -611,10 +610,15 @@ def gate_and_report(
         "curve_dates": pair.curve_dates(report["start_index"], report["num_steps"]),
         "equity_curve": report["equity_curve"],
         "baseline_curves": report["baseline_curves"],
+        # every learned candidate's test equity curve (shipped or not), for eval/report/export
+        # and the walk-forward pooled statistics
+        "learned_curves": {
+            a: evaluate_policy(pair.env, pair.test, p)["equity_curve"] for a, p in trained.items()
+        },
         "leverage": report["leverage"],
         "weights": report["weights"],
         "training_curves": training_curves,
-        # every learned candidate's test curve, shipped or not (walk-forward pooled statistics)
-        "candidate_curves": {a: c.pop("test_equity_curve", None) for a, c in candidates.items()},
     }
-    return PairResult(algo, policy, metrics, candidates, curves, pair, shipped, decision)
+    return PairResult(
+        algo, policy, metrics, candidates, curves, pair, shipped, decision, learned=trained
+    )

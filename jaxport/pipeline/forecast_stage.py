@@ -302,6 +302,7 @@ def run_base_stage(
             log_fn=io.log_fn(stage, stage),
             log_prefix="",
         )
+        io.advance(stage, 0, {"step": result.steps})  # where training ended (early stopping)
         io.stage_end(stage)
         forecaster = Forecaster(fcfg, result.params)
         entry.training = result.summary()

@@ -1,11 +1,18 @@
 """``jaxport report RUN_DIR``: PNG plots and a ``report.md`` that embeds them.
 
-Plots: per pair, the test equity curve against buy-and-hold, equal weight and cash with the drawdown
-underneath (dates on the x axis); the generic forecaster's predicted next-day volatility against
-realised |returns| on the test split; in a walk-forward run, each fold's test equity vs 1/N and the
-Sharpe gap to 1/N with its 95 % interval; training curves (forecaster losses, RL per-update metrics; a
-metric that is undefined on some updates, like PPO's ``episode_return``, is drawn through the
-updates where it is defined). The run is read through :class:`jaxport.pipeline.rundir.RunDir`.
+Per basket, ``equity_<PAIR>.png`` shows the test equity of EVERY policy the gate compared -- the
+shipped one, each learned candidate (labelled "not shipped" when the gate refused it) and every
+standard allocator (buy & hold of each asset, 1/N, inverse volatility, minimum variance, risk
+parity, cash), the best baseline on validation marked -- with their drawdowns below (percent below
+the running peak, a positive number; dates on the x axis). ``report.md`` has the same policies in
+a table with units, and the gate's validation numbers that decided what shipped.
+``forecast_volatility.png``: the generic forecaster's predicted daily volatility against realised
+volatility on the test split, one titled panel per symbol. ``training_curves.png``: the forecaster's
+train and validation loss per epoch; the universe policy's training objective per update and its
+population's validation objective per member with the selected checkpoint marked (pair-scope runs:
+one panel per basket and method). A walk-forward run adds ``walk_forward.png``. Labels and number
+formats come from :mod:`jaxport.pipeline.labels`. The run is read through
+:class:`jaxport.pipeline.rundir.RunDir`.
 """
 
 from __future__ import annotations
@@ -16,11 +23,29 @@ from typing import Any
 import numpy as np
 
 from jaxport.checkpoint import atomic_write_text
+from jaxport.pipeline.labels import (
+    STANDARD_ALLOCATORS,
+    drawdown_pct,
+    learned_label,
+    policy_label,
+    ratio,
+    signed_pct,
+    trade_cells,
+)
 from jaxport.pipeline.rundir import RunDir
 from jaxport.pipeline.tracking import finite_points
 
 #: Per-update RL metric shown for each candidate: the first of these with a finite point.
 TRAINING_KEYS = ("objective", "mean_log_growth", "episode_return", "reward", "mean_reward")
+#: y-axis labels (with units) of the per-update metrics.
+METRIC_UNITS = {
+    "objective": "training objective (per day)",
+    "mean_log_growth": "mean log growth (per day)",
+    "episode_return": "episode return (fraction)",
+    "reward": "mean reward (per step)",
+    "mean_reward": "mean reward (per step)",
+}
+OBJECTIVE_UNITS = "objective, per day (log growth - penalties)"
 
 
 def _plt():
@@ -32,14 +57,17 @@ def _plt():
     return plt
 
 
-def _drawdown(curve: np.ndarray) -> np.ndarray:
-    peak = np.maximum.accumulate(curve)
-    return curve / peak - 1.0
+def drawdown_below_peak(curve) -> np.ndarray:
+    """Depth below the running peak as a positive fraction (0 at a new high)."""
+    curve = np.asarray(curve, dtype=float)
+    return 1.0 - curve / np.maximum.accumulate(curve)
 
 
 def _save(fig, path: Path, dpi: int) -> Path:
+    from jaxport.checkpoint import atomic_write
+
     plt = _plt()
-    fig.savefig(path, dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
     return path
 
@@ -52,86 +80,247 @@ def curve_dates(curves: dict) -> np.ndarray | None:
     return np.asarray(dates, dtype="datetime64[D]")
 
 
-def equity_figure(curves: dict, title: str):
-    """The equity-vs-baselines figure (drawdown underneath) of one pair's test curves."""
-    plt = _plt()
-    eq = np.asarray(curves["equity_curve"], dtype=float)
-    dates = curve_dates(curves)
-    x = dates if dates is not None else np.arange(len(eq))
-    fig, (ax, ax_dd) = plt.subplots(
-        2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    ax.plot(x, eq, label=f"policy ({curves.get('algo', '?')})", lw=2)
+def _gate_name(name: str, symbols) -> str:
+    """The gate's baseline key (``buy_and_hold:0``) of a curve key (``buy_and_hold AAPL``)."""
+    if name.startswith("buy_and_hold "):
+        return f"buy_and_hold:{list(symbols).index(name.split(' ', 1)[1])}"
+    return name
+
+
+def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any]]:
+    """Every policy of one basket's test curves, in legend order: ``[{key, label, role, equity}]``.
+
+    ``role``: ``shipped``, ``learned`` (a candidate the gate did not ship), ``best baseline`` (the
+    gate's best baseline on validation, when it did not ship) or ``baseline``. A shipped baseline
+    is listed once, as ``shipped``. ``entry`` (the summary's pair entry) names the best baseline.
+    """
+    symbols = list(curves.get("symbols") or [])
+    shipped = str(curves.get("shipped") or curves.get("algo") or "?")
+    shipped_key = shipped.removeprefix("baseline:")
+    best = ((entry or {}).get("gate") or {}).get("best_baseline")
     base = curves.get("baseline_curves", {})
-    for sym, c in base.get("buy_and_hold", {}).items():
-        ax.plot(x, np.asarray(c), label=f"buy & hold {sym}", lw=1, alpha=0.8)
-    if "equal_weight" in base:
-        ax.plot(
-            x,
-            np.asarray(base["equal_weight"]),
-            label="equal weight, rebalanced daily",
-            lw=1,
-            ls="--",
+    rows: list[dict[str, Any]] = []
+    if not shipped.startswith("baseline:"):
+        label = (
+            learned_label(shipped, True) if shipped in ("universe", "gradient", "ppo") else shipped
         )
-    if "cash" in base:
-        ax.plot(x, np.asarray(base["cash"]), label="cash", lw=1, ls=":", color="grey")
-    ax.set_ylabel("equity / initial")
+        rows.append(dict(key=shipped, label=f"{label} (shipped)", role="shipped"))
+        rows[-1]["equity"] = curves["equity_curve"]
+    learned = dict(curves.get("learned_curves") or {})
+    for algo in (entry or {}).get("candidates") or {}:
+        learned.setdefault(algo, None)  # a run without stored curves: table row, no line
+    for algo, eq in learned.items():
+        if algo != shipped:
+            rows.append(dict(key=algo, label=learned_label(algo, False), role="learned", equity=eq))
+    named = [(f"buy_and_hold {s}", c) for s, c in base.get("buy_and_hold", {}).items()]
+    named += [(k, base[k]) for k in STANDARD_ALLOCATORS if k in base]
+    for key, eq in named:
+        label = policy_label(key, symbols)
+        gate_key = _gate_name(key, symbols)
+        if gate_key == shipped_key or key == shipped_key:
+            rows.insert(0, dict(key=key, label=f"{label} (shipped)", role="shipped", equity=eq))
+            continue
+        role = "best baseline" if gate_key == best else "baseline"
+        if role == "best baseline":
+            label += " (best baseline on validation)"
+        rows.append(dict(key=key, label=label, role=role, equity=eq))
+    return rows
+
+
+#: baseline colours: none is black (shipped) or red (learned)
+_BASELINE_COLOURS = ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:cyan"]
+_STYLE = {
+    "shipped": dict(lw=2.4, color="black", zorder=5),
+    "learned": dict(lw=1.6, color="tab:red", zorder=6),  # on top: it often tracks 1/N
+    "best baseline": dict(lw=1.8, ls="--", zorder=3),
+    "baseline": dict(lw=1.0, alpha=0.8),
+}
+
+
+def equity_figure(curves: dict, title: str, entry: dict | None = None):
+    """Test equity of every policy of :func:`policy_series` (top) and its drawdown below the
+    running peak in percent (bottom, positive, axis pointing down); dates on the x axis."""
+    plt = _plt()
+    series = policy_series(curves, entry)
+    n = len(curves["equity_curve"])
+    dates = curve_dates(curves)
+    x = dates if dates is not None else np.arange(n)
+    fig, (ax, ax_dd) = plt.subplots(
+        2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    palette = iter(_BASELINE_COLOURS * 3)
+    for row in series:
+        if row["equity"] is None:
+            continue
+        style = dict(_STYLE[row["role"]])
+        if "color" not in style:
+            style["color"] = next(palette)
+        if row["key"] == "cash":
+            style.update(color="grey", ls=":")
+        eq = np.asarray(row["equity"], dtype=float)
+        ax.plot(x, eq, label=row["label"], **style)
+        ax_dd.plot(x, 100 * drawdown_below_peak(eq), **style)
+    ax.set_ylabel("equity / initial equity (x)")
     ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    ax_dd.fill_between(x, _drawdown(eq), 0, color="tab:red", alpha=0.4)
-    ax_dd.set_ylabel("drawdown")
+    ax_dd.set_ylabel("drawdown, % below peak")
+    ax_dd.invert_yaxis()  # deeper drawdowns lower down; the numbers stay positive
+    ax_dd.set_title("drawdown of each policy above (same colours)", fontsize=9)
     if dates is not None:
         ax_dd.set_xlabel("date (test split)")
         fig.autofmt_xdate()
     else:
-        ax_dd.set_xlabel(f"test days from {curves.get('dates', {}).get('test_first', '?')}")
+        first = curves.get("dates", {}).get("test_first", "?")
+        ax_dd.set_xlabel(f"trading days from {first} (test split)")
     ax_dd.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def plot_equity(curves: dict, title: str, path: Path) -> Path:
-    return _save(equity_figure(curves, title), path, dpi=110)
+def plot_equity(curves: dict, title: str, path: Path, entry: dict | None = None) -> Path:
+    return _save(equity_figure(curves, title, entry), path, dpi=110)
 
 
-def training_panels(
-    summary: dict, evaluations: dict[str, dict]
-) -> list[tuple[str, dict[str, tuple[list, list]]]]:
-    """``[(title, {label: (x, y)})]`` of the training-curves figure; only finite points are kept."""
-    panels = []
+def _forecaster_panel(summary: dict) -> dict | None:
     hist = summary.get("stages", {}).get("base", {}).get("training", {}).get("history")
-    if hist and hist.get("epoch"):
+    if not hist or not hist.get("epoch"):
+        return None
+    lines = {}
+    for label, key in (("train", "train_loss"), ("validation", "val_loss")):
+        y = np.asarray(hist.get(key, []), dtype=float)
+        x = np.asarray(hist["epoch"][: len(y)])
+        ok = np.isfinite(y)
+        if ok.any():
+            lines[label] = (x[ok].tolist(), y[ok].tolist())
+    if not lines:
+        return None
+    return dict(
+        title="generic forecaster: loss per epoch (train vs validation)",
+        xlabel="epoch",
+        ylabel="NLL (nats per forecast value)",
+        lines=lines,
+        integer_x=True,
+    )
+
+
+def _universe_panels(summary: dict, evaluations: dict[str, dict]) -> list[dict]:
+    """The universe policy's training objective per update (selected member; the same for every
+    basket, drawn once) and the population's validation objective per member."""
+    uni = summary.get("stages", {}).get("universe") or {}
+    panels = []
+    train = next(
+        (
+            ev["training_curves"]["universe"]
+            for ev in evaluations.values()
+            if "universe" in ev.get("training_curves", {})
+        ),
+        None,
+    )
+    if train:
+        key = next((k for k in TRAINING_KEYS if k in train), None)
+        x, y = finite_points(train[key]) if key else ([], [])
+        if y:
+            panels.append(
+                dict(
+                    title=f"universe policy (selected member): {key} per update",
+                    xlabel="update (optimiser step)",
+                    ylabel=METRIC_UNITS.get(key, key),
+                    lines={key: (x, y)},
+                )
+            )
+    vc = uni.get("validation_curve") or {}
+    if vc.get("updates"):
+        best = int(uni.get("best_member") or 0)
+        curves = vc.get("members_objective") or [vc.get("objective", [])]
+        members = uni.get("members") or []
         lines = {}
-        for label, key in (("train", "train_loss"), ("validation", "val_loss")):
-            y = np.asarray(hist.get(key, []), dtype=float)
-            x = np.asarray(hist["epoch"][: len(y)])
-            ok = np.isfinite(y)
-            if ok.any():
-                lines[label] = (x[ok].tolist(), y[ok].tolist())
-        if lines:
-            panels.append(("generic forecaster (NLL)", lines))
+        for m, ys in enumerate(curves):
+            idx = best if len(curves) == 1 else m
+            seed = members[idx].get("seed") if idx < len(members) else None
+            label = f"member {idx}" + (f" (seed {seed})" if seed is not None else "")
+            lines[label + (" - selected" if idx == best else "")] = (vc["updates"], ys)
+        mark = None
+        if best < len(members) and members[best].get("best_update") is not None:
+            at = int(members[best]["best_update"])
+            ys = curves[best if len(curves) > 1 else 0]
+            if at in vc["updates"]:
+                mark = (at, ys[vc["updates"].index(at)], "selected checkpoint")
+        panels.append(
+            dict(
+                title="universe population: validation objective per member",
+                xlabel="update (optimiser step)",
+                ylabel="validation objective (per day,\nmean over baskets)",
+                lines=lines,
+                mark=mark,
+            )
+        )
+    return panels
+
+
+def training_panels(summary: dict, evaluations: dict[str, dict]) -> list[dict]:
+    """The panels of ``training_curves.png``: ``[{title, xlabel, ylabel, lines: {label: (x, y)},
+    mark: (x, y, label) | None}]``; only finite points are kept, no series is drawn twice."""
+    panels = [p for p in [_forecaster_panel(summary)] if p]
+    universe = _universe_panels(summary, evaluations)
+    panels += universe
     for name, ev in evaluations.items():
         for algo, series in ev.get("training_curves", {}).items():
+            if algo == "universe" and universe:
+                continue  # one policy for every basket: drawn once above
             for key in [k for k in TRAINING_KEYS if k in series] + sorted(series):
                 x, y = finite_points(series[key])
                 if y:
-                    panels.append((f"{name} {algo}: {key} per update", {key: (x, y)}))
+                    panels.append(
+                        dict(
+                            title=f"{name} {algo}: {key} per update",
+                            xlabel="update (optimiser step)",
+                            ylabel=METRIC_UNITS.get(key, key),
+                            lines={key: (x, y)},
+                        )
+                    )
                     break
     return panels
 
 
-def training_figure(panels):
-    """The figure of :func:`training_panels` (one axis per panel; sparse series get markers)."""
+def training_figure(panels: list[dict]):
+    """The figure of :func:`training_panels` (one axis per panel, each labelled with units;
+    sparse series get markers; a panel's ``mark`` is a star)."""
     plt = _plt()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), squeeze=False)
-    for ax, (title, lines) in zip(axes[:, 0], panels):
-        for label, (x, y) in lines.items():
-            ax.plot(x, y, label=label, marker="o" if len(y) < 40 else None, ms=3)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("update")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.0 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        for label, (x, y) in panel["lines"].items():
+            bold = label.endswith("selected")
+            ax.plot(
+                x,
+                y,
+                label=label,
+                marker="o" if len(y) < 40 else None,
+                ms=3,
+                lw=2.2 if bold else 1.2,
+            )
+        if panel.get("mark"):
+            mx, my, mlabel = panel["mark"]
+            ax.plot(
+                [mx],
+                [my],
+                marker="*",
+                ms=16,
+                color="gold",
+                mec="black",
+                ls="",
+                label=mlabel,
+                zorder=6,
+            )
+        if panel.get("integer_x"):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
@@ -144,8 +333,8 @@ def plot_training(summary: dict, evaluations: dict[str, dict], path: Path) -> Pa
 
 
 def plot_volatility(run: RunDir, path: Path) -> Path | None:
-    """Predicted next-day std of the close log-return vs realised |return| (20-day means), on the
-    test split."""
+    """Predicted daily volatility of the close log-return (forecast std, 20-day mean) vs realised
+    volatility (20-day mean of |return| x sqrt(pi/2)), in percent per day, on the test split."""
     from jaxport.data import split_bounds
 
     summary = run.summary
@@ -171,18 +360,20 @@ def plot_volatility(run: RunDir, path: Path) -> Path | None:
     dates = np.asarray(market.dates[start + window :], dtype="datetime64[D]")
     plt = _plt()
     fig, axes = plt.subplots(
-        len(symbols), 1, figsize=(9, 2.2 * len(symbols)), sharex=True, squeeze=False
+        len(symbols), 1, figsize=(9, 2.4 * len(symbols) + 0.8), sharex=True, squeeze=False
     )
     for i, (ax, sym) in enumerate(zip(axes[:, 0], symbols)):
         realised = np.convolve(r[:, i], kernel, mode="valid") * np.sqrt(np.pi / 2)
         forecast = np.convolve(std[:, i], kernel, mode="valid")
         n = min(len(dates), len(realised), len(forecast))
-        ax.plot(dates[:n], realised[:n], label="realised (20d mean |r|·√(π/2))")
-        ax.plot(dates[:n], forecast[:n], label="forecast std (20d mean)")
-        ax.set_title(sym, fontsize=9)
+        ax.plot(dates[:n], 100 * realised[:n], label="realised: 20-day mean |r| x sqrt(pi/2)")
+        ax.plot(dates[:n], 100 * forecast[:n], label="forecast: 20-day mean of predicted std")
+        ax.set_title(f"{sym}: next-day volatility of the close log-return", fontsize=9)
+        ax.set_ylabel("% per day")
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("date (test split)")
+    fig.suptitle("generic forecaster: predicted vs realised daily volatility (test split)")
     fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig, path, dpi=100)
@@ -234,11 +425,13 @@ def walk_forward_figure(series: dict[str, dict[str, Any]]):
         for j, f in enumerate(series[name]["folds"]):
             x = f["dates"] if f["dates"] is not None else np.arange(len(f["policy"]))
             color = f"C{j % 10}"
-            ax.plot(x, f["policy"], color=color, lw=2, label=f"fold {f['fold']} {f['shipped']}")
+            label = f"fold {f['fold']}: {policy_label(f['shipped'])}"
+            ax.plot(x, f["policy"], color=color, lw=2, label=label)
             if f["equal_weight"] is not None:
                 ax.plot(x, f["equal_weight"], color=color, lw=1, ls="--", label="1/N")
         ax.set_title(f"{name}: test equity per fold (dashed: 1/N)", fontsize=10)
-        ax.set_ylabel("equity / initial")
+        ax.set_ylabel("equity / initial equity (x)")
+        ax.set_xlabel("date (each fold's test block)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     ax_gap = fig.add_subplot(grid[:, 1])
@@ -252,6 +445,8 @@ def walk_forward_figure(series: dict[str, dict[str, Any]]):
         ax_gap.set_yticks(y, [n for n, _ in gaps])
     ax_gap.axvline(0.0, color="grey", lw=1)
     ax_gap.set_xlabel("Sharpe gap vs 1/N (annualised, 95 % CI)")
+    ax_gap.set_ylabel("basket")
+    ax_gap.set_title("shipped minus 1/N, test Sharpe", fontsize=10)
     ax_gap.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -266,34 +461,164 @@ def plot_walk_forward(run: RunDir, path: Path) -> Path | None:
     return _save(walk_forward_figure(series), path, dpi=100)
 
 
-def _metrics_rows(entry: dict) -> list[str]:
-    keys = (
-        "total_return",
-        "cagr",
-        "sharpe",
-        "sortino",
-        "max_drawdown",
-        "calmar",
-        "num_trades",
-        "win_rate",
-    )
-    m = entry["metrics"]
-    rows = ["| strategy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+#: report.md columns: (header with units, metric key or None for the trade cells)
+TABLE_COLUMNS = (
+    ("total return", "total_return"),
+    ("CAGR (/yr)", "cagr"),
+    ("Sharpe (ann.)", "sharpe"),
+    ("Sortino (ann.)", "sortino"),
+    ("max drawdown (below peak)", "max_drawdown"),
+    ("Calmar", "calmar"),
+    ("trades", None),
+    ("win rate", None),
+)
 
-    def row(label, metrics):
-        cells = []
-        for k in keys:
-            v = metrics.get(k)
-            cells.append("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    row(f"policy ({entry['algo']})", m["test"])
-    for sym, bm in m["baselines"].get("buy_and_hold", {}).items():
-        row(f"buy & hold {sym}", bm)
-    for name in ("equal_weight", "cash"):
-        if name in m["baselines"]:
-            row(name.replace("_", " "), m["baselines"][name])
+def _row_metrics(row: dict, entry: dict) -> dict:
+    """Test metrics of one :func:`policy_series` row, from the summary's pair entry."""
+    m = entry.get("metrics") or {}
+    if row["role"] == "shipped":
+        return m.get("test", {})
+    if row["role"] == "learned":
+        return ((entry.get("candidates") or {}).get(row["key"]) or {}).get("test", {})
+    base = m.get("baselines", {})
+    if row["key"].startswith("buy_and_hold "):
+        return base.get("buy_and_hold", {}).get(row["key"].split(" ", 1)[1], {})
+    return base.get(row["key"], {})
+
+
+def metrics_table(entry: dict, curves: dict) -> list[str]:
+    """Markdown table of every policy of the basket on the test split (percent, signs as in
+    :mod:`jaxport.pipeline.labels`)."""
+    head = "| policy | role | " + " | ".join(h for h, _ in TABLE_COLUMNS) + " |"
+    rows = [head, "|---|---|" + "---:|" * len(TABLE_COLUMNS)]
+    for row in policy_series(curves, entry):
+        met = _row_metrics(row, entry)
+        trades, win = trade_cells(met)
+        cells = [
+            signed_pct(met.get("total_return")),
+            signed_pct(met.get("cagr")),
+            ratio(met.get("sharpe")),
+            ratio(met.get("sortino")),
+            drawdown_pct(met.get("max_drawdown")),
+            ratio(met.get("calmar")),
+            trades,
+            win,
+        ]
+        label = row["label"].replace(" (shipped)", "").replace(" (best baseline on validation)", "")
+        role = "learned, not shipped" if row["role"] == "learned" else row["role"]
+        rows.append(f"| {label} | {role} | " + " | ".join(cells) + " |")
     return rows
+
+
+def gate_table(entry: dict, symbols) -> list[str]:
+    """The validation numbers the gate compared (what shipped, and why)."""
+    gate = entry.get("gate") or {}
+    if not gate:
+        return []
+    rows = [
+        "| candidate (validation split) | objective (per day) | Sharpe (ann.) | total return |",
+        "|---|---:|---:|---:|",
+    ]
+    for algo, v in (gate.get("learned") or {}).items():
+        shipped = algo == gate.get("shipped")
+        label = learned_label(algo, shipped)
+        rows.append(
+            f"| {label} | {v.get('objective', float('nan')):.2e} | {ratio(v.get('sharpe'))} | "
+            f"{signed_pct(v.get('total_return'))} |"
+        )
+    for name, v in (gate.get("baselines") or {}).items():
+        label = policy_label(name, symbols)
+        if name == gate.get("best_baseline"):
+            label += " (best baseline)"
+        rows.append(
+            f"| {label} | {v.get('objective', float('nan')):.2e} | {ratio(v.get('sharpe'))} | "
+            f"{signed_pct(v.get('total_return'))} |"
+        )
+    return rows
+
+
+def _header(run: RunDir) -> list[str]:
+    s = run.summary
+    device = s.get("device") or {}
+    commit = (s.get("git_commit") or "unknown")[:10]
+    stamp = ""
+    try:
+        import datetime
+
+        stamp = datetime.datetime.fromtimestamp(
+            run.summary_path.stat().st_mtime, tz=datetime.timezone.utc
+        ).strftime("%Y-%m-%d %H:%M UTC")
+    except OSError:
+        pass
+    return [
+        "# jaxport training report",
+        "",
+        f"Summary: `{run.summary_path}`  ",
+        f"Status: {s.get('status')}; written {stamp}; commit {commit}; "
+        f"device {device.get('device_kind', '?')} x{device.get('num_devices', '?')} "
+        f"on {device.get('host', '?')}  ",
+        "Units: returns, CAGR and drawdowns in percent (JSON files hold fractions); max drawdown is "
+        "the depth below the running peak, a positive percent; Sharpe, Sortino and Calmar are "
+        'annualised. "held": the policy never closed a position (buy & hold, 1/N, ...), so '
+        "trade counts and win rates say nothing about it.",
+        "",
+    ]
+
+
+def _forecaster_section(run: RunDir, out: Path) -> list[str]:
+    base = run.summary.get("stages", {}).get("base", {})
+    if not base.get("metrics"):
+        return []
+    lines = [
+        "## Forecaster (test split, next-day close log-return)",
+        "",
+        "| model | NLL (nats, lower is better) | CRPS (log-return) | direction accuracy |",
+        "|---|---:|---:|---:|",
+    ]
+    rows = [("generic (ours)", base["metrics"]["test"])] + list(
+        base["metrics"]["baselines"].items()
+    )
+    for name, m in rows:
+        acc = m.get("directional_accuracy")
+        lines.append(
+            f"| {name} | {m.get('nll', float('nan')):.4f} | {m.get('crps', float('nan')):.5f} | "
+            f"{'-' if acc is None else f'{100 * acc:.1f} %'} |"
+        )
+    lines.append("")
+    if plot_volatility(run, out / "forecast_volatility.png"):
+        lines += ["![forecast vs realised volatility](forecast_volatility.png)", ""]
+    return lines
+
+
+def _pair_section(run: RunDir, name: str, entry: dict, out: Path) -> tuple[list[str], dict | None]:
+    lines = [f"## Portfolio {name}", ""]
+    if entry.get("status") != "completed":
+        return lines + [f"Status: {entry.get('status')} - {entry.get('error', '')}", ""], None
+    curves = run.evaluation(name)
+    symbols = curves.get("symbols") or entry.get("symbols") or []
+    shipped = entry.get("shipped") or entry.get("algo")
+    lines += [
+        f"Shipped: **{policy_label(shipped, symbols)}**"
+        + ("" if str(shipped).startswith("baseline:") else " (learned)")
+        + ". Why: "
+        + str((entry.get("metrics") or {}).get("selection") or "no gate record")
+        + "",
+        "",
+        "Test split:",
+        "",
+    ]
+    lines += metrics_table(entry, curves) + [""]
+    gate = gate_table(entry, symbols)
+    if gate:
+        lines += ["What the gate compared (validation split):", ""] + gate + [""]
+    png = plot_equity(
+        curves,
+        f"{name}: test split, every policy the gate compared",
+        out / f"equity_{name}.png",
+        entry,
+    )
+    return lines + [f"![equity {name}]({png.name})", ""], curves
 
 
 def write_report(run_dir: str | Path | RunDir, out_dir: str | Path | None = None) -> Path:
@@ -303,46 +628,13 @@ def write_report(run_dir: str | Path | RunDir, out_dir: str | Path | None = None
     summary = run.summary
     out = Path(out_dir) if out_dir else run.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "# jaxport training report",
-        "",
-        f"Summary: `{run.summary_path}`  ",
-        f"Status: {summary.get('status')}",
-        "",
-    ]
-    base = summary.get("stages", {}).get("base", {})
-    if base.get("metrics"):
-        lines += [
-            "## Forecaster (test split, next-day close log-return)",
-            "",
-            "| model | NLL | CRPS | direction acc. |",
-            "|---|---|---|---|",
-        ]
-        t = base["metrics"]["test"]
-        lines.append(
-            f"| generic | {t.get('nll', float('nan')):.4f} | {t.get('crps', float('nan')):.5f} | "
-            f"{t.get('directional_accuracy', float('nan')):.3f} |"
-        )
-        for name, m in base["metrics"]["baselines"].items():
-            nll, crps = m.get("nll", float("nan")), m.get("crps", float("nan"))
-            lines.append(
-                f"| {name} | {nll:.4f} | {crps:.5f} | "
-                f"{m.get('directional_accuracy', float('nan')):.3f} |"
-            )
-        lines.append("")
-        vol = plot_volatility(run, out / "forecast_volatility.png")
-        if vol:
-            lines += ["![forecast vs realised volatility](forecast_volatility.png)", ""]
+    lines = _header(run) + _forecaster_section(run, out)
     evaluations: dict[str, Any] = {}
     for name, entry in summary.get("stages", {}).get("portfolio", {}).items():
-        lines += [f"## Portfolio {name}", ""]
-        if entry.get("status") != "completed":
-            lines += [f"Status: {entry.get('status')} — {entry.get('error', '')}", ""]
-            continue
-        curves = run.evaluation(name)
-        evaluations[name] = curves
-        png = plot_equity(curves, f"{name}: test split", out / f"equity_{name}.png")
-        lines += _metrics_rows(entry) + ["", f"![equity {name}]({png.name})", ""]
+        section, curves = _pair_section(run, name, entry, out)
+        lines += section
+        if curves is not None:
+            evaluations[name] = curves
     if run.num_folds and plot_walk_forward(run, out / "walk_forward.png"):
         lines += [
             f"## Walk-forward ({run.num_folds} folds, shipped policy vs 1/N)",

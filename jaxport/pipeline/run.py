@@ -70,7 +70,11 @@ class RunInterrupted(Exception):
 
 @dataclasses.dataclass
 class Reporter:
-    """Hooks the CLI uses to show progress; all optional (the library stays silent without them)."""
+    """Hooks the CLI uses to show progress; all optional (the library stays silent without them).
+
+    ``advance(name, n, metrics)``: ``n`` more units done; a ``"step"`` in ``metrics`` is the
+    absolute position instead (and ``"total"`` the total, when it was unknown at ``stage_start``).
+    """
 
     stage_start: Callable[[str, int], None] = lambda name, total: None
     advance: Callable[[str, int, dict], None] = lambda name, n, metrics: None
@@ -417,7 +421,7 @@ class Pipeline:
         def log_fn(step: int, scalars: dict) -> None:
             tracker.log(stage, step, scalars)
             if progress_name is not None:
-                self.reporter.advance(progress_name, 0, scalars)
+                self.reporter.advance(progress_name, 0, {"step": step, **scalars})
 
         return log_fn
 
@@ -533,9 +537,22 @@ class Pipeline:
                 f"rl.scope universe needs at least two symbols, got {', '.join(symbols) or 'none'}"
             )
         data = [self._basket_data(market, bounds, b, models)[0] for b in baskets]
-        outcome, resumed = run_universe_stage(
-            self.config, data, baskets, self._stage_io(), previous=self.summary.universe
-        )
+
+        def advance(done: int, total: int) -> None:
+            self.reporter.advance("universe", 0, {"step": done, "total": total})
+
+        self.reporter.stage_start("universe", 0)  # the total arrives with the first report
+        try:
+            outcome, resumed = run_universe_stage(
+                self.config,
+                data,
+                baskets,
+                self._stage_io(),
+                previous=self.summary.universe,
+                progress=advance,
+            )
+        finally:
+            self.reporter.stage_end("universe")
         if not resumed:
             self.summary.universe = outcome.entry
             self.summary.timings["universe"] = outcome.entry.training["wall_s"]
@@ -569,6 +586,13 @@ class Pipeline:
         save_policy_checkpoint(
             ckpt, result.policy, result.checkpoint_metadata(feats.sources), overwrite=True
         )
+        for algo, learned in result.learned.items():  # the learned candidates the gate refused
+            if algo != result.shipped:
+                path = ckpt.parent / f"{name}_learned_{algo}"
+                meta = dict(result.checkpoint_metadata(feats.sources), algo=algo)
+                meta["label"] = "learned (not shipped)"
+                save_policy_checkpoint(path, learned, meta, overwrite=True)
+                result.candidates[algo]["checkpoint"] = self._rel(path)
         evaluation_file = ckpt.parent / f"{name}_evaluation.json"
         atomic_write_json(evaluation_file, result.curves)
         test = result.metrics["test"]

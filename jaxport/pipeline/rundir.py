@@ -253,6 +253,36 @@ class RunDir:
 
         return load_policy_checkpoint(self.checkpoint_path(name), env)[0]
 
+    def learned_checkpoints(self, name: str) -> list[tuple[str, Path]]:
+        """``[(algo, path)]`` of the pair's learned candidates that the gate did NOT ship
+        (``candidates.<algo>.checkpoint``; a universe-scope run without one falls back to the
+        universe policy, ``stages.universe.checkpoint``, which acts on any basket)."""
+        entry = self.pair_entry(name)
+        out = []
+        for algo, record in sorted((entry.candidates or {}).items()):
+            if algo == (entry.shipped or entry.algo):
+                continue
+            rel = (record or {}).get("checkpoint")
+            if rel is None and algo == "universe":
+                rel = (self.summary.get("stages", {}).get("universe") or {}).get("checkpoint")
+            if rel and is_checkpoint(self.path(rel), "policy"):
+                out.append((algo, self.path(rel)))
+        return out
+
+    def learned_policy(self, name: str, algo: str, env=None):
+        """The pair's learned candidate ``algo`` (shipped or not) as a
+        :class:`jaxport.rl.codec.Policy` acting in ``env``."""
+        from jaxport.rl.codec import load_policy_checkpoint
+
+        entry = self.pair_entry(name)
+        if algo == (entry.shipped or entry.algo):
+            return self.policy(name, env)
+        paths = dict(self.learned_checkpoints(name))
+        if algo not in paths:
+            raise CheckpointError(f"{self.summary_path}: pair {name!r} has no learned {algo!r}")
+        policy = load_policy_checkpoint(paths[algo])[0]
+        return policy.with_env(env) if env is not None else policy
+
     def evaluation(self, name: str) -> dict[str, Any]:
         """The pair's stored test curves (``portfolio/<PAIR>_evaluation.json``)."""
         entry = self.pair_entry(name)

@@ -11,10 +11,11 @@ gets the usual per-basket gate against the standard allocators on its own valida
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -94,6 +95,7 @@ def run_universe_stage(
     io: StageIO,
     *,
     previous: UniverseStage | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[UniverseOutcome, bool]:
     """The universe stage with its save and restore: ``(outcome, resumed)``.
 
@@ -102,6 +104,8 @@ def run_universe_stage(
     trained on ``data`` (one :class:`PairData` per basket of ``baskets``), sharded over
     ``config.rl.devices``, and the selected policy, every member and the training series are
     saved (``outcome.entry.checkpoint`` is set; the caller records the entry in the summary).
+    ``progress(done, total)`` is called after every validation period of the gradient trainer
+    (:func:`jaxport.rl.universe.progress_hook`).
     """
     from jaxport.distributed import rl_mesh
     from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
@@ -116,7 +120,10 @@ def run_universe_stage(
     io.say(f"universe policy: {len(baskets)} baskets of {len(symbols)} symbols, {rl.seeds} seed(s)")
     key = jax.random.PRNGKey(stage_seed(config.seed, "universe"))
     mesh = rl_mesh(rl.devices, batch=sharded_batch(rl)[0])
-    outcome = train_universe_stage(rl, data, key, mesh=mesh)
+    from jaxport.rl.universe import progress_hook
+
+    with progress_hook(progress) if progress is not None else contextlib.nullcontext():
+        outcome = train_universe_stage(rl, data, key, mesh=mesh)
     first = data[0]
     metadata = {
         "algo": "universe",
@@ -200,6 +207,8 @@ def train_universe_stage(
             "updates": list(result["eval_updates"]),
             "objective": np.asarray(curve["objective"][best]).mean(axis=-1).tolist(),
             "sharpe": np.asarray(curve["sharpe"][best]).mean(axis=-1).tolist(),
+            # every member's curve [M][evals] (the report draws the population)
+            "members_objective": np.asarray(curve["objective"]).mean(axis=-1).tolist(),
         },
         training=run["training"],
         trainers={

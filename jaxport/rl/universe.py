@@ -31,6 +31,7 @@ validation objective are kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -596,6 +597,26 @@ def _make_optimizer(config, hp):
     )
 
 
+#: Host progress hooks ``fn(updates_done, num_updates)``, called after each evaluation period of a
+#: training run (``jax.debug.callback``; the compiled program never depends on them).
+_PROGRESS_HOOKS: list = []
+
+
+@contextlib.contextmanager
+def progress_hook(fn):
+    """Call ``fn(updates_done, num_updates)`` as universe training advances (inside the block)."""
+    _PROGRESS_HOOKS.append(fn)
+    try:
+        yield fn
+    finally:
+        _PROGRESS_HOOKS.remove(fn)
+
+
+def _report_progress(done, total: int) -> None:
+    for fn in list(_PROGRESS_HOOKS):
+        fn(int(np.max(np.asarray(done))), total)
+
+
 def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key):
     """One member: returns best params, validation curve and per-update metrics."""
     network = make_network(config, env)
@@ -700,6 +721,8 @@ def _train_member(config, env, val_steps, train_params, val_params, sel, hp, key
         stats = validate(inner[0])
         best = keep_best(best, inner[0], stats, j)
         inner, metrics = jax.lax.scan(update, inner, keys)
+        done = (j + 1) * config.eval_every
+        jax.debug.callback(partial(_report_progress, total=config.num_updates), done)
         return (inner, best), (metrics, stats)
 
     keys = jax.random.split(k_loop, config.num_updates).reshape(num_evals, config.eval_every, -1)
