@@ -392,10 +392,13 @@ def test_allocator_policy_early_days_and_schedule():
     closes = np.asarray(
         load_market(ROOT / "trainingdata", ["AAPL", "MSFT", "NVDA"]).close, np.float32
     )[:80]
-    for kind in ("inverse_volatility", "minimum_variance", "risk_parity"):
-        a = Allocator(kind, lookback=30, rebalance_every=5)
-        model = AllocatorPolicy(a.kind, 3, a.lookback, a.rebalance_every, shrinkage=a.shrinkage)
-        for t in (0, 1, 2, 3, 10, 29, 30, 31, 79):
+    kinds = ("inverse_volatility", "minimum_variance", "risk_parity", "volatility_timing")
+    for kind in kinds + ("vol_managed_equal_weight", "equal_minimum_variance"):
+        a = Allocator(kind, lookback=30, rebalance_every=5, long_lookback=50)
+        model = AllocatorPolicy(
+            a.kind, 3, a.lookback, a.rebalance_every, shrinkage=a.shrinkage, long_lookback=50
+        )
+        for t in (0, 1, 2, 3, 10, 29, 30, 31, 49, 50, 51, 79):
             want = np.asarray(a.target(jnp.asarray(closes), jnp.int32(t)))
             got = model.target(model.price_window(torch.from_numpy(closes), t)).numpy()
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{kind} t={t}")

@@ -164,6 +164,11 @@ def _export_universe_allocator(policy: Policy) -> tuple[dict, dict]:
         leverage_cap=float(cfg.get("leverage_cap", 2.0)),
         observe_equity=bool(cfg.get("observe_equity", False)),
         rebalance_rate=float(np.asarray(policy.tree["rebalance_rate"])),
+        anchor=str(cfg.get("anchor", "none")),
+        anchor_eta=float(cfg.get("anchor_eta", 1.0)),
+        anchor_vol_managed=bool(cfg.get("anchor_vol_managed", False)),
+        max_gross=float(cfg.get("max_gross", 1.0)),
+        init_gross=float(cfg.get("init_gross", 1.0)),
     )
     return sd, config
 
@@ -179,6 +184,10 @@ def _export_allocator_policy(policy: Policy) -> tuple[dict, dict]:
             rebalance_every=int(cfg["rebalance_every"]),
             asset=int(cfg.get("asset", -1)),
             shrinkage=float(cfg.get("shrinkage", 0.1)),
+            eta=float(cfg.get("eta", 1.0)),
+            long_lookback=int(cfg.get("long_lookback", 252)),
+            max_gross=float(cfg.get("max_gross", 1.0)),
+            mix=float(cfg.get("mix", 0.5)),
             name=str(cfg.get("name", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -214,6 +214,11 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
         leverage_cap: float = 2.0,
         observe_equity: bool = False,
         rebalance_rate: float = 1.0,
+        anchor: str = "none",
+        anchor_eta: float = 1.0,
+        anchor_vol_managed: bool = False,
+        max_gross: float = 1.0,
+        init_gross: float = 1.0,
     ):
         super().__init__()
         self.config = dict(
@@ -224,6 +229,11 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
             leverage_cap=float(leverage_cap),
             observe_equity=bool(observe_equity),
             rebalance_rate=float(rebalance_rate),
+            anchor=str(anchor),
+            anchor_eta=float(anchor_eta),
+            anchor_vol_managed=bool(anchor_vol_managed),
+            max_gross=float(max_gross),
+            init_gross=float(init_gross),
         )
         in_dim = window * num_features + 1
         layers, d = [], in_dim
@@ -250,6 +260,8 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
         ctx_i = ctx.unsqueeze(-2).expand(*e.shape[:-1], ctx.shape[-1])
         s = self.head(torch.cat([e, ctx_i], dim=-1)).squeeze(-1)
         g = self.gross(ctx).squeeze(-1)
+        if c["anchor"] != "none":
+            s, g = self._anchored(feats, s, g)
         target = (c["leverage_cap"] * torch.sigmoid(g)).unsqueeze(-1) * torch.softmax(s, dim=-1)
         flat = w.abs().sum(dim=-1, keepdim=True) <= 0
         rate = torch.where(
@@ -258,6 +270,24 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
             torch.full_like(flat, c["rebalance_rate"], dtype=obs.dtype),
         )
         return w + rate * (target - w)
+
+    def _anchored(self, feats: torch.Tensor, tilt: torch.Tensor, gross_tilt: torch.Tensor):
+        """Scores and gross logit of ``anchor + tilt`` (``UniverseAllocator._anchored``): scores
+        ``-2 eta log sigma_i + tilt_i``, gross ``min(max_gross, a * e^g)`` from the raw anchor
+        columns (the last two features of the newest window row)."""
+        c = self.config
+        col = (c["window"] - 1) * c["num_features"] + c["num_features"] - 2
+        log_vol, log_ratio = feats[..., col], feats[..., 0, col + 1]
+        scores = tilt - 2.0 * c["anchor_eta"] * log_vol
+        if c["anchor_vol_managed"]:
+            base = torch.clamp(torch.exp(log_ratio), max=c["max_gross"])
+        else:
+            base = torch.full_like(gross_tilt, min(c["max_gross"], c["init_gross"]))
+        gross = torch.clamp(
+            base * torch.exp(torch.clamp(gross_tilt, -10.0, 10.0)), max=c["max_gross"]
+        )
+        frac = torch.clamp(gross / c["leverage_cap"], 1e-6, 1.0 - 1e-6)
+        return scores, torch.log(frac) - torch.log1p(-frac)
 
     def act(
         self, obs: torch.Tensor, info: dict | None = None, deterministic: bool = True
@@ -271,6 +301,9 @@ ALLOCATOR_KINDS = (
     "inverse_volatility",
     "minimum_variance",
     "risk_parity",
+    "volatility_timing",
+    "vol_managed_equal_weight",
+    "equal_minimum_variance",
     "buy_and_hold",
     "cash",
 )
@@ -314,8 +347,11 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
     ``obs``'s dtype): ``equal_weight`` 1/N, ``inverse_volatility``, ``minimum_variance`` (long-only,
     covariance shrunk by ``shrinkage`` toward its diagonal; N = 2 closed form, exact support
     enumeration up to ``exact_max_assets``, projected gradient beyond), ``risk_parity`` (cyclical
-    coordinate descent from inverse volatility), ``buy_and_hold`` of ``asset``, ``cash`` (flat);
-    fewer than 2 returns -> 1/N. Weights are fractions of equity.
+    coordinate descent from inverse volatility), ``volatility_timing`` (w ~ sigma^(-2 eta)),
+    ``vol_managed_equal_weight`` (1/N x min(max_gross, sigma_long / sigma_short) of the 1/N book,
+    ``long_lookback`` days for the long window), ``equal_minimum_variance`` (``mix`` x 1/N + (1 -
+    mix) x minimum variance), ``buy_and_hold`` of ``asset``, ``cash`` (flat); fewer than 2 returns
+    -> 1/N. Weights are fractions of equity.
     """
 
     kind = "allocator_policy"
@@ -332,6 +368,10 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
         exact_max_assets: int = 10,
         iterations: int = 500,
         sweeps: int = 100,
+        eta: float = 1.0,
+        long_lookback: int = 252,
+        max_gross: float = 1.0,
+        mix: float = 0.5,
     ):
         super().__init__()
         if allocator not in ALLOCATOR_KINDS:
@@ -343,6 +383,10 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
             rebalance_every=int(rebalance_every),
             asset=int(asset),
             shrinkage=float(shrinkage),
+            eta=float(eta),
+            long_lookback=int(long_lookback),
+            max_gross=float(max_gross),
+            mix=float(mix),
             name=str(name or allocator),
             exact_max_assets=int(exact_max_assets),
             iterations=int(iterations),
@@ -354,14 +398,20 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
     def price_window(self, prices, t: int) -> torch.Tensor:
         """The rows of ``prices [T, N]`` that :meth:`target` reads for day ``t``."""
         prices = torch.as_tensor(prices)
-        return prices[max(0, int(t) - self.config["lookback"]) : int(t) + 1]
+        return prices[max(0, int(t) - self._window()) : int(t) + 1]
+
+    def _window(self) -> int:
+        """Trailing returns the rule reads (the long window for ``vol_managed_equal_weight``)."""
+        c = self.config
+        long = c["allocator"] == "vol_managed_equal_weight"
+        return max(c["lookback"], c["long_lookback"]) if long else c["lookback"]
 
     def is_rebalance_step(self, step: int) -> bool:
         every = self.config["rebalance_every"]
         return int(step) == 0 if every == 0 else int(step) % every == 0
 
-    def _covariance(self, prices: torch.Tensor) -> tuple[torch.Tensor, int]:
-        p = prices[-(self.config["lookback"] + 1) :].to(torch.float64)
+    def _covariance(self, prices: torch.Tensor, lookback: int | None = None):
+        p = prices[-((lookback or self.config["lookback"]) + 1) :].to(torch.float64)
         r = p[1:] / p[:-1] - 1.0
         count = int(r.shape[0])
         if count < 2:
@@ -390,9 +440,21 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
         if kind == "inverse_volatility":
             inv = 1.0 / torch.sqrt(torch.diagonal(_normalised_cov(cov)))
             return inv / inv.sum()
-        if kind == "minimum_variance":
+        if kind == "volatility_timing":  # softmax(-2 eta log sigma_i)
+            log_sigma = 0.5 * torch.log(torch.diagonal(_normalised_cov(cov)))
+            return torch.softmax(-2.0 * c["eta"] * log_sigma, dim=0)
+        if kind == "vol_managed_equal_weight":  # sigma_long / sigma_short of the 1/N book
+            long, _ = self._covariance(prices, c["long_lookback"])
+            var_s, var_l = cov.sum() / n**2, long.sum() / n**2
+            ratio = torch.sqrt(torch.clamp(var_l, min=1e-12) / torch.clamp(var_s, min=1e-12))
+            ratio = ratio if float(var_s) > 1e-12 else torch.ones((), **f64)
+            return torch.clamp(ratio, max=c["max_gross"]) * torch.full((n,), 1.0 / n, **f64)
+        if kind in ("minimum_variance", "equal_minimum_variance"):
             s = c["shrinkage"]
-            return self._minimum_variance((1.0 - s) * cov + s * torch.diag(torch.diagonal(cov)))
+            w = self._minimum_variance((1.0 - s) * cov + s * torch.diag(torch.diagonal(cov)))
+            if kind == "minimum_variance":
+                return w
+            return c["mix"] / n + (1.0 - c["mix"]) * w
         return self._risk_parity(cov)
 
     def _minimum_variance(self, cov: torch.Tensor) -> torch.Tensor:
