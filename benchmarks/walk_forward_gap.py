@@ -146,6 +146,20 @@ def run_facts(summary: dict) -> dict:
     return facts
 
 
+def recompute_pooled(run_dir: Path, summary: dict) -> dict:
+    """The pooled verdict recomputed from the run's evaluation files (every candidate against 1/N
+    and against the literature rules; :func:`jaxport.eval.walk_forward.pooled_walk_forward`), for
+    runs written before it was in the summary or with fewer comparisons."""
+    from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward
+
+    root = Path(run_dir)
+    curves = fold_curves(
+        summary["walk_forward"]["folds"], lambda rel: json.loads((root / rel).read_text())
+    )
+    ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
+    return pooled_walk_forward(curves, periods_per_year=ppy, seed=int(summary["config"]["seed"]))
+
+
 def pooled_facts(summary: dict) -> dict:
     """The run's pooled verdict (``walk_forward.pooled``: every candidate's paired gap on the
     stitched test days, dates resampled jointly across baskets; PBO) and the median deflated
@@ -196,7 +210,7 @@ def main(argv=None) -> int:
         "config": run_config(summary),
         "aggregate": aggregate(rows),
         "facts": run_facts(summary),
-        "pooled": pooled_facts(summary),
+        "pooled": {**pooled_facts(summary), **recompute_pooled(args.run_dir, summary)},
         "rows": rows,
     }
     path = args.out or REPO_ROOT / "benchmarks" / "results" / f"walk_forward_gap-{label}.json"
@@ -232,6 +246,12 @@ def main(argv=None) -> int:
             f"pooled {name}: gap {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] "
             f"over {p['num_baskets']} baskets x {p['num_days']} test days"
         )
+    for name, against in (out["pooled"].get("candidates_vs_baselines") or {}).items():
+        for base, p in against.items():
+            print(
+                f"pooled {name} vs {base}: {p['mean']:+.3f} "
+                f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+            )
     print(f"PBO (mean over pair-folds): {out['pooled'].get('pbo_mean')}")
     print(f"facts: {json.dumps(out['facts'])}")
     print(f"wrote {path}")

@@ -4,7 +4,7 @@ and DSR; :mod:`jaxport.eval.stats` holds the estimators)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -48,6 +48,11 @@ def fold_curves(folds: list[dict], read_curves: Callable[[str], dict]) -> dict[s
                 {
                     "equity": curves["equity_curve"],
                     "equal_weight": curves["baseline_curves"]["equal_weight"],
+                    "baselines": {
+                        k: v
+                        for k, v in curves["baseline_curves"].items()
+                        if not isinstance(v, dict)  # buy_and_hold: {symbol: curve}
+                    },
                     "candidates": curves.get("learned_curves") or {},
                     "sr_trials": trials,
                     "pbo": pbo,
@@ -99,7 +104,11 @@ def walk_forward_statistics(
 
 
 def pooled_walk_forward(
-    fold_curves: dict[str, list[dict]], *, periods_per_year: float = 252.0, seed: int = 0
+    fold_curves: dict[str, list[dict]],
+    *,
+    periods_per_year: float = 252.0,
+    seed: int = 0,
+    versus: Sequence[str] = ("vol_managed_equal_weight", "volatility_timing"),
 ) -> dict[str, Any]:
     """The walk-forward verdict pooled over baskets, on the stitched test days of every fold.
 
@@ -107,7 +116,8 @@ def pooled_walk_forward(
     -> test equity curve of each learned candidate, shipped or not), ``pbo`` and ``shipped``.
     Returns ``{"pair_folds", "learned_shipped_share", "learned_shipped": {count, mean_gap,
     win_rate} (the gate's precision: test Sharpe gap to 1/N of the pair-folds where a learned
-    policy shipped), "shipped": pooled gap, "candidates": {name: pooled gap}, "pbo_mean"}``;
+    policy shipped), "shipped": pooled gap, "candidates": {name: pooled gap},
+    "candidates_vs_baselines": {name: {baseline in versus: pooled gap to that rule}}, "pbo_mean"}``;
     pooled gaps come from :func:`~jaxport.eval.stats.pooled_sharpe_gap_bootstrap` (dates
     resampled jointly across baskets, within folds). Baskets of a fold must share its test days.
     """
@@ -151,11 +161,16 @@ def pooled_walk_forward(
     if ew is not None and shipped is not None:
         out["shipped"] = pooled_sharpe_gap_bootstrap(shipped, ew, **boot)
     names = sorted({n for p in pairs for f in fold_curves[p] for n in f.get("candidates", {})})
-    out["candidates"] = {}
+    out["candidates"], out["candidates_vs_baselines"] = {}, {}
     for name in names:
         cand = stitched(lambda f, n=name: (f.get("candidates") or {}).get(n))
         if ew is not None and cand is not None:
             out["candidates"][name] = pooled_sharpe_gap_bootstrap(cand, ew, **boot)
+        for base in versus if cand is not None else ():
+            ref = stitched(lambda f, b=base: (f.get("baselines") or {}).get(b))
+            if ref is not None:
+                vs = pooled_sharpe_gap_bootstrap(cand, ref, **boot)
+                out["candidates_vs_baselines"].setdefault(name, {})[base] = vs
     pbo = [x for p in pairs for f in fold_curves[p] for x in f.get("pbo", [])]
     out["pbo_mean"] = float(np.mean(pbo)) if pbo else None
     return out
