@@ -80,10 +80,11 @@ def test_default_test_block_and_plain_split_unchanged():
 
 
 def test_fold_env_params_hold_no_row_after_their_block():
-    """Validation params end at val_end (no test row), test params at test_end."""
+    """Selection params end where the gate's held-out rows begin, gate params at val_end (no test
+    row), test params at test_end."""
     from jaxport.data.synth import generate_synthetic_market
     from jaxport.features import stat_features
-    from jaxport.pipeline.basket_stage import PairData
+    from jaxport.pipeline.basket_stage import PairData, gate_block_start
     from jaxport.pipeline.config import RLConfig
 
     market = generate_synthetic_market(2, 600, seed=2)
@@ -92,7 +93,10 @@ def test_fold_env_params_hold_no_row_after_their_block():
     feats, names = stat_features(cut.open, cut.high, cut.low, cut.close, cut.volume)
     pair = PairData.build(cut, np.asarray(feats), names, 60, b.truncated(), RLConfig())
     assert pair.train.prices.shape[0] == b.train_end
-    assert pair.val.prices.shape[0] == b.val_end and int(pair.val.eval_start) == b.val_start - 1
+    gate_start = gate_block_start(b.val_start, b.val_end, RLConfig().gate_fraction)
+    assert b.val_start < gate_start < b.val_end
+    assert pair.val.prices.shape[0] == gate_start and int(pair.val.eval_start) == b.val_start - 1
+    assert pair.gate.prices.shape[0] == b.val_end and int(pair.gate.eval_start) == gate_start - 1
     assert pair.test.prices.shape[0] == b.test_end and int(pair.test.eval_start) == b.test_start - 1
     assert pair.dates["test_last"] == str(market.dates[b.test_end - 1])
 
