@@ -61,7 +61,7 @@ class StressSettings:
         if self.block_length is not None and not self.block_length >= 1:
             raise ConfigError(f"stress.block_length must be >= 1 day, got {self.block_length}")
         if self.source not in SOURCES:
-            raise ConfigError(f"stress.source must be one of {', '.join(SOURCES)}")
+            raise ConfigError(f"stress.source {self.source!r} must be one of {', '.join(SOURCES)}")
         if self.chunk is not None and self.chunk < 1:
             raise ConfigError(f"stress.chunk must be >= 1, got {self.chunk}")
         if self.devices is not None and self.devices < 1:
@@ -130,10 +130,10 @@ def run_baskets(run: RunDir, settings: StressSettings) -> list[Basket]:
                 f" days of basket {name} (a path must fit in one block of the source)"
             )
         policies, shipped = basket_policies(run, name, pair)
+        learned = next((k for k in ("universe", "gradient", "ppo") if k in policies), None)
         cal = pair.calendar
-        out.append(
-            Basket(name, pair, rows, policies, shipped, (str(cal[rows[0]]), str(cal[rows[-1]])))
-        )
+        dates = (str(cal[rows[0]]), str(cal[rows[-1]]))
+        out.append(Basket(name, pair, rows, policies, shipped, learned, dates))
     return out
 
 
@@ -350,7 +350,7 @@ def check_output(out_dir: Path, overwrite: bool) -> None:
     """Refuse to replace a finished stress result unless ``overwrite``."""
     if (out_dir / "stress.json").exists() and not overwrite:
         raise ConfigError(
-            f"output_dir {out_dir} already holds stress.json (pass --overwrite to replace it)"
+            f"stress.out {out_dir} already holds stress.json (pass --overwrite to replace it)"
         )
 
 
