@@ -260,14 +260,12 @@ def _flat(tree, prefix=""):
     return {prefix: tree}
 
 
-@pytest.fixture(scope="module")
-def stress_run_dir(tmp_path_factory):
+def _tiny_run(root, *extra):
     from typer.testing import CliRunner
 
     from jaxport.cli import app
 
     runner = CliRunner()
-    root = tmp_path_factory.mktemp("stress")
     data = root / "data"
     res = runner.invoke(
         app, ["data", "synth", "--out", str(data), "--symbols", "3", "--days", "700"]
@@ -276,10 +274,15 @@ def stress_run_dir(tmp_path_factory):
     (root / "tiny.toml").write_text(TINY_TOML, encoding="utf-8")
     args = ["train", "--trainingdata-dir", str(data), "--output-dir", str(root / "run")]
     args += ["--tensorboard-dir", str(root / "logs"), "--config", str(root / "tiny.toml")]
-    args += ["--skip-base", "--skip-specialists"]
+    args += ["--skip-base", "--skip-specialists", *extra]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def stress_run_dir(tmp_path_factory):
+    return _tiny_run(tmp_path_factory.mktemp("stress"))
 
 
 def test_stress_command_end_to_end(stress_run_dir, cli_runner, tmp_path):
@@ -370,3 +373,65 @@ def test_missing_run_and_run_without_portfolio_stage(cli_runner, tmp_path, stres
     assert res.exit_code == 2 and "portfolio" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not (run / "stress").exists()
+
+
+DEVICES_CHILD = """
+import json, sys, types
+import numpy as np
+import jax
+from jaxport.env import EnvParams, PortfolioEnv
+from jaxport.eval import default_allocators
+from jaxport.pipeline.stress_run import Basket, StressSettings, _mesh, stress_basket
+from jaxport.rl.codec import make_policy
+import jaxport.eval.allocators
+
+rng = np.random.default_rng(0)
+prices = 100 * np.exp(np.cumsum(rng.normal(3e-4, 0.02, (400, 2)), axis=0))
+env = PortfolioEnv(2, 3)
+params = EnvParams.from_arrays(prices, rng.normal(size=(400, 2, 3)))
+pols = {a.name: make_policy(f"baseline:{a.name}", a, env) for a in default_allocators(2)}
+pair = types.SimpleNamespace(env=env, test=params)
+basket = Basket("A_B", pair, np.arange(100, 399, dtype=np.int32), pols, "x", None, ("", ""))
+out = {}
+for devices in (1, 2):
+    settings = StressSettings(paths=30, horizon=40, chunk=16, devices=devices)
+    res = stress_basket(basket, settings, 5.0, _mesh(devices))
+    out[devices] = {k: v["total_return"].tolist() for k, v in res["paths"].items()}
+    out[f"chunk{devices}"] = res["chunk"]
+print(json.dumps({"n": jax.device_count(), **{str(k): v for k, v in out.items()}}))
+"""
+
+
+def test_devices_shard_paths_same_numbers():
+    """``--devices 2`` (two fake CPU devices, in a subprocess) gives the 1-device numbers."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    proc = subprocess.run(
+        [sys.executable, "-c", DEVICES_CHILD], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["n"] == 2 and res["chunk2"] % 2 == 0
+    for name, one in res["1"].items():
+        np.testing.assert_allclose(res["2"][name], one, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_walk_forward_run_per_fold_and_pooled(tmp_path):
+    """A walk-forward run: each fold stressed on its own test rows with its own policies; the
+    top-level baskets pool the folds' paths (K x paths)."""
+    from jaxport.pipeline.stress_run import StressSettings, stress_run
+
+    run = _tiny_run(tmp_path, "--walk-forward", "2", "--pair", "SYN000,SYN001")
+    res = stress_run(run, StressSettings(paths=24, horizon=20, chunk=24, seed=2))
+    assert [f["fold"] for f in res["folds"]] == [0, 1]
+    pooled = res["_per_path"]["SYN000_SYN001"]
+    assert pooled["equal_weight"]["total_return"].shape == (48,)
+    ew = [f["baskets"]["SYN000_SYN001"]["equal_weight"] for f in res["folds"]]
+    mean = res["baskets"]["SYN000_SYN001"]["equal_weight"]["total_return"]["mean"]
+    assert mean == pytest.approx(np.mean([e["total_return"]["mean"] for e in ew]), rel=1e-6)
+    dates = [f["source_dates"]["SYN000_SYN001"] for f in res["folds"]]
+    assert dates[0][1] < dates[1][0]  # fold 0's test rows end before fold 1's begin
