@@ -33,26 +33,36 @@ def _label(label: str, data: dict[str, Any], name: str) -> str:
 
 
 def fan_figure(name: str, paths: dict[str, dict], data: dict[str, Any]):
-    """Equity quantile bands (5-95 %, 25-75 %, median) of the shipped policy and 1/N."""
+    """Equity quantile bands (5-95 %, 25-75 %, median) of the shipped policy (or the learned
+    candidate, see :func:`subject`) as shaded bands, and 1/N's as dashed lines on top (visible
+    even where the bands coincide)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label in (EQUAL, subject(name, paths, data)):
+    main = subject(name, paths, data)
+    for label in (main, EQUAL):
         curves = np.asarray(paths[label]["fan"], np.float64)
         days = np.arange(curves.shape[1])
         q = np.quantile(curves, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-        color = COLORS.get(label, COLORS[SHIPPED])
+        if label == EQUAL:
+            color = COLORS[EQUAL]
+            ax.plot(days, q[2], color=color, lw=1.5, ls="--", label=f"{_label(label, data, name)}")
+            for k in (0, 1, 3, 4):
+                ax.plot(days, q[k], color=color, lw=0.9, ls=":")
+            continue
+        color = COLORS[SHIPPED]
         ax.fill_between(days, q[0], q[4], color=color, alpha=0.15, lw=0)
         ax.fill_between(days, q[1], q[3], color=color, alpha=0.3, lw=0)
-        ax.plot(days, q[2], color=color, lw=1.8, label=f"{_label(label, data, name)}: median")
+        ax.plot(days, q[2], color=color, lw=1.8, label=_label(label, data, name))
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-    ax.set_xlabel("trading days into the path")
+    ax.set_xlabel(f"trading days into the path (horizon {data['horizon']} days)")
     ax.set_ylabel("equity (multiple of initial equity E0)")
-    n = len(paths[SHIPPED]["fan"])
+    n = len(paths[main]["fan"])
+    first, last = (data.get("source_dates", {}).get(name) or ["?", "?"])[:2]
     ax.set_title(
-        f"{name}: equity bands over {n} bootstrapped paths "
-        f"({data['source']} days, mean block {data['block_length']:.0f} d)\n"
-        "light band 5-95 %, dark band 25-75 %",
-        fontsize=10,
+        f"{name}: equity over {n} bootstrapped paths of the {data['source']} days "
+        f"{first} to {last} (mean block {data['block_length']:.0f} d)\n"
+        "median, 25-75 % and 5-95 % of paths per day (shaded; 1/N dashed/dotted)",
+        fontsize=9,
     )
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(alpha=0.3)
@@ -69,7 +79,8 @@ def histogram_figure(name: str, paths: dict[str, dict], data: dict[str, Any]):
     bins = np.linspace(0, max(1e-9, max(v.max() for v in dd.values())), 50)
     for lab, v in dd.items():
         color = COLORS.get(lab, COLORS[SHIPPED])
-        ax1.hist(v, bins=bins, alpha=0.5, color=color, label=_label(lab, data, name))
+        style = dict(histtype="step", lw=1.5) if lab == EQUAL else dict(alpha=0.5)
+        ax1.hist(v, bins=bins, color=color, label=_label(lab, data, name), **style)
     ax1.set_xlabel(f"max drawdown over {data['horizon']} trading days (%)")
     ax1.set_ylabel("paths")
     ax1.legend(fontsize=8)
