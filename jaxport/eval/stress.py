@@ -113,6 +113,7 @@ def _policy_actions(env: PortfolioEnv, policy: Policy, warmup: int, days) -> Act
         del prices
         st = jax.tree_util.tree_map(lambda x: x[0], states)
         obs = _observations(env, params, st, days, k, warmup)
+        st = st.replace(t=days[:, warmup + k])  # the source day this step trades on
         if stateful:
             return jax.vmap(lambda o, s: act(trees, o, s, params))(obs, st)[None]
         return jax.vmap(lambda o: act(trees, o))(obs)[None]

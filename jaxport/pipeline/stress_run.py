@@ -206,14 +206,16 @@ def stress_basket(
                 warmup=warmup,
                 fan=fan,
             )
-            for label, out in zip(group, jax.device_get(outs)):
-                parts[label].append(out)
+            keep_fan = c * size < FAN_PATHS  # fan curves only until FAN_PATHS are collected
+            for label, out in zip(group, outs):
+                out = {k: v for k, v in out.items() if keep_fan or k != "fan"}
+                parts[label].append(jax.device_get(out))
         if advance:
             advance()
     results = {}
     for label, chunks in parts.items():
         res = {k: np.concatenate([c[k] for c in chunks])[: settings.paths] for k in PER_PATH}
-        res["fan"] = np.concatenate([c["fan"] for c in chunks])[:FAN_PATHS]
+        res["fan"] = np.concatenate([c["fan"] for c in chunks if "fan" in c])[:FAN_PATHS]
         results[label] = res
     return {
         "paths": {label: results[alias[label]] for label in basket.policies},
