@@ -470,7 +470,13 @@ def block_stress(results: Path) -> str:
         f"{data['source']} rows (mean block {data['block_length']:.0f} days, Politis-White), seed "
         f"{data['seed']}; {t['policy_runs']} policy runs; the whole command took "
         f"{m.get('command_wall_s', 0):.0f} s wall and {m.get('command_cpu_s', 0):.0f} s CPU, "
-        f"compilation included ({m.get('machine', '?')}, load average {m.get('load', '?')}).",
+        f"compilation included ({m.get('machine', '?')}, load average {m.get('load', '?')})."
+        + (
+            f" 100,000 paths: {big['command_wall_s']:.0f} s wall, {big['command_cpu_s']:.0f} s "
+            f"CPU (load {big['load']})."
+            if (big := m.get("paths_100k"))
+            else ""
+        ),
         "",
         "| basket | policy | return q05 | median | q95 | P(loss) | P(DD > 20 %) | P(DD > 50 %) "
         "| P(ruin) | CVaR 5 % | P(beats 1/N) | median Sharpe |",
