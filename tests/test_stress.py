@@ -331,9 +331,20 @@ def test_stress_command_end_to_end(stress_run_dir, cli_runner, tmp_path):
         assert _flat(rerun)[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
     refused = cli_runner.invoke(app, args + ["--seed", "3"])
     assert refused.exit_code == 2 and "--overwrite" in refused.output
-    # jaxport report picks the stress result up
+    # jaxport report picks the stress result up from RUN_DIR/stress
+    import shutil
+
+    shutil.copytree(out, stress_run_dir / "stress")
     rep = cli_runner.invoke(app, ["report", str(stress_run_dir), "--out", str(tmp_path / "rep")])
     assert rep.exit_code == 0, rep.output
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Stress test" in text and "| equal_weight |" in text
+    name = next(iter(data["baskets"]))
+    assert (
+        f"(stress_fan_{name}.png)" in text
+        and (tmp_path / "rep" / f"stress_fan_{name}.png").exists()
+    )
+    shutil.rmtree(stress_run_dir / "stress")
 
 
 @pytest.mark.parametrize(
