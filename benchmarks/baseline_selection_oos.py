@@ -19,7 +19,7 @@ from jaxport.data.split import walk_forward_bounds
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval.allocators import evaluate_allocators
 from jaxport.eval.stats import returns_from_equity, sharpe_ratio
-from jaxport.pipeline.portfolio import validation_objective
+from jaxport.pipeline.basket_stage import validation_objective
 
 SYMBOLS = ["AAPL", "AMZN", "GOOGL", "META", "MSFT", "NVDA", "TSLA"]
 DIVERSIFIED = ["equal_weight", "inverse_volatility", "minimum_variance", "risk_parity"]

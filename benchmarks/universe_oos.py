@@ -5,7 +5,7 @@ Data: all 21 pairs of the 7 shipped symbols (trainingdata/). Folds:
 data, validation blocks of the same length before each, embargo 8 rows. Features: the statistical
 set (``jaxport.features.market_stat_features``, causal), standardised per fold with the mean/std
 of that fold's TRAIN rows (pooled over the 7 symbols), clipped to +-5; a cheap proxy for the
-pipeline's forecast features. Env: the pipeline's defaults (``jaxport.pipeline.portfolio.
+pipeline's forecast features. Env: the pipeline's defaults (``jaxport.pipeline.basket_stage.
 env_kwargs(RLConfig())``: fee 10 bps, leverage cap 2, financing 6.75 %/yr, 252 days/yr; open prices
 as in the pipeline). Validation/test params hold no row after their own block.
 
@@ -50,8 +50,9 @@ from jaxport.eval import evaluate_policy  # noqa: E402
 from jaxport.eval.allocators import Allocator, evaluate_allocators  # noqa: E402
 from jaxport.features import market_stat_features  # noqa: E402
 from jaxport.features.stat import warmup_days  # noqa: E402
+from jaxport.pipeline.basket_stage import env_kwargs  # noqa: E402
 from jaxport.pipeline.config import RLConfig  # noqa: E402
-from jaxport.pipeline.portfolio import env_kwargs, gradient_config  # noqa: E402
+from jaxport.pipeline.trainer_configs import gradient_config  # noqa: E402
 from jaxport.rl.gradient import make_policy_apply, make_train  # noqa: E402
 from jaxport.rl.universe import (  # noqa: E402
     UniverseConfig,

@@ -41,8 +41,8 @@ from jaxport.eval import evaluate_policy  # noqa: E402
 from jaxport.eval.allocators import Allocator, evaluate_allocators  # noqa: E402
 from jaxport.features import market_stat_features  # noqa: E402
 from jaxport.features.stat import warmup_days  # noqa: E402
+from jaxport.pipeline.basket_stage import env_kwargs  # noqa: E402
 from jaxport.pipeline.config import RLConfig  # noqa: E402
-from jaxport.pipeline.portfolio import env_kwargs  # noqa: E402
 from jaxport.rl.universe import make_universe_policy, stack_env_params  # noqa: E402
 from jaxport.rl.universe_ppo import UniversePPOConfig, train_universe_ppo  # noqa: E402
 

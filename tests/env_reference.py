@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers import ENV_STATE_FIELDS
+
 DEFAULT_PARAMS = dict(
     leverage_cap=2.0,
     annual_financing_rate=0.0675,
@@ -32,18 +34,7 @@ DEFAULT_PARAMS = dict(
 
 DEFAULT_MODE = dict(reward="log_return", return_mode="close_to_close", long_only=False, window=1)
 
-STATE_KEYS = (
-    "t",
-    "time",
-    "equity",
-    "weights",
-    "open_trade_pnl",
-    "gross_pnl",
-    "fees",
-    "financing",
-    "num_trades",
-    "winning_trades",
-)
+STATE_KEYS = ENV_STATE_FIELDS
 
 
 def full_params(params: dict | None) -> dict:

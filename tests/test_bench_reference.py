@@ -20,22 +20,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from helpers import ENV_STATE_FIELDS  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 from torch_reference import TorchPortfolioReference, draw_starts, portfolio_step  # noqa: E402
 
 T, N, F, B, STEPS = 60, 3, 2, 24, 40
-STATE_FIELDS = (
-    "t",
-    "time",
-    "equity",
-    "weights",
-    "open_trade_pnl",
-    "gross_pnl",
-    "fees",
-    "financing",
-    "num_trades",
-    "winning_trades",
-)
+STATE_FIELDS = ENV_STATE_FIELDS
 INFO_FIELDS = (
     "equity",
     "leverage",

@@ -232,7 +232,7 @@ def test_registered_prefix_kind_with_empty_tree(tmp_path):
 
 
 def test_evaluating_policies_of_one_architecture_compiles_once():
-    from jaxport.eval.portfolio import _run_policy
+    from jaxport.eval.episode import _run_policy
 
     rng = np.random.default_rng(1)
     prices = 50 * np.cumprod(1 + 0.01 * rng.standard_normal((60, 2)), axis=0)

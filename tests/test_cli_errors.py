@@ -77,8 +77,8 @@ def test_exit_codes():
             "/data/seed.csv: too few rows (5); need at least 106 for the profile seed",
         ),
         (
-            "rl.policy 'lstm': expected mlp or transformer",
-            "rl.policy 'lstm': expected mlp or transformer",
+            "rl.grid: every entry must be a non-empty list of numbers",
+            "rl.grid: every entry must be a non-empty list of numbers",  # TOML only: no flag
         ),
     ],
 )
@@ -92,9 +92,10 @@ def test_flag_names_match_config_and_train_flags():
     """Every mapped setting exists in PipelineConfig (or is a Pipeline argument) and every flag is
     an option of ``jaxport train``: the map cannot drift from either side."""
     from jaxport.cli import app
-    from jaxport.cli.common import FLAG_NAMES
+    from jaxport.cli.common import FLAG_NAMES, RunOptions
     from jaxport.pipeline.config import SECTIONS, PipelineConfig
 
+    run_options = {f.name for f in dataclasses.fields(RunOptions)}
     top = {f.name for f in dataclasses.fields(PipelineConfig)}
     train = typer.main.get_command(app).commands["train"]
     train_flags = {opt for p in train.params for opt in p.opts}
@@ -103,12 +104,7 @@ def test_flag_names_match_config_and_train_flags():
         if name:
             assert name in {f.name for f in dataclasses.fields(SECTIONS[section])}, setting
         else:
-            assert setting.removesuffix("=True") in top | {
-                "config_file",
-                "resume",
-                "overwrite",
-                "walk_forward",
-            }, setting
+            assert setting.removesuffix("=True") in top | run_options, setting
         assert flag in train_flags, flag
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from jaxport.data import split_bounds
 from jaxport.data.synth import generate_synthetic_market
 from jaxport.features import stat_features
+from jaxport.pipeline.basket_stage import PairData, train_gradient
 from jaxport.pipeline.config import RLConfig
-from jaxport.pipeline.portfolio import PairData, train_gradient
 
 TINY = RLConfig(
     algo="gradient",

@@ -198,7 +198,9 @@ def test_empty_and_missing_directory(tmp_path):
         lambda: load_market(tmp_path),
         lambda: find_symbol_file(tmp_path, "AAPL"),
     ):
-        with pytest.raises(DataError, match=f"{tmp_path}: directory holds no .csv files"):
+        with pytest.raises(
+            DataError, match=f"{tmp_path}: directory holds no .csv or .csv.gz files"
+        ):
             call()
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere: directory does not exist"):
@@ -215,7 +217,7 @@ def test_resolve_data_dir_fallback(tmp_path, monkeypatch):
     # an explicit non-default folder never falls back
     (tmp_path / "mine").mkdir()
     with pytest.raises(
-        DataError, match="data.trainingdata_dir mine: directory holds no .csv files"
+        DataError, match="data.trainingdata_dir mine: directory holds no .csv or .csv.gz files"
     ):
         resolve_data_dir("mine")
     with pytest.raises(DataError, match="data.trainingdata_dir other: directory does not exist"):
@@ -349,7 +351,7 @@ def test_cli_check_broken_dir_reports_every_file(cli_runner, tmp_path, shipped_d
 def test_cli_data_error_is_one_red_line_exit_2(cli_runner, tmp_path):
     result = cli_runner.invoke(app, ["data", "check", str(tmp_path)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: {tmp_path}: directory holds no .csv files"
+    assert result.stderr.strip() == f"error: {tmp_path}: directory holds no .csv or .csv.gz files"
     assert "Traceback" not in result.output
 
 

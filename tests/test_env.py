@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from env_reference import ReferencePortfolio, reference_observation, reference_step
+from helpers import ENV_STATE_FIELDS
 from jaxport.data import load_market
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 
@@ -92,18 +93,7 @@ def mode_dict(env: PortfolioEnv) -> dict:
 def state_at(states: EnvState, i: int | None = None) -> dict:
     """EnvState (optionally row i of a stacked one) -> dict of float64 NumPy values."""
     out = {}
-    for k in (
-        "t",
-        "time",
-        "equity",
-        "weights",
-        "open_trade_pnl",
-        "gross_pnl",
-        "fees",
-        "financing",
-        "num_trades",
-        "winning_trades",
-    ):
+    for k in ENV_STATE_FIELDS:
         v = np.asarray(getattr(states, k))
         if i is not None:
             v = v[i]
@@ -936,15 +926,7 @@ def test_reset_with_eval_start_is_fixed_and_clean():
         obs, s = jit_reset(W3_ENV, jax.random.PRNGKey(seed), params)
         assert int(s.t) == 7 and int(s.time) == 0
         assert float(s.equity) == 1.0
-        for k in (
-            "weights",
-            "open_trade_pnl",
-            "gross_pnl",
-            "fees",
-            "financing",
-            "num_trades",
-            "winning_trades",
-        ):
+        for k in ENV_STATE_FIELDS[3:]:  # everything after t, time, equity
             assert np.all(np.asarray(getattr(s, k)) == 0), k
         assert_close("reset obs", obs, reference_observation(feats, 7, np.zeros(2), 1.0, 1.0, 3))
 

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import perturb_tree, ppo_params_and_norm
 from jaxport.env import PortfolioEnv
 from jaxport.errors import CheckpointError
 from jaxport.features import STAT_FEATURE_NAMES
 from jaxport.forecast import ForecasterConfig, init_params, save_forecaster
 from jaxport.forecast.model import predict_distribution, predict_normalised
 from jaxport.pipeline.rundir import RunDir
-from jaxport.rl import GradientConfig, PPOConfig, RunningMeanStd, make_network, make_policy_apply
+from jaxport.rl import GradientConfig, PPOConfig, make_network, make_policy_apply
 from jaxport.rl.codec import make_policy, save_policy_checkpoint
 from jaxport.rl.gradient import make_policy_network
 from torch_compat.export import export_forecaster, export_policy, export_run
@@ -56,34 +57,16 @@ FCFG = ForecasterConfig(
 )
 
 
-def _perturb(tree, seed: int, scale: float = 0.3):
-    leaves, treedef = jax.tree.flatten(tree)
-    rng = np.random.default_rng(seed)
-    return jax.tree.unflatten(
-        treedef,
-        [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32) for x in leaves],
-    )
-
-
 @functools.lru_cache(maxsize=None)
 def _ppo(activation: str = "tanh", seed: int = 0):
     cfg = PPOConfig(hidden_sizes=(16, 8), activation=activation, leverage_cap=1.5)
-    params = jax.jit(make_network(cfg, len(SYMBOLS)).init)(
-        jax.random.PRNGKey(seed), jnp.zeros((OBS_DIM,))
-    )
-    params = _perturb(params, seed)
-    rng = np.random.default_rng(seed + 1)
-    norm = RunningMeanStd(
-        mean=jnp.asarray(rng.normal(size=OBS_DIM), jnp.float32),
-        var=jnp.asarray(rng.uniform(0.5, 2.0, OBS_DIM), jnp.float32),
-        count=jnp.float32(100.0),
-    )
+    params, norm = ppo_params_and_norm(cfg, len(SYMBOLS), OBS_DIM, seed=seed)
     return cfg, params, norm
 
 
 @pytest.fixture(scope="module")
 def forecaster():
-    return FCFG, _perturb(init_params(FCFG, jax.random.PRNGKey(0)), 3, scale=0.2)
+    return FCFG, perturb_tree(init_params(FCFG, jax.random.PRNGKey(0)), 3, scale=0.2)
 
 
 def _to_torch(sd, arch):
@@ -122,7 +105,7 @@ def test_actor_critic_parity(activation):
 def test_mlp_allocator_parity():
     cfg = GradientConfig(policy="mlp", hidden_sizes=(12, 12), leverage_cap=1.5)
     env = ENV
-    params = _perturb(
+    params = perturb_tree(
         jax.jit(make_policy_network(cfg, env).init)(jax.random.PRNGKey(1), jnp.zeros(env.obs_dim)),
         2,
     )
@@ -187,7 +170,7 @@ def run_dir(tmp_path_factory, forecaster):
     root = tmp_path_factory.mktemp("run")
     fcfg, fparams = forecaster
     save_forecaster(root / "base", fparams, fcfg, extra={"note": "generic"})
-    save_forecaster(root / "specialists" / "AAPL", _perturb(fparams, 9, 0.05), fcfg)
+    save_forecaster(root / "specialists" / "AAPL", perturb_tree(fparams, 9, 0.05), fcfg)
     cfg, params, norm = _ppo()
     env_meta = {
         "leverage_cap": 1.5,
@@ -369,7 +352,7 @@ def test_allocator_policy_parity_over_real_episode(symbols):
     window and the step counter (plus the obs), chooses the JAX allocator's action at every step of
     a real-data episode (1e-5), and the episode ends at the JAX evaluation's equity."""
     from jaxport.eval import default_allocators, run_allocators
-    from jaxport.pipeline.portfolio import baseline_policy
+    from jaxport.pipeline.basket_stage import baseline_policy
 
     env, params = _real_episode(list(symbols), eval_start=70, steps=64)
     prices = torch.from_numpy(np.array(params.prices))
@@ -430,7 +413,7 @@ def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
 
     from jaxport.eval import evaluate_policy
     from jaxport.eval.allocators import Allocator
-    from jaxport.pipeline.portfolio import baseline_policy
+    from jaxport.pipeline.basket_stage import baseline_policy
     from torch_compat import TorchPortfolioEnv
 
     symbols = ["AAPL", "MSFT"]

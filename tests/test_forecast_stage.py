@@ -16,15 +16,15 @@ from jaxport.data import split_bounds
 from jaxport.data.synth import generate_synthetic_market
 from jaxport.forecast import Forecaster
 from jaxport.forecast.crossfit import FittedCrossFit
+from jaxport.pipeline.basket_stage import pair_features
 from jaxport.pipeline.config import build_config
 from jaxport.pipeline.forecast_stage import (
     CROSSFIT_KEY,
-    StageIO,
     feature_models,
     run_base_stage,
     run_specialist_stage,
 )
-from jaxport.pipeline.portfolio import pair_features
+from jaxport.pipeline.stage_io import StageIO
 
 H = 4  # forecast horizon (days)
 C = 16  # forecaster context (days)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxport.pipeline.portfolio import baseline_gate, validation_objective
+from jaxport.pipeline.basket_stage import baseline_gate, validation_objective
 
 
 def test_validation_objective_hand_computed():
@@ -52,7 +52,7 @@ def test_shipped_baseline_is_a_real_policy(tmp_path):
     """baseline:<name> checkpoints round-trip and evaluate exactly like the allocator."""
     from jaxport.env import EnvParams, PortfolioEnv
     from jaxport.eval import default_allocators, evaluate_allocators, evaluate_policy
-    from jaxport.pipeline.portfolio import baseline_policy
+    from jaxport.pipeline.basket_stage import baseline_policy
     from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
 
     rng = np.random.default_rng(0)

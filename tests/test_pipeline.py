@@ -340,8 +340,8 @@ def test_window_observation_never_shows_warm_up_rows():
     import jax
 
     from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.basket_stage import PairData
     from jaxport.pipeline.config import RLConfig
-    from jaxport.pipeline.portfolio import PairData
 
     T, N, F, valid_from, window = 120, 2, 3, 10, 4
     rng = np.random.default_rng(0)

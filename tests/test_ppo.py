@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv, rollout
 from jaxport.eval import evaluate_policy
-from jaxport.eval.portfolio import _run_policy
+from jaxport.eval.episode import _run_policy
 from jaxport.rl import (
     ActorCritic,
     PPOConfig,

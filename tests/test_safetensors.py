@@ -19,11 +19,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from helpers import perturb_tree, ppo_params_and_norm
 from jaxport.env import PortfolioEnv
 from jaxport.errors import ConfigError
 from jaxport.forecast import ForecasterConfig, init_params
 from jaxport.forecast.model import predict_normalised
-from jaxport.rl import GradientConfig, PPOConfig, RunningMeanStd, make_network
+from jaxport.rl import GradientConfig, PPOConfig, make_network
 from jaxport.rl.codec import make_policy
 from jaxport.rl.gradient import make_policy_network
 from torch_compat.export import export_forecaster, export_policy
@@ -36,29 +37,13 @@ ENV = PortfolioEnv(2, 3)
 OBS = ENV.obs_dim
 
 
-def _perturb(tree, seed: int, scale: float = 0.3):
-    leaves, treedef = jax.tree.flatten(tree)
-    rng = np.random.default_rng(seed)
-    return jax.tree.unflatten(
-        treedef,
-        [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32) for x in leaves],
-    )
-
-
 @functools.lru_cache(maxsize=None)
 def _ppo():
     cfg = PPOConfig(hidden_sizes=(16, 8), activation="tanh", leverage_cap=1.5)
-    net = make_network(cfg, ENV.num_assets)
-    params = _perturb(jax.jit(net.init)(jax.random.PRNGKey(0), jnp.zeros((OBS,))), 0)
-    rng = np.random.default_rng(1)
-    norm = RunningMeanStd(
-        mean=jnp.asarray(rng.normal(size=OBS), jnp.float32),
-        var=jnp.asarray(rng.uniform(0.5, 2.0, OBS), jnp.float32),
-        count=jnp.float32(10.0),
-    )
+    params, norm = ppo_params_and_norm(cfg, ENV.num_assets, OBS, seed=0, count=10.0)
     policy = make_policy("ppo", cfg, ENV, params=params, obs_norm=norm)
     x = np.random.default_rng(2).normal(0.0, 2.0, (NUM, OBS)).astype(np.float32)
-    mean, _, value = jax.jit(net.apply)(params, jnp.asarray(x))
+    mean, _, value = jax.jit(make_network(cfg, ENV.num_assets).apply)(params, jnp.asarray(x))
     want = {"act": np.asarray(policy.act(x)), "mean": np.asarray(mean), "value": np.asarray(value)}
 
     def got(model, xt):
@@ -72,7 +57,7 @@ def _ppo():
 def _mlp():
     cfg = GradientConfig(policy="mlp", hidden_sizes=(12, 12), leverage_cap=1.5)
     net = make_policy_network(cfg, ENV)
-    params = _perturb(jax.jit(net.init)(jax.random.PRNGKey(1), jnp.zeros(OBS)), 2)
+    params = perturb_tree(jax.jit(net.init)(jax.random.PRNGKey(1), jnp.zeros(OBS)), 2)
     x = np.random.default_rng(3).normal(0.0, 2.0, (NUM, OBS)).astype(np.float32)
     want = {"act": np.asarray(jax.jit(net.apply)(params, jnp.asarray(x)))}
     return (
@@ -96,7 +81,7 @@ def _forecaster():
         targets=("close", "high"),
         dropout=0.0,
     )
-    params = _perturb(init_params(cfg, jax.random.PRNGKey(0)), 3, scale=0.2)
+    params = perturb_tree(init_params(cfg, jax.random.PRNGKey(0)), 3, scale=0.2)
     x = np.random.default_rng(4).normal(size=(NUM, cfg.context, 6)).astype(np.float32)
     loc, scale, dof = jax.jit(predict_normalised, static_argnums=1)(params, cfg, jnp.asarray(x))
     want = {"loc": np.asarray(loc), "scale": np.asarray(scale), "dof": np.asarray(dof)}

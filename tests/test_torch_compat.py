@@ -26,6 +26,7 @@ from gymnasium.wrappers import ArrayConversion
 
 import torch_compat as tc
 from env_reference import reference_reset_state, reference_step
+from helpers import random_walk_market
 from jaxport.data import DataError, load_market
 from jaxport.features import STAT_FEATURE_NAMES, warmup_days
 
@@ -42,14 +43,7 @@ TOL = dict(rtol=1e-6, atol=1e-6)
 H = 4  # differentiable-episode length everywhere (one compiled program); > episode_length
 
 
-def _market(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, (T, N)), axis=0))
-    feats = rng.normal(size=(T, N, F)).astype(np.float32)
-    return prices, feats
-
-
-PRICES, FEATS = _market()
+PRICES, FEATS = random_walk_market(T, N, F, seed=0)
 
 
 @pytest.fixture(scope="module")

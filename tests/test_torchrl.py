@@ -17,6 +17,7 @@ from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs, step_mdp
 
 from env_reference import reference_reset_state, reference_step
+from helpers import random_walk_market
 from jaxport.errors import JaxportError
 from torch_compat import TorchRLPortfolioEnv
 from torch_compat.env import build_jax_env
@@ -33,13 +34,7 @@ OPTS = dict(
 TOL = dict(rtol=1e-6, atol=1e-6)
 
 
-def _market(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, (T, N)), axis=0))
-    return prices, rng.normal(size=(T, N, F)).astype(np.float32)
-
-
-PRICES, FEATS = _market()
+PRICES, FEATS = random_walk_market(T, N, F, seed=0)
 
 
 @pytest.fixture(scope="module")

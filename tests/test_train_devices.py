@@ -49,10 +49,10 @@ CHILD = textwrap.dedent(
     for name, args in json.loads(sys.argv[1]):
         res = runner.invoke(cli.app, args)
         out[name] = {"code": res.exit_code, "output": res.output[-3000:]}
-    from jaxport.pipeline import portfolio
+    from jaxport.pipeline import basket_stage
 
     sharded = {}
-    for key, compiled in portfolio._COMPILED.items():
+    for key, compiled in basket_stage._COMPILED.items():
         mesh = key[-1]
         if mesh is not None:
             text = compiled[0].as_text()

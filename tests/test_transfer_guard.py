@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import random_walk_market
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.env.rollout import rollout
 from jaxport.rl.ppo import PPOConfig, make_train
@@ -25,10 +26,8 @@ T, N, F = 300, 3, 2
 
 
 def _market(seed=0):
-    rng = np.random.default_rng(seed)
-    prices = (100 * np.exp(np.cumsum(rng.normal(0, 0.02, (T, N)), axis=0))).astype(np.float32)
-    feats = rng.normal(size=(T, N, F)).astype(np.float32)
-    return prices, feats
+    prices, feats = random_walk_market(T, N, F, seed=seed, vol=0.02)
+    return prices.astype(np.float32), feats
 
 
 def _env():

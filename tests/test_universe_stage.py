@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxport.pipeline.config import RLConfig
-from jaxport.pipeline.universe_stage import eval_every, universe_baskets, universe_config
+from jaxport.pipeline.trainer_configs import eval_every, universe_config
+from jaxport.pipeline.universe_stage import universe_baskets
 
 
 def test_baskets_are_every_pair_of_distinct_symbols_in_order():
@@ -89,7 +90,7 @@ def test_basket_env_params_hold_no_test_row():
     import jax
 
     from jaxport.data import MarketData, split_bounds
-    from jaxport.pipeline.portfolio import PairData
+    from jaxport.pipeline.basket_stage import PairData
 
     rng = np.random.default_rng(3)
     T, N, F = 400, 2, 3
@@ -132,7 +133,7 @@ def test_grid_becomes_the_population_and_bad_grids_are_config_errors():
 
 
 def test_ppo_config_shares_the_universe_fields():
-    from jaxport.pipeline.universe_stage import universe_ppo_config
+    from jaxport.pipeline.trainer_configs import universe_ppo_config
     from jaxport.rl.universe_ppo import UniversePPOConfig
 
     rl = RLConfig(batch_size=64, epochs=20, seeds=2, turnover_penalty=0.01, rebalance_rate=0.5)
@@ -154,7 +155,7 @@ def test_both_trainers_keep_the_better_population_and_every_member(monkeypatch):
     import jaxport.pipeline.universe_stage as stage
     import jaxport.rl.universe_ppo as universe_ppo
     from jaxport.data import MarketData, split_bounds
-    from jaxport.pipeline.portfolio import PairData
+    from jaxport.pipeline.basket_stage import PairData
 
     rng = np.random.default_rng(5)
     T, N, F = 300, 2, 2

@@ -83,8 +83,8 @@ def test_fold_env_params_hold_no_row_after_their_block():
     """Validation params end at val_end (no test row), test params at test_end."""
     from jaxport.data.synth import generate_synthetic_market
     from jaxport.features import stat_features
+    from jaxport.pipeline.basket_stage import PairData
     from jaxport.pipeline.config import RLConfig
-    from jaxport.pipeline.portfolio import PairData
 
     market = generate_synthetic_market(2, 600, seed=2)
     b = walk_forward_bounds(600, 3, embargo=4, min_train_rows=100)[0]
@@ -261,7 +261,7 @@ def test_no_fold_sees_its_test_rows(wf_run, tmp_path, fast_toml):
 
 
 def test_eval_reproduces_every_fold(wf_run):
-    from jaxport.pipeline.evaluate_run import all_match, evaluate_run
+    from jaxport.pipeline.reevaluate import all_match, evaluate_run
 
     root, _, summary = wf_run
     result = evaluate_run(root / "a" / "models", write=False)

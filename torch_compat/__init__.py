@@ -17,7 +17,7 @@ strings, so nothing heavy is imported until an env is made). Names are loaded la
 
 from __future__ import annotations
 
-import importlib
+from jaxport.lazy_exports import lazy_exports
 
 ENV_ID = "jaxport/Portfolio-v0"
 
@@ -83,19 +83,9 @@ def register_envs() -> None:
     )
 
 
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'torch_compat' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"torch_compat.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_WHERE))
+__getattr__, __dir__, _names = lazy_exports(__name__, _WHERE)
 
 
 register_envs()
 
-__all__ = ["ENV_ID", "register_envs", *sorted(_WHERE)]
+__all__ = ["ENV_ID", "register_envs", *_names]

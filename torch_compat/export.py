@@ -26,7 +26,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
 from jaxport.checkpoint import atomic_write_json, plain_tree, to_jsonable
 from jaxport.errors import CheckpointError
 from jaxport.rl.codec import Policy, load_policy_checkpoint

@@ -1,16 +1,20 @@
 """What every ``jaxport`` command shares: consoles, exit codes, one-line errors, flag names.
 
-Imports only typer/rich/stdlib, so ``jaxport --help`` stays fast.
+Imports only typer/rich/stdlib and the (stdlib-only) configuration declarations, so
+``jaxport --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from jaxport.pipeline.config_schema import setting, setting_specs
 
 console = Console(soft_wrap=False)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -25,60 +29,50 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
-#: Library setting names (as in ``PipelineConfig`` and error messages) -> the flag that sets them.
-FLAG_NAMES: dict[str, str] = {
-    "profile": "--profile",
-    "config_file": "--config",
-    "output_dir": "--output-dir",
-    "tensorboard_dir": "--tensorboard-dir",
-    "summary_path": "--summary-path",
-    "wandb_project": "--wandb-project",
-    "wandb_entity": "--wandb-entity",
-    "seed": "--seed",
-    "skip_base": "--skip-base",
-    "skip_specialists": "--skip-specialists",
-    "skip_rl": "--skip-rl",
-    "base_checkpoint": "--base-checkpoint",
-    "resume": "--resume",
-    "resume=True": "--resume",
-    "overwrite": "--overwrite",
-    "overwrite=True": "--overwrite",
-    "walk_forward": "--walk-forward",
-    "data.trainingdata_dir": "--trainingdata-dir",
-    "data.base_symbols": "--base-stocks",
-    "data.specialist_symbols": "--specialist-stocks",
-    "data.pairs": "--pair",
-    "data.features": "--features",
-    "data.sequence_length": "--sequence-length",
-    "data.toto_horizon": "--toto-horizon",
-    "data.toto_targets": "--toto-targets",
-    "data.disable_toto": "--disable-toto",
-    "data.crossfit_blocks": "--crossfit-blocks",
-    "base.steps": "--base-steps",
-    "base.batch_size": "--base-batch-size",
-    "base.learning_rate": "--base-learning-rate",
-    "finetune.epochs": "--finetune-epochs",
-    "finetune.learning_rate": "--finetune-learning-rate",
-    "rl.algo": "--rl-algo",
-    "rl.scope": "--rl-scope",
-    "rl.seeds": "--rl-seeds",
-    "rl.turnover_penalty": "--turnover-penalty",
-    "rl.rebalance_rate": "--rebalance-rate",
-    "rl.feature_noise": "--feature-noise",
-    "rl.weight_decay": "--rl-weight-decay",
-    "rl.devices": "--devices",
-    "rl.epochs": "--rl-epochs",
-    "rl.learning_rate": "--rl-learning-rate",
-    "rl.batch_size": "--rl-batch-size",
-    "rl.hidden_size": "--rl-hidden-size",
-    "rl.num_layers": "--rl-num-layers",
-    "rl.num_heads": "--rl-num-heads",
-    "rl.transaction_cost_bps": "--transaction-cost-bps",
-    "rl.risk_penalty": "--risk-penalty",
-    "rl.leverage_limit": "--leverage-limit",
-    "rl.borrowing_cost": "--borrowing-cost",
-    "rl.trading_days_per_year": "--trading-days-per-year",
-}
+@dataclasses.dataclass
+class RunOptions:
+    """How ``jaxport train`` runs, besides the configuration (its flags are generated like the
+    configuration's; these are not written into the summary)."""
+
+    profile: str = setting(
+        "quick",
+        help="quick (minutes on a laptop CPU) | full: the defaults every setting starts from.",
+    )
+    config_file: str | None = setting(
+        None,
+        flag="--config",
+        help="TOML file with any setting (as --print-config writes); flags override it.",
+    )
+    print_config: bool = setting(
+        False, help="Print the resolved configuration as TOML (readable by --config) and exit."
+    )
+    resume: bool = setting(False, help="Continue an interrupted run in --output-dir.")
+    overwrite: bool = setting(False, help="Replace a previous run in --output-dir.")
+    walk_forward: int = setting(
+        1,
+        help="K >= 2: K expanding-window folds over the end of the data, each with its own "
+        "forecasters, policies and test block (1 = one chronological split).",
+    )
+    no_gate: bool = setting(
+        False,
+        help="Ship the best learned policy even when a standard allocator beat it on validation.",
+    )
+
+
+def _flag_names() -> dict[str, str]:
+    from jaxport.pipeline.config import PipelineConfig
+
+    names = {s.dotted: s.flag for s in setting_specs(PipelineConfig)}
+    names.update({s.dotted: s.flag for s in setting_specs(RunOptions)})
+    names.update(
+        {"profile": "--profile", "resume=True": "--resume", "overwrite=True": "--overwrite"}
+    )
+    return names
+
+
+#: Library setting names (as in ``PipelineConfig`` and error messages) -> the flag that sets them,
+#: read from the field declarations (:mod:`jaxport.pipeline.config_schema`).
+FLAG_NAMES: dict[str, str] = _flag_names()
 
 
 def with_flag_names(message: str) -> str:
@@ -120,6 +114,7 @@ def parse_symbols(value: Optional[str]) -> Optional[list[str]]:
 __all__ = [
     "ExitCode",
     "FLAG_NAMES",
+    "RunOptions",
     "console",
     "err_console",
     "fail",

@@ -1,4 +1,5 @@
-"""``jaxport data check`` and ``jaxport data synth``: validate and generate OHLCV CSV folders."""
+"""``jaxport data check`` and ``jaxport data synth``: validate and generate price CSV folders
+(per-symbol OHLCV or close-only CSVs, or one wide close panel)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from rich.text import Text
 
 from jaxport.cli.common import ExitCode, console, err_console, parse_symbols
 
-data_app = typer.Typer(help="Check and generate daily OHLCV CSV data.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Check and generate daily price CSV data (OHLCV, close-only or a wide close panel).",
+    no_args_is_help=True,
+)
 
 
 @data_app.command("check")
 def data_check(
-    directory: Annotated[Path, typer.Argument(help="Folder of SYMBOL.csv files.")],
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of SYMBOL.csv(.gz) files (OHLCV, or date and close) or of one wide "
+            "close panel (first column the date, one column per symbol)."
+        ),
+    ],
     symbols: Annotated[
         Optional[str],
         typer.Option("--symbols", help="Comma-separated symbols (default: every CSV)."),
@@ -43,7 +53,7 @@ def data_check(
     """
     from rich.table import Table
 
-    from jaxport.data import DataError, find_symbol_file, list_symbols, load_ohlcv_csv
+    from jaxport.data import DataError, find_symbol_file, list_symbols, load_symbol_frame
 
     if min_rows is None:
         from jaxport.pipeline.config import build_config, min_rows_needed
@@ -58,28 +68,31 @@ def data_check(
     )  # DataError (exit 2) if the folder is missing or has no CSVs
     wanted = parse_symbols(symbols) or available
     table = Table(title=f"data check: {directory}")
-    for column in ("symbol", "file", "rows", "first date", "last date", "problems"):
+    for column in ("symbol", "file", "columns", "rows", "first date", "last date", "problems"):
         table.add_column(column, overflow="fold")
     problems = 0
     common = None
+    files = set()
     for sym in wanted:
         path = None
         try:
             path = find_symbol_file(directory, sym)
-            frame = load_ohlcv_csv(path, min_rows=min_rows)
+            path, frame = load_symbol_frame(directory, sym, min_rows=min_rows)
+            files.add(path)
         except DataError as exc:
             problems += 1
             message = str(exc)
             if path is not None and message.startswith(f"{path}: "):
                 message = message[len(f"{path}: ") :]
             table.add_row(
-                sym, path.name if path else "-", "-", "-", "-", Text(message, style="red")
+                sym, path.name if path else "-", "-", "-", "-", "-", Text(message, style="red")
             )
             continue
         common = frame.index if common is None else common.intersection(frame.index)
         table.add_row(
             sym,
             path.name,
+            "OHLCV" if len(frame.columns) > 1 else "close",
             str(len(frame)),
             str(frame.index[0].date()),
             str(frame.index[-1].date()),
@@ -105,7 +118,8 @@ def data_check(
     if problems:
         err_console.print(Text(f"{problems} problem(s) in {directory}", style="bold red"))
         raise typer.Exit(int(ExitCode.FAILURE))
-    console.print(Text(f"all {len(wanted)} file(s) OK", style="green"))
+    noun = "file(s)" if len(files) == len(wanted) else "symbol(s)"  # a panel: one file
+    console.print(Text(f"all {len(wanted)} {noun} OK", style="green"))
 
 
 @data_app.command("synth")

@@ -3,14 +3,26 @@ and the final tables."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from jaxport.cli.common import ExitCode, console, err_console, fail, parse_symbols
+from jaxport.cli.common import ExitCode, RunOptions, console, err_console, fail
+from jaxport.pipeline.config_schema import (
+    SettingSpec,
+    format_default,
+    get_dotted,
+    inactive_reason,
+    parse_flag_value,
+    setting_specs,
+    to_toml,
+)
 
 if TYPE_CHECKING:  # heavy: imported inside the functions that need them
     from rich.console import Console
@@ -23,39 +35,6 @@ STAGE_TITLES = {
     "specialists": "stage 2: specialists",
     "portfolio": "stage 3: portfolio RL",
 }
-
-
-# ---------------------------------------------------------------------------- flags -> config
-def _overrides(**flags) -> dict:
-    """CLI values that were given (not None) as a nested override dict for ``build_config``."""
-    out: dict = {}
-    for dotted, value in flags.items():
-        if value is None:
-            continue
-        section, _, name = dotted.partition("__")
-        if name:
-            out.setdefault(section, {})[name] = value
-        else:
-            out[section] = value
-    return out
-
-
-def _parse_pairs(values: Optional[list[str]]) -> Optional[list[list[str]]]:
-    if not values:
-        return None
-    pairs = []
-    for value in values:
-        symbols = parse_symbols(value) or []
-        if len(symbols) < 2:
-            fail(f"--pair {value!r}: expected two or more comma-separated symbols, e.g. AAPL,AMZN")
-        pairs.append(symbols)
-    return pairs
-
-
-def _parse_targets(value: Optional[str]) -> Optional[list[str]]:
-    if value is None:
-        return None
-    return [t.strip().lower() for t in value.split(",") if t.strip()]
 
 
 # ---------------------------------------------------------------------------- final tables
@@ -281,364 +260,136 @@ def run_with_progress(
 
 
 # ---------------------------------------------------------------------------- the command
+def _option_specs() -> list[SettingSpec]:
+    """Every flag of ``jaxport train``: the run options, then the configuration's settings."""
+    from jaxport.pipeline.config import PipelineConfig
+
+    return setting_specs(RunOptions) + setting_specs(PipelineConfig)
+
+
+def _defaults() -> dict[str, Any]:
+    """dotted name -> default (the ``quick`` profile's; dataclass defaults are that profile)."""
+    from jaxport.pipeline.config import PipelineConfig
+
+    roots = (RunOptions(), PipelineConfig())
+    out = {}
+    for spec in _option_specs():
+        root = (
+            roots[0]
+            if spec.dotted in {f.name for f in dataclasses.fields(RunOptions)}
+            else roots[1]
+        )
+        out[spec.dotted] = get_dotted(root, spec.dotted)
+    return out
+
+
+#: How ``--help`` marks a default (escaped: rich would read ``[default: ...]`` as markup).
+DEFAULT_MARK = "\\[default: "
+
+
+def _parameter(spec: SettingSpec, default: Any) -> inspect.Parameter:
+    """The typer option of ``spec``: ``None`` (or ``False`` for a switch) when not given; the help
+    shows the real default."""
+    help_text = f"{spec.help} {DEFAULT_MARK}{format_default(default)}]"
+    option = typer.Option(*spec.flags, help=help_text, show_default=False)
+    if spec.type is bool:
+        annotation, value = bool, False
+    elif spec.parse == "pairs":
+        annotation, value = Optional[list[str]], None
+    elif spec.parse is not None:
+        annotation, value = Optional[str], None
+    else:
+        annotation, value = Optional[spec.type], None
+    return inspect.Parameter(
+        spec.param,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=value,
+        annotation=Annotated[annotation, option],
+    )
+
+
+def _given(spec: SettingSpec, value: Any) -> bool:
+    return bool(value) if spec.type is bool or spec.parse == "pairs" else value is not None
+
+
+def resolve_flags(values: dict[str, Any]) -> tuple[RunOptions, PipelineConfig, list[SettingSpec]]:
+    """The run options, the resolved configuration and the configuration flags that were given,
+    from the option values of one ``jaxport train`` call (``None``/``False``: not given). A bad
+    value is one ``error:`` line (exit 2)."""
+    from jaxport.pipeline.config import build_config
+
+    run_fields = {f.name for f in dataclasses.fields(RunOptions)}
+    run, overrides, given = RunOptions(), {}, []
+    for spec in _option_specs():
+        value = values.get(spec.param)
+        if not _given(spec, value):
+            continue
+        try:
+            value = parse_flag_value(spec, value)
+        except ValueError as exc:
+            fail(f"{spec.flag} {exc}")
+        if spec.dotted in run_fields:
+            setattr(run, spec.dotted, value)
+            continue
+        given.append(spec)
+        section, _, name = spec.dotted.rpartition(".")
+        (overrides.setdefault(section, {}) if section else overrides)[name] = value
+    if run.walk_forward < 1:
+        fail(f"--walk-forward {run.walk_forward}: the number of folds must be >= 1")
+    config: PipelineConfig = build_config(run.profile, run.config_file, overrides)
+    return run, config, given
+
+
+def refuse_inactive(config: PipelineConfig, given: list[SettingSpec]) -> None:
+    """Exit 2 with one line naming the first given flag that does not act in ``config`` (e.g. a
+    universe setting under ``--rl-scope pair``) and why."""
+    for spec in given:
+        reason = inactive_reason(config, spec)
+        if reason is not None:
+            fail(f"{spec.flag}: {reason}")
+
+
+def _train(**values: Any) -> None:
+    """Train the generic forecaster, specialists and portfolio policies; evaluate on test.
+
+    Defaults shown are the quick profile's; --profile full raises the forecaster budget,
+    finetune (7 epochs, lr 1e-4, 1300 steps) and rl (500 epochs, batch 2048, 252-day episodes).
+    """
+    import logging
+
+    from jaxport.distributed import initialize_distributed
+
+    # multi-host: join the JAX cluster (JAXPORT_* variables, or SLURM / Open MPI / ...)
+    # before anything starts the XLA backend; a no-op without those variables
+    initialize_distributed(auto_detect=True)
+    run, cfg, given = resolve_flags(values)
+    refuse_inactive(cfg, given)
+    if run.print_config:
+        typer.echo(to_toml(cfg.to_dict()), nl=False)
+        return
+    logging.basicConfig(
+        level=logging.INFO if cfg.verbose else logging.WARNING, format="%(message)s"
+    )
+    code = run_with_progress(
+        cfg,
+        resume=run.resume,
+        overwrite=run.overwrite,
+        console=console,
+        err_console=err_console,
+        walk_forward=run.walk_forward,
+        gate=not run.no_gate,
+    )
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train(
-        base_stocks: Annotated[
-            Optional[str],
-            typer.Option(
-                "--base-stocks",
-                help="Symbols for the generic forecaster "
-                "(default AAPL,AMZN,MSFT,NVDA,GOOGL when present, else all).",
-            ),
-        ] = None,
-        specialist_stocks: Annotated[
-            Optional[str],
-            typer.Option(
-                "--specialist-stocks",
-                help="Symbols that get a fine-tuned specialist "
-                "(default AAPL,AMZN,MSFT when present, else the first three).",
-            ),
-        ] = None,
-        trainingdata_dir: Annotated[
-            Optional[str],
-            typer.Option(
-                "--trainingdata-dir",
-                help="Folder of SYMBOL.csv files "
-                "(default trainingdata/, else tototraining/trainingdata/train).",
-            ),
-        ] = None,
-        output_dir: Annotated[
-            Optional[str],
-            typer.Option(
-                "--output-dir", help="Checkpoints and pipeline_summary.json (default runs/models)."
-            ),
-        ] = None,
-        tensorboard_dir: Annotated[
-            Optional[str],
-            typer.Option("--tensorboard-dir", help="TensorBoard event files (default runs/logs)."),
-        ] = None,
-        wandb_project: Annotated[
-            Optional[str],
-            typer.Option(
-                "--wandb-project",
-                help="Log to this wandb project too (optional dependency; offline if unreachable).",
-            ),
-        ] = None,
-        wandb_entity: Annotated[
-            Optional[str], typer.Option("--wandb-entity", help="wandb entity (team or user).")
-        ] = None,
-        pair: Annotated[
-            Optional[list[str]],
-            typer.Option(
-                "--pair",
-                help="Basket for portfolio RL, e.g. AAPL,AMZN "
-                "(repeatable; default adjacent specialist pairs).",
-            ),
-        ] = None,
-        skip_base: Annotated[
-            bool,
-            typer.Option(
-                "--skip-base", help="Do not train the generic forecaster (statistical features)."
-            ),
-        ] = False,
-        skip_specialists: Annotated[
-            bool, typer.Option("--skip-specialists", help="Do not fine-tune specialists.")
-        ] = False,
-        skip_rl: Annotated[
-            bool, typer.Option("--skip-rl", help="Stop after the forecasters.")
-        ] = False,
-        base_checkpoint: Annotated[
-            Optional[str],
-            typer.Option(
-                "--base-checkpoint",
-                help="Restore the generic forecaster from this checkpoint instead of training it.",
-            ),
-        ] = None,
-        base_steps: Annotated[
-            Optional[int],
-            typer.Option("--base-steps", help="Max optimiser steps of the generic forecaster."),
-        ] = None,
-        base_batch_size: Annotated[
-            Optional[int], typer.Option("--base-batch-size", help="Windows per forecaster step.")
-        ] = None,
-        base_learning_rate: Annotated[
-            Optional[float],
-            typer.Option(
-                "--base-learning-rate", help="Peak AdamW learning rate of the generic forecaster."
-            ),
-        ] = None,
-        finetune_epochs: Annotated[
-            Optional[int],
-            typer.Option("--finetune-epochs", help="Specialist fine-tuning epochs (0 = none)."),
-        ] = None,
-        finetune_learning_rate: Annotated[
-            Optional[float],
-            typer.Option("--finetune-learning-rate", help="Specialist learning rate."),
-        ] = None,
-        rl_epochs: Annotated[
-            Optional[int], typer.Option("--rl-epochs", help="RL training updates per pair.")
-        ] = None,
-        rl_learning_rate: Annotated[
-            Optional[float],
-            typer.Option(
-                "--rl-learning-rate",
-                help="PPO learning rate (the gradient method uses rl.gradient_learning_rate, "
-                "settable with --config).",
-            ),
-        ] = None,
-        rl_batch_size: Annotated[
-            Optional[int],
-            typer.Option("--rl-batch-size", help="Parallel environments per RL update."),
-        ] = None,
-        rl_hidden_size: Annotated[
-            Optional[int], typer.Option("--rl-hidden-size", help="Policy width.")
-        ] = None,
-        rl_num_layers: Annotated[
-            Optional[int], typer.Option("--rl-num-layers", help="Policy depth.")
-        ] = None,
-        rl_num_heads: Annotated[
-            Optional[int],
-            typer.Option("--rl-num-heads", help="Attention heads of the transformer policy."),
-        ] = None,
-        rl_algo: Annotated[
-            Optional[str],
-            typer.Option(
-                "--rl-algo",
-                help="gradient (default) | ppo | both (both trained, the better on validation kept).",
-            ),
-        ] = None,
-        rl_scope: Annotated[
-            Optional[str],
-            typer.Option(
-                "--rl-scope",
-                help="universe (default): one policy trained on every pair of the base symbols "
-                "at once | pair: one policy per --pair.",
-            ),
-        ] = None,
-        rl_seeds: Annotated[
-            Optional[int],
-            typer.Option(
-                "--rl-seeds",
-                help="Seeds of the universe policy, trained together in one compiled program; "
-                "the best on validation is kept (default 4).",
-            ),
-        ] = None,
-        turnover_penalty: Annotated[
-            Optional[float],
-            typer.Option(
-                "--turnover-penalty",
-                help="Penalty x mean daily turnover (fraction of equity) in the universe "
-                "objective (default 0).",
-            ),
-        ] = None,
-        rebalance_rate: Annotated[
-            Optional[float],
-            typer.Option(
-                "--rebalance-rate",
-                help="Fraction of the gap to the target weights traded per day, in (0, 1] "
-                "(universe policy; default 1).",
-            ),
-        ] = None,
-        feature_noise: Annotated[
-            Optional[float],
-            typer.Option(
-                "--feature-noise",
-                help="Std of Gaussian noise on standardised features during training "
-                "(universe policy; default 0).",
-            ),
-        ] = None,
-        rl_weight_decay: Annotated[
-            Optional[float],
-            typer.Option("--rl-weight-decay", help="AdamW weight decay of the universe policy."),
-        ] = None,
-        devices: Annotated[
-            Optional[int],
-            typer.Option(
-                "--devices",
-                help="Shard the RL batch over this many devices (default: as many as divide it).",
-            ),
-        ] = None,
-        transaction_cost_bps: Annotated[
-            Optional[float],
-            typer.Option(
-                "--transaction-cost-bps",
-                help="Trading cost in basis points of traded notional (default 10).",
-            ),
-        ] = None,
-        risk_penalty: Annotated[
-            Optional[float],
-            typer.Option(
-                "--risk-penalty",
-                help="Return-variance penalty of the gradient objective (default 0.1).",
-            ),
-        ] = None,
-        leverage_limit: Annotated[
-            Optional[float],
-            typer.Option(
-                "--leverage-limit", help="Max gross exposure, multiples of equity (default 2.0)."
-            ),
-        ] = None,
-        borrowing_cost: Annotated[
-            Optional[float],
-            typer.Option(
-                "--borrowing-cost",
-                help="Annual financing rate on exposure beyond 1x equity, "
-                "fraction (default 0.0675).",
-            ),
-        ] = None,
-        trading_days_per_year: Annotated[
-            Optional[int],
-            typer.Option(
-                "--trading-days-per-year",
-                help="Periods per year for financing and annualisation (default 252).",
-            ),
-        ] = None,
-        sequence_length: Annotated[
-            Optional[int],
-            typer.Option(
-                "--sequence-length",
-                help="Days behind the statistical forecast features (default 60).",
-            ),
-        ] = None,
-        toto_horizon: Annotated[
-            Optional[int],
-            typer.Option("--toto-horizon", help="Forecast steps per target (default 8)."),
-        ] = None,
-        toto_targets: Annotated[
-            Optional[str],
-            typer.Option("--toto-targets", help="Forecast columns (default close,open,high,low)."),
-        ] = None,
-        disable_toto: Annotated[
-            bool, typer.Option("--disable-toto", help="Use the statistical fallback features.")
-        ] = False,
-        crossfit_blocks: Annotated[
-            Optional[int],
-            typer.Option(
-                "--crossfit-blocks",
-                help="Train/validation rows get forecast features from models fitted without "
-                "their block (K blocks; default 3; 0: one model for all rows).",
-            ),
-        ] = None,
-        features: Annotated[
-            Optional[str],
-            typer.Option(
-                "--features",
-                help="toto (our forecaster) | stat (fallback) | toto+stat (forecast + indicators).",
-            ),
-        ] = None,
-        summary_path: Annotated[
-            Optional[str],
-            typer.Option(
-                "--summary-path",
-                help="Where to write pipeline_summary.json (default <output-dir>/).",
-            ),
-        ] = None,
-        profile: Annotated[
-            str, typer.Option("--profile", help="quick (minutes on a laptop CPU) | full.")
-        ] = "quick",
-        config: Annotated[
-            Optional[Path],
-            typer.Option("--config", help="TOML file with any setting; flags override it."),
-        ] = None,
-        seed: Annotated[
-            Optional[int], typer.Option("--seed", help="Random seed (default 0).")
-        ] = None,
-        resume: Annotated[
-            bool, typer.Option("--resume", help="Continue an interrupted run in --output-dir.")
-        ] = False,
-        overwrite: Annotated[
-            bool, typer.Option("--overwrite", help="Replace a previous run in --output-dir.")
-        ] = False,
-        walk_forward: Annotated[
-            int,
-            typer.Option(
-                "--walk-forward",
-                help="K >= 2: K expanding-window folds over the end of the data, each with its own "
-                "forecasters, policies and test block (1 = one chronological split).",
-            ),
-        ] = 1,
-        no_gate: Annotated[
-            bool,
-            typer.Option(
-                "--no-gate",
-                help="Ship the best learned policy even when a standard allocator beat it on "
-                "validation.",
-            ),
-        ] = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False,
-    ) -> None:
-        """Train the generic forecaster, specialists and portfolio policies; evaluate on test."""
-        import logging
-
-        from jaxport.distributed import initialize_distributed
-
-        # multi-host: join the JAX cluster (JAXPORT_* variables, or SLURM / Open MPI / ...)
-        # before anything starts the XLA backend; a no-op without those variables
-        initialize_distributed(auto_detect=True)
-        from jaxport.pipeline.config import build_config
-
-        logging.basicConfig(
-            level=logging.INFO if verbose else logging.WARNING, format="%(message)s"
-        )
-        overrides = _overrides(
-            output_dir=output_dir,
-            tensorboard_dir=tensorboard_dir,
-            summary_path=summary_path,
-            wandb_project=wandb_project,
-            wandb_entity=wandb_entity,
-            seed=seed,
-            skip_base=skip_base or None,
-            skip_specialists=skip_specialists or None,
-            skip_rl=skip_rl or None,
-            base_checkpoint=base_checkpoint,
-            verbose=verbose or None,
-            data__trainingdata_dir=trainingdata_dir,
-            data__base_symbols=parse_symbols(base_stocks),
-            data__specialist_symbols=parse_symbols(specialist_stocks),
-            data__pairs=_parse_pairs(pair),
-            data__features=features,
-            data__sequence_length=sequence_length,
-            data__toto_horizon=toto_horizon,
-            data__toto_targets=_parse_targets(toto_targets),
-            data__disable_toto=disable_toto or None,
-            data__crossfit_blocks=crossfit_blocks,
-            base__steps=base_steps,
-            base__batch_size=base_batch_size,
-            base__learning_rate=base_learning_rate,
-            finetune__epochs=finetune_epochs,
-            finetune__learning_rate=finetune_learning_rate,
-            rl__epochs=rl_epochs,
-            rl__learning_rate=rl_learning_rate,
-            rl__batch_size=rl_batch_size,
-            rl__hidden_size=rl_hidden_size,
-            rl__num_layers=rl_num_layers,
-            rl__num_heads=rl_num_heads,
-            rl__algo=rl_algo,
-            rl__scope=rl_scope,
-            rl__seeds=rl_seeds,
-            rl__turnover_penalty=turnover_penalty,
-            rl__rebalance_rate=rebalance_rate,
-            rl__feature_noise=feature_noise,
-            rl__weight_decay=rl_weight_decay,
-            rl__devices=devices,
-            rl__transaction_cost_bps=transaction_cost_bps,
-            rl__risk_penalty=risk_penalty,
-            rl__leverage_limit=leverage_limit,
-            rl__borrowing_cost=borrowing_cost,
-            rl__trading_days_per_year=trading_days_per_year,
-        )
-        if walk_forward < 1:
-            fail(f"--walk-forward {walk_forward}: the number of folds must be >= 1")
-        cfg = build_config(profile, config, overrides)
-        code = run_with_progress(
-            cfg,
-            resume=resume,
-            overwrite=overwrite,
-            console=console,
-            err_console=err_console,
-            walk_forward=walk_forward,
-            gate=not no_gate,
-        )
-        if code != ExitCode.OK:
-            raise typer.Exit(int(code))
+    """Add ``jaxport train`` with one option per declared setting (:func:`_option_specs`)."""
+    defaults = _defaults()
+    params = [_parameter(spec, defaults[spec.dotted]) for spec in _option_specs()]
+    command = functools.wraps(_train)(lambda **values: _train(**values))
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__wrapped__ = None
+    del command.__wrapped__
+    app.command("train")(command)

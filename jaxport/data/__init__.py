@@ -1,4 +1,4 @@
-"""Data layer: discovery, validated CSV parsing, alignment, chronological splits, synthetic data."""
+"""Data layer: discovery, validated CSV parsing (OHLCV, close-only, wide panels), alignment, chronological splits, synthetic data."""
 
 from jaxport.data.loader import (
     DEFAULT_DATA_DIR,
@@ -8,14 +8,17 @@ from jaxport.data.loader import (
     list_symbols,
     load_market,
     load_ohlcv_csv,
+    load_panel_csv,
+    load_symbol_frame,
     resolve_data_dir,
 )
-from jaxport.data.market import OHLCV_FIELDS, MarketData
+from jaxport.data.market import CLOSE_ONLY, OHLCV_FIELDS, MarketData
 from jaxport.data.split import SplitBounds, describe_split, min_rows_for, split_bounds, split_market
 from jaxport.data.synth import generate_synthetic_market, planted_predictor, write_synthetic_csvs
 from jaxport.errors import DataError
 
 __all__ = [
+    "CLOSE_ONLY",
     "DataError",
     "DEFAULT_DATA_DIR",
     "FALLBACK_DATA_DIR",
@@ -29,6 +32,8 @@ __all__ = [
     "list_symbols",
     "load_market",
     "load_ohlcv_csv",
+    "load_panel_csv",
+    "load_symbol_frame",
     "min_rows_for",
     "planted_predictor",
     "resolve_data_dir",

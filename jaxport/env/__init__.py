@@ -1,7 +1,7 @@
 """Portfolio environment: pure functional, jit/vmap/scan/grad-able multi-asset trading step."""
 
 from jaxport.env.params import EnvParams
-from jaxport.env.portfolio import RETURN_MODES, REWARD_MODES, PortfolioEnv
+from jaxport.env.portfolio_env import RETURN_MODES, REWARD_MODES, PortfolioEnv
 from jaxport.env.rollout import (
     RolloutResult,
     Trajectory,

@@ -37,7 +37,7 @@ from gymnasium.vector.utils import batch_space
 
 from jaxport.data import DataError, load_market
 from jaxport.env.params import EnvParams
-from jaxport.env.portfolio import PortfolioEnv
+from jaxport.env.portfolio_env import PortfolioEnv
 from jaxport.env.state import EnvState
 from jaxport.errors import ConfigError
 
@@ -135,7 +135,8 @@ def load_csv_arrays(
     ``features``: ``"stat"`` -> ``jaxport.features.market_stat_features`` (its warm-up rows are
     excluded from episode starts via ``start_min``); ``"none"``/``None`` -> no features; an array
     ``[T, N, F]`` (or ``[T, N]``) aligned to the loaded dates.
-    Returns ``dict(prices, open_prices, features, symbols, dates, feature_names, start_min)``.
+    Returns ``dict(prices, open_prices, features, symbols, dates, feature_names, start_min,
+    columns)``; ``open_prices`` is None on close-only data (``columns`` lacks ``open``).
     """
     market = load_market(data_dir, symbols)
     T, N = market.close.shape
@@ -163,12 +164,13 @@ def load_csv_arrays(
         names = tuple(f"f{i}" for i in range(feats.shape[-1]))
     return dict(
         prices=market.close,
-        open_prices=market.open,
+        open_prices=market.open if market.has_ohlc else None,
         features=feats,
         symbols=tuple(market.symbols),
         dates=market.dates,
         feature_names=tuple(names),
         start_min=min(start_min, T - 2),
+        columns=tuple(market.columns),
     )
 
 
@@ -181,6 +183,11 @@ def env_args_from_csv(data_dir, symbols, features, options: dict) -> tuple[dict,
             "open_prices: not accepted with a data directory (opens come from the CSVs)"
         )
     arrays = load_csv_arrays(data_dir, symbols, features=features)
+    if options.get("return_mode") == "open_to_close" and arrays["open_prices"] is None:
+        raise DataError(
+            f"return_mode open_to_close needs opens, but {data_dir} has close-only data "
+            "(use return_mode close_to_close)"
+        )
     window = int(options.get("window", 1))
     opts = dict(options)
     opts.setdefault("start_min", max(arrays["start_min"], window - 1))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxport.env.params import EnvParams
-from jaxport.env.portfolio import PortfolioEnv
+from jaxport.env.portfolio_env import PortfolioEnv
 from jaxport.env.state import EnvState
 
 PolicyFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]  # (key, obs[obs_dim]) -> action[N]

@@ -8,7 +8,7 @@ from jaxport.eval.allocators import (
     evaluate_allocators,
     run_allocators,
 )
-from jaxport.eval.portfolio import (
+from jaxport.eval.episode import (
     EQUITY_METRIC_KEYS,
     POLICY_METRIC_KEYS,
     baseline_specs,
@@ -17,8 +17,8 @@ from jaxport.eval.portfolio import (
     evaluate_policy,
     evaluation_steps,
     metrics_from_equity,
-    portfolio_report,
 )
+from jaxport.eval.policy_report import portfolio_report
 from jaxport.eval.stats import (
     deflated_sharpe_ratio,
     expected_max_sharpe,

@@ -40,7 +40,8 @@ import numpy as np
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
-from jaxport.eval.portfolio import _episode_report, evaluation_steps
+from jaxport.eval.episode import _episode_report, evaluation_steps
+from jaxport.rl.codec import PolicySpec
 
 ALLOCATOR_KINDS = (
     "equal_weight",
@@ -470,25 +471,17 @@ def _allocator_make_act(config: Allocator, env: PortfolioEnv):
     return act
 
 
-def _register_baseline_kind() -> None:
-    from jaxport.rl.codec import PolicySpec, register_policy, registered_kinds
-
-    if "baseline:" in registered_kinds():
-        return
-    register_policy(
-        PolicySpec(
-            kind="baseline:",
-            config_from_dict=_allocator_from_dict,
-            config_to_dict=dataclasses.asdict,
-            make_act=_allocator_make_act,
-            to_tree=lambda config: {},
-            check_tree=lambda tree, config: dict(tree or {}),
-            torch_twin="AllocatorPolicy",
-            description="a standard allocator (Allocator fields as config; no arrays): "
-            "baseline:<name>, e.g. baseline:equal_weight",
-            needs_env_state=True,
-        )
-    )
-
-
-_register_baseline_kind()
+#: The codec spec of every ``"baseline:<name>"`` kind (listed in
+#: :data:`jaxport.registry.POLICY_KINDS`).
+BASELINE_POLICY = PolicySpec(
+    kind="baseline:",
+    config_from_dict=_allocator_from_dict,
+    config_to_dict=dataclasses.asdict,
+    make_act=_allocator_make_act,
+    to_tree=lambda config: {},
+    check_tree=lambda tree, config: dict(tree or {}),
+    torch_twin="AllocatorPolicy",
+    description="a standard allocator (Allocator fields as config; no arrays): "
+    "baseline:<name>, e.g. baseline:equal_weight",
+    needs_env_state=True,
+)

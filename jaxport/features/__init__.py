@@ -5,6 +5,7 @@ from jaxport.features.stat import (
     STAT_FEATURE_NAMES,
     market_stat_features,
     stat_feature_array,
+    stat_feature_names,
     stat_features,
     warmup_days,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "STAT_FEATURE_NAMES",
     "market_stat_features",
     "stat_feature_array",
+    "stat_feature_names",
     "stat_features",
     "warmup_days",
 ]

@@ -19,6 +19,10 @@ Features (``STAT_FEATURE_NAMES``, in order; all dimensionless):
 ``hl_range``              log(high_t / low_t) / RETURN_SCALE
 ``volume_z_20``           z-score of log(1 + volume_t) against the last 20 days (same convention)
 
+Close-only data (``MarketData.has_ohlc`` / ``has_volume`` false): ``hl_range`` needs high and low,
+``volume_z_20`` needs volume; each is left out when its inputs are absent, and the returned names
+(:func:`stat_feature_names`) say which features are there. The other eight use the close only.
+
 The first ``warmup_days()`` rows (60: the momentum look-back) are not fully defined and are all 0.
 Rolling sums use ``lax.reduce_window`` (a causal convolution); z-scores sum over the ``w`` lagged
 slices (static ``w``), so everything is vectorised, jit-able and differentiable (finite gradients,
@@ -52,6 +56,14 @@ STAT_FEATURE_NAMES: tuple[str, ...] = (
 )
 
 _TINY = 1e-12
+
+
+def stat_feature_names(has_range: bool = True, has_volume: bool = True) -> tuple[str, ...]:
+    """``STAT_FEATURE_NAMES`` without ``hl_range`` (no high/low) and ``volume_z_20`` (no volume)."""
+    drop = {"hl_range"} if not has_range else set()
+    if not has_volume:
+        drop.add(f"volume_z_{ZSCORE_WINDOW}")
+    return tuple(n for n in STAT_FEATURE_NAMES if n not in drop)
 
 
 def warmup_days() -> int:
@@ -122,10 +134,12 @@ def stat_feature_array(open_, high, low, close, volume) -> jnp.ndarray:
     """Pure, jit-able core of ``stat_features``: ``[T, N, ...]`` inputs -> ``[T, N, ..., F]`` float32.
 
     Prices must be positive and volume non-negative (as ``jaxport.data`` validates). ``open_`` is
-    accepted for API symmetry; no current feature uses it.
+    accepted for API symmetry; no current feature uses it. ``high``/``low`` (together) and
+    ``volume`` may be None: their features are then left out (``F`` = len of
+    :func:`stat_feature_names`).
     """
     del open_
-    high, low, close, volume = (jnp.asarray(a, jnp.float32) for a in (high, low, close, volume))
+    close = jnp.asarray(close, jnp.float32)
     r1 = jnp.log(close / _lag(close, 1))  # daily log return, fraction
     feats = []
     for k in RETURN_HORIZONS:
@@ -140,8 +154,12 @@ def stat_feature_array(open_, high, low, close, volume) -> jnp.ndarray:
     losses = _rolling_sum(jnp.maximum(-diff, 0.0), RSI_WINDOW)
     feats.append(_safe_div(gains - losses, gains + losses))
     feats.append(_rolling_zscore(close, ZSCORE_WINDOW))
-    feats.append(jnp.log(high / low) / RETURN_SCALE)
-    feats.append(_rolling_zscore(jnp.log1p(volume), ZSCORE_WINDOW))
+    if high is not None:
+        high, low = jnp.asarray(high, jnp.float32), jnp.asarray(low, jnp.float32)
+        feats.append(jnp.log(high / low) / RETURN_SCALE)
+    if volume is not None:
+        volume = jnp.asarray(volume, jnp.float32)
+        feats.append(_rolling_zscore(jnp.log1p(volume), ZSCORE_WINDOW))
     out = jnp.stack(feats, axis=-1)
     defined = jnp.arange(out.shape[0]) >= warmup_days()
     out = jnp.where(defined.reshape((-1,) + (1,) * (out.ndim - 1)), out, 0.0)
@@ -154,10 +172,15 @@ _stat_feature_array_jit = jax.jit(stat_feature_array)
 def stat_features(open_, high, low, close, volume) -> tuple[jnp.ndarray, tuple[str, ...]]:
     """Causal statistical features of aligned ``[T, N]`` OHLCV arrays (NumPy or JAX).
 
-    Returns ``(features [T, N, F] float32, STAT_FEATURE_NAMES)``; see the module docstring for the
-    definitions and scaling. Runs jitted (one compilation per input shape).
+    Returns ``(features [T, N, F] float32, names)``: ``STAT_FEATURE_NAMES`` for full OHLCV; pass
+    None for absent ``high``/``low`` (both) or ``volume`` and their features are left out (see
+    :func:`stat_feature_names`). See the module docstring for the definitions and scaling. Runs
+    jitted (one compilation per input shape).
     """
-    shapes = {tuple(jnp.shape(a)) for a in (open_, high, low, close, volume)}
+    if (high is None) != (low is None):
+        raise ValueError("stat_features: give both high and low, or neither")
+    given = [a for a in (open_, high, low, close, volume) if a is not None]
+    shapes = {tuple(jnp.shape(a)) for a in given}
     if len(shapes) != 1:
         raise ValueError(
             f"stat_features: open/high/low/close/volume shapes differ: {sorted(shapes)}"
@@ -165,9 +188,19 @@ def stat_features(open_, high, low, close, volume) -> tuple[jnp.ndarray, tuple[s
     (shape,) = shapes
     if len(shape) < 1:
         raise ValueError("stat_features: inputs need a leading time axis, got scalars")
-    return _stat_feature_array_jit(open_, high, low, close, volume), STAT_FEATURE_NAMES
+    names = stat_feature_names(high is not None, volume is not None)
+    return _stat_feature_array_jit(open_, high, low, close, volume), names
 
 
 def market_stat_features(market) -> tuple[jnp.ndarray, tuple[str, ...]]:
-    """``stat_features`` of a ``jaxport.data.MarketData``: ``([T, N, F] float32, names)``."""
-    return stat_features(market.open, market.high, market.low, market.close, market.volume)
+    """``stat_features`` of a ``jaxport.data.MarketData``: ``([T, N, F] float32, names)``; on
+    close-only data the range and volume features are left out (``market.has_ohlc`` /
+    ``has_volume``)."""
+    ohlc, vol = market.has_ohlc, market.has_volume
+    return stat_features(
+        market.open if ohlc else None,
+        market.high if ohlc else None,
+        market.low if ohlc else None,
+        market.close,
+        market.volume if vol else None,
+    )

@@ -13,85 +13,53 @@ Public API::
     values, names = features(fc_or_None, market, targets=..., horizon=8, sequence_length=60)
     report = evaluate_forecaster(fc, market, bounds)  # JSON-ready dict
     cf = crossfit_features(market, bounds, forecaster_fit_fn(config, train_config))  # OOS features
+
+Names are imported lazily (``import jaxport.forecast.config`` stays free of jax).
 """
 
-from jaxport.forecast.checkpoint import load_forecaster, load_meta, save_forecaster
-from jaxport.forecast.config import (
-    INPUT_CHANNELS,
-    PROFILES,
-    TARGET_COLUMNS,
-    ForecasterConfig,
-    TrainConfig,
-    profile,
-    specialist_train_config,
-)
-from jaxport.forecast.crossfit import (
-    CrossFitPlan,
-    CrossFitResult,
-    FitSpec,
-    crossfit_features,
-    forecaster_fit_fn,
-    plan_crossfit,
-    specialist_fit_fn,
-    train_on_windows,
-)
-from jaxport.forecast.evaluate import evaluate_forecaster, format_table
-from jaxport.forecast.forecaster import Forecaster, MarketForecast
-from jaxport.forecast.model import ForecasterNet, count_params, init_params, predict_distribution
-from jaxport.forecast.toto_features import (
-    ForecastFeatures,
-    compute_features,
-    feature_names,
-    feature_valid_from,
-    features,
-    statistical_forecast,
-)
-from jaxport.forecast.train import (
-    SpecialistResult,
-    TrainResult,
-    finetune_specialist,
-    split_windows,
-    train_forecaster,
-)
-from jaxport.forecast.windows import day_channels
+from __future__ import annotations
 
-__all__ = [
-    "INPUT_CHANNELS",
-    "PROFILES",
-    "TARGET_COLUMNS",
-    "CrossFitPlan",
-    "CrossFitResult",
-    "FitSpec",
-    "ForecastFeatures",
-    "Forecaster",
-    "ForecasterConfig",
-    "ForecasterNet",
-    "MarketForecast",
-    "SpecialistResult",
-    "TrainConfig",
-    "TrainResult",
-    "compute_features",
-    "count_params",
-    "crossfit_features",
-    "day_channels",
-    "evaluate_forecaster",
-    "feature_names",
-    "feature_valid_from",
-    "features",
-    "finetune_specialist",
-    "forecaster_fit_fn",
-    "format_table",
-    "init_params",
-    "load_forecaster",
-    "load_meta",
-    "plan_crossfit",
-    "predict_distribution",
-    "profile",
-    "save_forecaster",
-    "specialist_fit_fn",
-    "specialist_train_config",
-    "split_windows",
-    "statistical_forecast",
-    "train_forecaster",
-    "train_on_windows",
-]
+from jaxport.lazy_exports import lazy_exports
+
+_LAZY = {
+    "CrossFitPlan": "crossfit",
+    "CrossFitResult": "crossfit",
+    "FitSpec": "crossfit",
+    "ForecastFeatures": "toto_features",
+    "Forecaster": "forecaster",
+    "ForecasterConfig": "config",
+    "ForecasterNet": "model",
+    "INPUT_CHANNELS": "config",
+    "MarketForecast": "forecaster",
+    "PROFILES": "config",
+    "SpecialistResult": "train",
+    "TARGET_COLUMNS": "config",
+    "TrainConfig": "config",
+    "TrainResult": "train",
+    "compute_features": "toto_features",
+    "count_params": "model",
+    "crossfit_features": "crossfit",
+    "day_channels": "windows",
+    "evaluate_forecaster": "scoring",
+    "feature_names": "toto_features",
+    "feature_valid_from": "toto_features",
+    "features": "toto_features",
+    "finetune_specialist": "train",
+    "forecaster_fit_fn": "crossfit",
+    "format_table": "scoring",
+    "init_params": "model",
+    "load_forecaster": "checkpoint",
+    "load_meta": "checkpoint",
+    "plan_crossfit": "crossfit",
+    "predict_distribution": "model",
+    "profile": "config",
+    "save_forecaster": "checkpoint",
+    "specialist_fit_fn": "crossfit",
+    "specialist_train_config": "config",
+    "split_windows": "train",
+    "statistical_forecast": "toto_features",
+    "train_forecaster": "train",
+    "train_on_windows": "crossfit",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -15,7 +15,13 @@ from jaxport.forecast.checkpoint import load_forecaster, save_forecaster
 from jaxport.forecast.config import ForecasterConfig
 from jaxport.forecast.distribution import student_t_std
 from jaxport.forecast.model import count_params, init_params, predict_distribution
-from jaxport.forecast.windows import SeriesArrays, gather_windows, series_arrays, window_index
+from jaxport.forecast.windows import (
+    SeriesArrays,
+    check_market_columns,
+    gather_windows,
+    series_arrays,
+    window_index,
+)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -96,6 +102,7 @@ class Forecaster:
         start = max(cfg.context, first_t or 0)
         K, H = cfg.num_targets, cfg.horizon
         out = [np.zeros((N, T, K, H), np.float32) for _ in range(3)]
+        check_market_columns(cfg, market)
         if start <= T - 1:
             series = series_arrays(market, cfg.horizon)
             index = window_index(N, start, T - 1)

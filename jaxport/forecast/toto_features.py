@@ -207,6 +207,7 @@ def compute_features(
         )
     if horizon < 1:
         raise DataError(f"toto features: horizon={horizon} must be >= 1")
+    market.require(targets, f"toto features: targets {','.join(targets)}")  # close-only data
     need = list(dict.fromkeys(list(targets) + ["close"]))
     model = _as_model(model)
     if model is None:

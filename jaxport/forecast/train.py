@@ -29,6 +29,7 @@ from jaxport.forecast.distribution import student_t_logpdf
 from jaxport.forecast.model import init_params, predict_normalised
 from jaxport.forecast.windows import (
     SeriesArrays,
+    check_market_columns,
     gather_windows,
     normalise_window,
     series_arrays,
@@ -294,6 +295,7 @@ def train_forecaster(
     t0 = time.perf_counter()
     if bounds is None and (train_index is None or val_index is None):
         raise DataError("forecaster: give split bounds, or both train_index and val_index")
+    check_market_columns(config, market)
     series = series_arrays(market, config.horizon)
     if train_index is None:
         train_idx = split_windows(market, bounds, config, "train", symbols)

@@ -6,7 +6,11 @@ Per symbol and day ``i`` the raw (unnormalised) channels are, in this order (``I
     r_high  = log(high[i]  / close[i-1])      r_low  = log(low[i]  / close[i-1])
     abs_r_close = |r_close|                    log_volume = log1p(volume[i])
 
-(all log-returns in natural-log units; day 0 has no previous close, its channels are 0).  A window
+(all log-returns in natural-log units; day 0 has no previous close, its channels are 0).  On
+close-only data (``MarketData.has_ohlc`` / ``has_volume`` false) the channels of absent columns
+(``r_open, r_high, r_low``; ``log_volume``) are 0 on every day, so the model's inputs carry only
+what the data has (a constant channel adds no information and normalises to 0), and only targets
+the data has can be trained or forecast (:func:`check_market_columns`).  A window
 ending at day ``t`` holds days ``t-context+1 .. t`` and is usable when ``t >= context`` (so day 0 is
 never inside).  Targets of that window, for each target column and ``h = 1..horizon``, are
 ``log(col[t+h] / close[t])`` = the sum of close log-returns ``t+1 .. t+h-1`` plus ``r_col[t+h]``.
@@ -35,17 +39,22 @@ _TARGET_CHANNEL = {
 
 
 def day_channels(open_, high, low, close, volume) -> np.ndarray:
-    """Raw per-day channels ``[T, N, 6]`` float64 from ``[T, N]`` OHLCV arrays (see module doc)."""
+    """Raw per-day channels ``[T, N, 6]`` float64 from ``[T, N]`` OHLCV arrays (see module doc).
+
+    ``open_``, ``high``, ``low`` or ``volume`` may be None (absent): their channel is then 0.
+    """
     close = np.asarray(close, dtype=np.float64)
     if close.ndim != 2:
         raise DataError(f"forecast inputs: close must be [T, N], got shape {close.shape}")
     prev = np.concatenate([close[:1], close[:-1]], axis=0)
     out = np.zeros(close.shape + (6,), dtype=np.float64)
     for k, arr in enumerate((close, open_, high, low)):
-        out[..., k] = np.log(np.asarray(arr, dtype=np.float64) / prev)
+        if arr is not None:
+            out[..., k] = np.log(np.asarray(arr, dtype=np.float64) / prev)
     out[0, :, :4] = 0.0
     out[..., 4] = np.abs(out[..., 0])
-    out[..., 5] = np.log1p(np.maximum(np.asarray(volume, dtype=np.float64), 0.0))
+    if volume is not None:
+        out[..., 5] = np.log1p(np.maximum(np.asarray(volume, dtype=np.float64), 0.0))
     if not np.all(np.isfinite(out)):
         raise DataError("forecast inputs: non-finite log-returns (non-positive prices?)")
     return out
@@ -64,9 +73,26 @@ class SeriesArrays:
     horizon: int = struct.field(pytree_node=False)
 
 
+def check_market_columns(config: ForecasterConfig, market: MarketData) -> None:
+    """One-line ``DataError`` when ``config.targets`` name a column that ``market`` lacks."""
+    market.require(config.targets, f"forecaster targets {','.join(config.targets)}")
+
+
+def market_channels(market: MarketData) -> np.ndarray:
+    """:func:`day_channels` of ``market``, with absent columns' channels 0 (see module doc)."""
+    ohlc = market.has_ohlc
+    return day_channels(
+        market.open if ohlc else None,
+        market.high if ohlc else None,
+        market.low if ohlc else None,
+        market.close,
+        market.volume if market.has_volume else None,
+    )
+
+
 def series_arrays(market: MarketData, horizon: int) -> SeriesArrays:
     """Channels of ``market`` laid out symbol-major and padded for targets up to ``horizon``."""
-    ch = day_channels(market.open, market.high, market.low, market.close, market.volume)
+    ch = market_channels(market)
     days = np.transpose(ch, (1, 0, 2))
     days = np.concatenate([days, np.zeros((days.shape[0], horizon, 6))], axis=1)
     return SeriesArrays(

@@ -1,12 +1,18 @@
 """The ``jaxport train`` pipeline and the typed API that reads its runs back.
 
-- :mod:`jaxport.pipeline.config`: the resolved configuration (profiles, TOML, overrides).
-- :mod:`jaxport.pipeline.run`: :class:`Pipeline`, the three training stages, ``--resume``.
-- :mod:`jaxport.pipeline.portfolio`: one basket's env data, training, selection and evaluation.
+- :mod:`jaxport.pipeline.config`: the resolved configuration (profiles, TOML, overrides); every
+  field declared with :func:`jaxport.pipeline.config_schema.setting` (help, flag, where it acts).
+- :mod:`jaxport.pipeline.trainer_configs`: the RL settings as each trainer's config.
+- :mod:`jaxport.pipeline.run`: :class:`Pipeline`, which calls the stages in order and resumes.
+- :mod:`jaxport.pipeline.forecast_stage`, :mod:`jaxport.pipeline.universe_stage`,
+  :mod:`jaxport.pipeline.basket_stage`: stages 1-2, the universe policy (with its save and
+  restore), one basket's env data, pair-scope training, gate and evaluation.
+- :mod:`jaxport.pipeline.provenance`, :mod:`jaxport.pipeline.stage_io`: git/versions/devices and
+  stage seeds; how a stage writes and reports.
 - :mod:`jaxport.pipeline.summary`: the typed ``pipeline_summary.json`` (:class:`RunSummary`).
 - :mod:`jaxport.pipeline.rundir`: :class:`RunDir`, a finished run read back (config, data, features,
   each pair's env, policy and checkpoint); ``jaxport eval``/``report``/``export`` use it.
-- :mod:`jaxport.pipeline.evaluate_run`, :mod:`jaxport.pipeline.report`: ``jaxport eval`` and
+- :mod:`jaxport.pipeline.reevaluate`, :mod:`jaxport.pipeline.report`: ``jaxport eval`` and
   ``jaxport report``.
 
 Names are imported lazily (``import jaxport.pipeline`` stays light).
@@ -14,7 +20,7 @@ Names are imported lazily (``import jaxport.pipeline`` stays light).
 
 from __future__ import annotations
 
-import importlib
+from jaxport.lazy_exports import lazy_exports
 
 _LAZY = {
     "Pipeline": "run",
@@ -25,22 +31,8 @@ _LAZY = {
     "read_summary": "summary",
     "config_from_summary": "summary",
     "RunDir": "rundir",
-    "evaluate_run": "evaluate_run",
+    "evaluate_run": "reevaluate",
     "write_report": "report",
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jaxport.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"jaxport.pipeline.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -2,10 +2,9 @@
 
 Precedence, lowest first: profile defaults (``quick`` or ``full``) -> a TOML file -> command-line
 overrides. Every field is plain data, so the whole configuration is written into
-``pipeline_summary.json``.
-Units: ``transaction_cost_bps`` in basis points (10 = 0.10 % of traded notional); ``borrowing_cost``
-annual fraction (0.0675 = 6.75 %/yr) on exposure beyond 1x equity; ``leverage_limit`` max gross
-exposure in multiples of equity.
+``pipeline_summary.json``; every field is declared once with
+:func:`~jaxport.pipeline.config_schema.setting` (help text with units, flag, where it acts), and
+``jaxport train`` derives its flags from these declarations.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from jaxport.data import min_rows_for
 from jaxport.errors import ConfigError
 from jaxport.forecast.config import ForecasterConfig, TrainConfig
 from jaxport.forecast.config import profile as forecaster_profile
+from jaxport.pipeline.config_schema import setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,24 +32,122 @@ RL_SCOPES = ("universe", "pair")
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
+# ---------------------------------------------------------------------------- where a setting acts
+def pair_scope_only(config: Any) -> str | None:
+    """Acts with ``rl.scope = "pair"`` only."""
+    if config.rl.scope != "pair":
+        return f"acts only with --rl-scope pair (the chosen scope is {config.rl.scope})"
+    return None
+
+
+def universe_scope_only(config: Any) -> str | None:
+    """Acts with ``rl.scope = "universe"`` only."""
+    if config.rl.scope != "universe":
+        return f"acts only with --rl-scope universe (the chosen scope is {config.rl.scope})"
+    return None
+
+
+def gradient_trainer_only(config: Any) -> str | None:
+    """Acts when a gradient trainer runs (``rl.algo`` gradient or both)."""
+    if config.rl.algo == "ppo":
+        return "acts only on the gradient trainer (--rl-algo gradient or both), not under ppo"
+    return None
+
+
+def universe_gradient_only(config: Any) -> str | None:
+    """Acts on the universe gradient trainer only (universe PPO keeps its own optimiser)."""
+    return universe_scope_only(config) or gradient_trainer_only(config)
+
+
+def universe_sharding(config: Any) -> str | None:
+    """Device sharding: the pair trainers and the universe gradient trainer shard; universe PPO
+    runs on one device."""
+    if config.rl.scope == "universe" and config.rl.algo == "ppo":
+        return "the universe PPO trainer runs on one device (use --rl-algo gradient or both)"
+    return None
+
+
+def transformer_policy_only(config: Any) -> str | None:
+    """Acts on the pair-scope gradient trainer's transformer policy only."""
+    reason = pair_scope_only(config) or gradient_trainer_only(config)
+    if reason is None and config.rl.policy != "transformer":
+        reason = "acts only on the transformer policy (rl.policy = transformer)"
+    return reason
+
+
+def pair_gradient_only(config: Any) -> str | None:
+    """Acts on the pair-scope gradient trainer only."""
+    return pair_scope_only(config) or gradient_trainer_only(config)
+
+
+# ---------------------------------------------------------------------------- sections
 @dataclasses.dataclass
 class DataConfig:
-    trainingdata_dir: str = "trainingdata"
-    base_symbols: list[str] | None = None  # None: original defaults if present, else all discovered
-    specialist_symbols: list[str] | None = None  # None: original defaults if present, else first 3
-    pairs: list[list[str]] | None = None  # None: adjacent pairs of the specialists
-    split: list[float] = dataclasses.field(default_factory=lambda: [0.7, 0.15, 0.15])
-    features: str = "toto"  # toto = our forecaster's features; stat = statistical fallback
-    sequence_length: int = 60  # days of history behind the statistical forecast features
-    toto_horizon: int = 8  # forecast steps h = 1..horizon per target column
-    toto_targets: list[str] = dataclasses.field(
-        default_factory=lambda: ["close", "open", "high", "low"]
+    """Data and forecast features."""
+
+    trainingdata_dir: str = setting(
+        "trainingdata",
+        flag="--trainingdata-dir",
+        help="Folder of SYMBOL.csv files (when missing: tototraining/trainingdata/train).",
     )
-    disable_toto: bool = False  # use the statistical fallback even when a forecaster exists
-    # Cross-fitted (out-of-sample) forecast features for the train/validation rows: K blocks, each
-    # featurised by forecasters fitted without it (embargo toto_horizon days); 0: one model for all
-    crossfit_blocks: int = 3
-    forecast_moments: str = "mean+std"  # forecast columns fed to RL: mean+std | std (no means)
+    base_symbols: list[str] | None = setting(
+        None,
+        flag="--base-stocks",
+        parse="symbols",
+        help="Symbols for the generic forecaster, comma-separated (none: AAPL,AMZN,MSFT,NVDA,GOOGL "
+        "when present, else every CSV).",
+    )
+    specialist_symbols: list[str] | None = setting(
+        None,
+        flag="--specialist-stocks",
+        parse="symbols",
+        help="Symbols that get a fine-tuned specialist (none: AAPL,AMZN,MSFT when present, else "
+        "the first three).",
+    )
+    pairs: list[list[str]] | None = setting(
+        None,
+        flag="--pair",
+        parse="pairs",
+        help="Basket evaluated (pair scope: trained) by portfolio RL, e.g. AAPL,AMZN; repeatable "
+        "(none: adjacent specialist pairs).",
+    )
+    split: list[float] = setting(
+        factory=lambda: [0.7, 0.15, 0.15],
+        parse="floats",
+        help="Chronological train,validation,test fractions of the rows.",
+    )
+    features: str = setting(
+        "toto",
+        flag="--features",
+        help="RL features: toto (our forecaster) | stat (statistical fallback) | toto+stat "
+        "(forecast + indicators).",
+    )
+    sequence_length: int = setting(
+        60, flag="--sequence-length", help="Days of history behind the statistical features."
+    )
+    toto_horizon: int = setting(
+        8, flag="--toto-horizon", help="Forecast steps h = 1..horizon per target (days)."
+    )
+    toto_targets: list[str] = setting(
+        factory=lambda: ["close", "open", "high", "low"],
+        flag="--toto-targets",
+        parse="names",
+        help="Forecast columns, comma-separated (close, open, high, low).",
+    )
+    disable_toto: bool = setting(
+        False,
+        flag="--disable-toto",
+        help="Use the statistical fallback features even when a forecaster exists.",
+    )
+    crossfit_blocks: int = setting(
+        3,
+        flag="--crossfit-blocks",
+        help="K: train/validation rows get forecast features from models fitted without their "
+        "block (embargo toto_horizon days); 0: one model for all rows.",
+    )
+    forecast_moments: str = setting(
+        "mean+std", help="Forecast columns fed to RL: mean+std | std (no means)."
+    )
 
 
 #: BaseConfig fields read from a forecaster profile's TrainConfig / ForecasterConfig (same names;
@@ -87,21 +184,29 @@ class BaseConfig:
     Defaults are the ``quick`` forecaster profile; :meth:`from_profile` reads any other one.
     """
 
-    steps: int = _QUICK["steps"]  # max optimiser steps
-    batch_size: int = _QUICK["batch_size"]  # windows per step
-    learning_rate: float = _QUICK["learning_rate"]  # peak AdamW learning rate
-    epochs: int = _QUICK["epochs"]  # passes over the pooled training windows (capped by steps)
-    warmup_steps: int = _QUICK["warmup_steps"]
-    patience: int = _QUICK["patience"]  # epochs without validation improvement before stopping
-    max_val_windows: int | None = _QUICK["max_val_windows"]  # validation windows per epoch
-    log_every: int = _QUICK["log_every"]  # steps between TensorBoard train-loss points
-    context: int = _QUICK["context"]  # days of input history
-    patch: int = _QUICK["patch"]  # days per patch token
-    d_model: int = _QUICK["d_model"]
-    num_layers: int = _QUICK["num_layers"]
-    num_heads: int = _QUICK["num_heads"]
-    mlp_ratio: int = _QUICK["mlp_ratio"]
-    dropout: float = _QUICK["dropout"]
+    steps: int = setting(_QUICK["steps"], help="Max optimiser steps of the generic forecaster.")
+    batch_size: int = setting(_QUICK["batch_size"], help="Windows per forecaster step.")
+    learning_rate: float = setting(
+        _QUICK["learning_rate"], help="Peak AdamW learning rate of the generic forecaster."
+    )
+    epochs: int = setting(
+        _QUICK["epochs"], help="Passes over the pooled training windows (capped by steps)."
+    )
+    warmup_steps: int = setting(_QUICK["warmup_steps"], help="Linear warm-up steps.")
+    patience: int = setting(
+        _QUICK["patience"], help="Epochs without validation improvement before stopping."
+    )
+    max_val_windows: int | None = setting(
+        _QUICK["max_val_windows"], help="Validation windows per epoch (none: all)."
+    )
+    log_every: int = setting(_QUICK["log_every"], help="Steps between TensorBoard loss points.")
+    context: int = setting(_QUICK["context"], help="Days of input history.")
+    patch: int = setting(_QUICK["patch"], help="Days per patch token (divides context).")
+    d_model: int = setting(_QUICK["d_model"], help="Transformer width.")
+    num_layers: int = setting(_QUICK["num_layers"], help="Transformer layers.")
+    num_heads: int = setting(_QUICK["num_heads"], help="Attention heads.")
+    mlp_ratio: int = setting(_QUICK["mlp_ratio"], help="MLP width / d_model.")
+    dropout: float = setting(_QUICK["dropout"], help="Dropout probability (fraction).")
 
     @classmethod
     def from_profile(cls, name: str) -> BaseConfig:
@@ -128,43 +233,138 @@ class BaseConfig:
 class FinetuneConfig:
     """Per-symbol specialists (stage 2)."""
 
-    epochs: int = 3  # passes over the symbol's training windows (0: no fine-tuning)
-    learning_rate: float = 6e-4
-    max_steps: int = 150
+    epochs: int = setting(3, help="Specialist fine-tuning epochs (0: none).")
+    learning_rate: float = setting(6e-4, help="Specialist AdamW learning rate.")
+    max_steps: int = setting(150, help="Max optimiser steps per specialist.")
+
+
+#: Trainer defaults behind the ``None`` ("each trainer's own") values of :class:`RLConfig`.
+PAIR_HIDDEN_SIZE, UNIVERSE_HIDDEN_SIZE = 64, 32
+PAIR_NUM_STEPS, UNIVERSE_NUM_STEPS = 64, 32
 
 
 @dataclasses.dataclass
 class RLConfig:
-    """Portfolio RL per pair (stage 3)."""
+    """Portfolio RL (stage 3): trainer, network, env costs, universe population and devices.
 
-    scope: str = "universe"  # universe: one policy over every base-symbol pair | pair: one per pair
-    algo: str = "gradient"  # gradient | ppo | both (both trained; the better on validation kept)
-    epochs: int = 60  # training updates (PPO updates or gradient steps)
-    learning_rate: float = 3e-4  # PPO; the gradient method too if gradient_learning_rate is None
-    gradient_learning_rate: float | None = 1e-3  # None: use learning_rate
-    batch_size: int = 256  # parallel environments per update
-    num_steps: int = 64  # PPO steps per rollout; BPTT chunk for the gradient method
-    episode_length: int = 128  # training episode length in days
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    policy: str = "mlp"  # gradient method's policy: mlp | transformer
-    window: int = 1  # days of features in the observation
-    transaction_cost_bps: float = 10.0
-    risk_penalty: float = 0.1
-    leverage_limit: float = 2.0
-    borrowing_cost: float = 0.0675
-    trading_days_per_year: int = 252
-    # --- universe scope (jaxport.rl.universe); per-step units, not annualised
-    seeds: int = 4  # population seeds, vmapped in one compiled program (universe scope)
-    # defaults from benchmarks/universe_oos.py (21 pairs x 3 walk-forward folds): each of these
-    # raised the test Sharpe gap to 1/N in every fold; weight decay made no difference
-    turnover_penalty: float = 0.002  # x mean daily turnover sum|dw| (fraction of equity)
-    rebalance_rate: float = 0.25  # executed = w + rate * (target - w), in (0, 1]
-    feature_noise: float = 0.3  # std of Gaussian noise on standardised features (training only)
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay (universe policy)
-    grid: dict = dataclasses.field(default_factory=dict)  # universe population: {field: [values]}
-    devices: int | None = None  # devices the RL batch is sharded over (None: all local devices)
+    Per-step units unless a name says annual. ``None`` means each trainer's own default (given in
+    the help text).
+    """
+
+    # --- trainer
+    scope: str = setting(
+        "universe",
+        help="universe: one policy trained on every pair of the base symbols at once | pair: one "
+        "policy per --pair.",
+    )
+    algo: str = setting(
+        "gradient",
+        help="gradient | ppo | both (both trained; the better on validation is kept).",
+    )
+    epochs: int = setting(60, help="RL training updates (PPO updates or gradient steps).")
+    learning_rate: float | None = setting(
+        None,
+        help="AdamW learning rate of every RL trainer, per update (none: each trainer's own: pair "
+        "PPO 3e-4, pair gradient 1e-3, universe gradient 3e-3, universe PPO 1e-3).",
+    )
+    gradient_learning_rate: float | None = setting(
+        None,
+        acts=gradient_trainer_only,
+        help="Learning rate of the gradient trainers alone (none: --rl-learning-rate).",
+    )
+    batch_size: int = setting(
+        256,
+        help="Parallel environments per update (universe scope: in total, split over the "
+        "baskets, at least 4 each).",
+    )
+    num_steps: int | None = setting(
+        None,
+        help=f"Env steps per update: PPO rollout length, gradient BPTT chunk; capped at "
+        f"episode_length except pair PPO (none: {PAIR_NUM_STEPS} pair, {UNIVERSE_NUM_STEPS} "
+        "universe).",
+    )
+    episode_length: int = setting(128, help="Training episode length (days).")
+    hidden_size: int | None = setting(
+        None,
+        help=f"Policy width (none: {PAIR_HIDDEN_SIZE} pair, {UNIVERSE_HIDDEN_SIZE} universe, where "
+        "it also sets the score-head width).",
+    )
+    num_layers: int = setting(2, help="Policy hidden layers (universe: per-asset encoder layers).")
+    num_heads: int = setting(
+        4, acts=transformer_policy_only, help="Attention heads of the transformer policy."
+    )
+    policy: str = setting(
+        "mlp", acts=pair_gradient_only, help="Pair gradient trainer's policy: mlp | transformer."
+    )
+    window: int = setting(1, help="Days of features in the observation.")
+    # --- env costs and objective
+    transaction_cost_bps: float = setting(
+        10.0,
+        flag="--transaction-cost-bps",
+        help="Trading cost in basis points of traded notional (10 = 0.10 %).",
+    )
+    risk_penalty: float = setting(
+        0.1,
+        flag="--risk-penalty",
+        help="Penalty x per-step return variance (fraction^2) in the training objective.",
+    )
+    leverage_limit: float = setting(
+        2.0, flag="--leverage-limit", help="Max gross exposure, multiples of equity."
+    )
+    borrowing_cost: float = setting(
+        0.0675,
+        flag="--borrowing-cost",
+        help="Annual financing rate on exposure beyond 1x equity (fraction; 0.0675 = 6.75 %/yr).",
+    )
+    trading_days_per_year: int = setting(
+        252,
+        flag="--trading-days-per-year",
+        help="Periods per year for financing and annualisation.",
+    )
+    # --- universe scope (jaxport.rl.universe); per-step units. Defaults from
+    # benchmarks/universe_oos.py (21 pairs x 3 walk-forward folds): each of these raised the test
+    # Sharpe gap to 1/N in every fold; weight decay made no difference
+    seeds: int = setting(
+        4,
+        acts=universe_scope_only,
+        help="Seeds of the universe population, trained in one compiled program; the best on "
+        "validation is kept.",
+    )
+    turnover_penalty: float = setting(
+        0.002,
+        flag="--turnover-penalty",
+        acts=universe_scope_only,
+        help="Penalty x mean daily turnover sum|dw| (fraction of equity) in the universe objective.",
+    )
+    rebalance_rate: float = setting(
+        0.25,
+        flag="--rebalance-rate",
+        acts=universe_scope_only,
+        help="Fraction of the gap to the target weights traded per day, in (0, 1] (universe).",
+    )
+    feature_noise: float = setting(
+        0.3,
+        flag="--feature-noise",
+        acts=universe_scope_only,
+        help="Std of Gaussian noise on standardised features during universe training.",
+    )
+    weight_decay: float = setting(
+        1e-4,
+        acts=universe_gradient_only,
+        help="AdamW decoupled weight decay of the universe gradient trainer (per update).",
+    )
+    grid: dict = setting(
+        factory=dict,
+        cli=False,
+        help="Universe population grid {field: [values]} (TOML only).",
+    )
+    # --- devices
+    devices: int | None = setting(
+        None,
+        flag="--devices",
+        acts=universe_sharding,
+        help="Devices the RL batch is sharded over (none: as many local devices as divide it).",
+    )
 
 
 def sharded_batch(rl: RLConfig) -> tuple[int, str]:
@@ -180,18 +380,28 @@ def sharded_batch(rl: RLConfig) -> tuple[int, str]:
 
 @dataclasses.dataclass
 class PipelineConfig:
-    profile: str = "quick"
-    seed: int = 0
-    output_dir: str = "runs/models"
-    tensorboard_dir: str = "runs/logs"
-    summary_path: str | None = None  # default: <output_dir>/pipeline_summary.json
-    wandb_project: str | None = None
-    wandb_entity: str | None = None
-    skip_base: bool = False
-    skip_specialists: bool = False
-    skip_rl: bool = False
-    base_checkpoint: str | None = None  # restore the generic forecaster from here (no training)
-    verbose: bool = False
+    """The run: its place on disk, tracking, which stages run, and the sections."""
+
+    profile: str = setting("quick", cli=False, help="quick (minutes on a laptop CPU) | full.")
+    seed: int = setting(0, help="Random seed of every stage.")
+    output_dir: str = setting("runs/models", help="Checkpoints and pipeline_summary.json.")
+    tensorboard_dir: str = setting("runs/logs", help="TensorBoard event files.")
+    summary_path: str | None = setting(
+        None, help="Where to write pipeline_summary.json (none: <output-dir>/)."
+    )
+    wandb_project: str | None = setting(
+        None, help="Log to this wandb project too (optional dependency; offline if unreachable)."
+    )
+    wandb_entity: str | None = setting(None, help="wandb entity (team or user).")
+    skip_base: bool = setting(
+        False, help="Do not train the generic forecaster (statistical features)."
+    )
+    skip_specialists: bool = setting(False, help="Do not fine-tune specialists.")
+    skip_rl: bool = setting(False, help="Stop after the forecasters.")
+    base_checkpoint: str | None = setting(
+        None, help="Restore the generic forecaster from this checkpoint instead of training it."
+    )
+    verbose: bool = setting(False, flag=("--verbose", "-v"), help="More logging.")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
@@ -269,10 +479,24 @@ def build_config(
 
 def validate_config(config: PipelineConfig) -> None:
     """One-line ``ConfigError`` naming the setting (e.g. ``rl.leverage_limit``) out of range."""
-    rl, data, base = config.rl, config.data, config.base
+    checks = _rl_checks(config.rl) + _data_checks(config)
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    for pair in config.data.pairs or []:
+        if len(pair) < 2 or len(set(pair)) != len(pair):
+            raise ConfigError(f"data.pairs {','.join(pair)}: need two or more distinct symbols")
+
+
+def _positive_or_none(value: float | None) -> bool:
+    return value is None or value > 0
+
+
+def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
+    """``(ok, message)`` of every range check of the RL section."""
     from jaxport.rl.universe import DYNAMIC_FIELDS as UNIVERSE_GRID_FIELDS  # rl.grid keys
 
-    checks = [
+    return [
         (rl.algo in RL_ALGOS, f"rl.algo {rl.algo!r}: expected one of {', '.join(RL_ALGOS)}"),
         (rl.scope in RL_SCOPES, f"rl.scope {rl.scope!r}: expected one of {', '.join(RL_SCOPES)}"),
         (rl.seeds >= 1, f"rl.seeds {rl.seeds}: must be >= 1"),
@@ -302,10 +526,6 @@ def validate_config(config: PipelineConfig) -> None:
             f"rl.devices {rl.devices}: must be >= 1 (or unset for every local device)",
         ),
         (
-            data.features in FEATURE_SETS,
-            f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}",
-        ),
-        (
             rl.policy in ("mlp", "transformer"),
             f"rl.policy {rl.policy!r}: expected mlp or transformer",
         ),
@@ -325,8 +545,29 @@ def validate_config(config: PipelineConfig) -> None:
         ),
         (rl.epochs > 0, f"rl.epochs {rl.epochs}: must be > 0"),
         (rl.batch_size > 0, f"rl.batch_size {rl.batch_size}: must be > 0"),
-        (rl.learning_rate > 0, f"rl.learning_rate {rl.learning_rate}: must be > 0"),
+        (
+            _positive_or_none(rl.learning_rate),
+            f"rl.learning_rate {rl.learning_rate}: must be > 0",
+        ),
+        (
+            _positive_or_none(rl.gradient_learning_rate),
+            f"rl.gradient_learning_rate {rl.gradient_learning_rate}: must be > 0",
+        ),
+        (_positive_or_none(rl.hidden_size), f"rl.hidden_size {rl.hidden_size}: must be > 0"),
+        (_positive_or_none(rl.num_steps), f"rl.num_steps {rl.num_steps}: must be > 0"),
+        (rl.num_layers >= 1, f"rl.num_layers {rl.num_layers}: must be >= 1"),
         (rl.episode_length > 1, f"rl.episode_length {rl.episode_length}: must be > 1"),
+    ]
+
+
+def _data_checks(config: PipelineConfig) -> list[tuple[bool, str]]:
+    """``(ok, message)`` of every range check of the data, forecaster and fine-tuning sections."""
+    data, base = config.data, config.base
+    return [
+        (
+            data.features in FEATURE_SETS,
+            f"data.features {data.features!r}: expected one of {', '.join(FEATURE_SETS)}",
+        ),
         (base.steps > 0, f"base.steps {base.steps}: must be > 0"),
         (base.batch_size > 0, f"base.batch_size {base.batch_size}: must be > 0"),
         (base.learning_rate > 0, f"base.learning_rate {base.learning_rate}: must be > 0"),
@@ -356,12 +597,6 @@ def validate_config(config: PipelineConfig) -> None:
             "each must be one of close,open,high,low",
         ),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    for pair in data.pairs or []:
-        if len(pair) < 2 or len(set(pair)) != len(pair):
-            raise ConfigError(f"data.pairs {','.join(pair)}: need two or more distinct symbols")
 
 
 def min_rows_needed(config: PipelineConfig) -> int:
@@ -371,5 +606,7 @@ def min_rows_needed(config: PipelineConfig) -> int:
     observation window; then the chronological ``data.split`` with ``data.toto_horizon``-day
     targets.
     """
+    from jaxport.data import min_rows_for
+
     warmup = max(config.base.context, config.data.sequence_length, config.rl.window - 1) + 1
     return min_rows_for(warmup, config.data.split, horizon=config.data.toto_horizon)

@@ -36,39 +36,13 @@ from typing import Any
 
 from jaxport.data import MarketData
 from jaxport.errors import CheckpointError, JaxportError
+from jaxport.pipeline.provenance import stage_seed
+from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import ForecasterStage, SpecialistStage
 
 log = logging.getLogger(__name__)
 
 CROSSFIT_KEY = "crossfit"  # key of the provenance block in stages.base / stages.specialists.<SYM>
-
-
-def _nothing(*_args, **_kwargs) -> None:
-    return None
-
-
-@dataclasses.dataclass
-class StageIO:
-    """Where a forecast stage writes and how it reports (the pipeline passes its own callbacks).
-
-    out_dir: checkpoints go to ``out_dir/base`` and ``out_dir/specialists``.  rel / abs: checkpoint
-    path <-> the string stored in the summary.  log_fn(stage, progress_name) -> ``log_fn(step,
-    scalars)`` for training curves.  track(stage, step, scalars): one-off scalars.
-    checkpoint(name): save the summary after a unit of work (and honour a stop hook).  save(): save
-    the summary.
-    """
-
-    out_dir: Path
-    rel: Callable[[Path], str] = str
-    abs: Callable[[str], Path] = Path
-    say: Callable[[str], None] = log.info
-    stage_start: Callable[[str, int], None] = _nothing
-    advance: Callable[[str, int, dict], None] = _nothing
-    stage_end: Callable[[str], None] = _nothing
-    log_fn: Callable[[str, str | None], Any] = _nothing
-    track: Callable[[str, int, dict], None] = _nothing
-    checkpoint: Callable[[str], None] = _nothing
-    save: Callable[[], None] = _nothing
 
 
 @dataclasses.dataclass
@@ -92,7 +66,7 @@ class BaseOutcome:
 @dataclasses.dataclass
 class SpecialistsOutcome:
     """Stage 2: ``models`` (symbol -> Forecaster | None serving its test rows), ``features``
-    (symbol -> what :func:`jaxport.pipeline.portfolio.pair_features` reads), the summary
+    (symbol -> what :func:`jaxport.pipeline.basket_stage.pair_features` reads), the summary
     ``entries`` (the dict passed in, filled) and ``wall_s`` (None when nothing was trained)."""
 
     models: dict[str, Any]
@@ -108,12 +82,6 @@ def forecaster_configs(config, seed_fn: Callable[..., int]):
     return config.base.forecaster_configs(
         horizon=d.toto_horizon, targets=d.toto_targets, seed=seed_fn(config.seed, "base")
     )
-
-
-def _stage_seed(seed: int, *names: str) -> int:
-    from jaxport.pipeline.run import stage_seed
-
-    return stage_seed(seed, *names)
 
 
 def wants_forecaster(config) -> bool:
@@ -239,7 +207,7 @@ def feature_models(
     symbols,
     num_days: int,
 ) -> dict[str, Any]:
-    """symbol -> what :func:`~jaxport.pipeline.portfolio.pair_features` reads, rebuilt from a
+    """symbol -> what :func:`~jaxport.pipeline.basket_stage.pair_features` reads, rebuilt from a
     finished run's summary entries: a :class:`~jaxport.forecast.crossfit.FittedCrossFit` when the
     run cross-fitted, else the Forecaster (its kept specialist, else the generic model) or None.
 
@@ -307,7 +275,7 @@ def run_base_stage(
     t0 = time.perf_counter()
     ckpt_dir = io.out_dir / "base"
     entry = ForecasterStage(status="running", symbols=list(base_syms))
-    fcfg, tcfg = forecaster_configs(cfg, _stage_seed)
+    fcfg, tcfg = forecaster_configs(cfg, stage_seed)
     result = None
     if cfg.base_checkpoint:
         path = Path(cfg.base_checkpoint)
@@ -423,8 +391,6 @@ def run_specialist_stage(
     entries: the summary's ``stages.specialists`` dict, filled in place (completed symbols are
     restored, not retrained); ``io.checkpoint(f"{stage}/<SYM>")`` runs after each symbol.
     """
-    from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
-
     cfg = config
     generic = base.model
     models: dict[str, Any] = {s: generic for s in market.symbols}
@@ -445,80 +411,91 @@ def run_specialist_stage(
         io.save()
         return SpecialistsOutcome(models, features, entries, None)
     t0 = time.perf_counter()
-    _, tcfg = forecaster_configs(cfg, _stage_seed)
-    f = cfg.finetune
+    _, tcfg = forecaster_configs(cfg, stage_seed)
     load = _loader(io)
     io.stage_start(stage, len(spec_syms))
     for sym in spec_syms:
         done = entries.get(sym)
         if done is not None and done.status == "completed":
-            if done.kept:
-                models[sym] = load(done.checkpoint)
-            if base.crossfit is not None:
-                record = (done.extra or {}).get(CROSSFIT_KEY)
-                features[sym] = _symbol_crossfit(
-                    base.crossfit.plan,
-                    base.crossfit,
-                    record,
-                    models[sym],
-                    done.checkpoint if done.kept else base.entry.checkpoint,
-                    load,
-                )
-            else:
-                features[sym] = models[sym]
+            models[sym], features[sym] = _restore_specialist(done, models[sym], base, load)
             io.advance(stage, 1, {})
             continue
-        spec_tc = dataclasses.replace(
-            tcfg,
-            learning_rate=f.learning_rate,
-            epochs=max(1, f.epochs),
-            max_steps=f.max_steps,
-            warmup_steps=max(1, tcfg.warmup_steps // 4),
-            max_val_windows=None,
-            seed=_stage_seed(cfg.seed, "specialist", sym),
+        entry, models[sym], features[sym] = _train_specialist(
+            cfg, market, bounds, sym, base, io, tcfg, stage=stage
         )
-        if f.epochs == 0:
-            result, kept = None, False
-        else:
-            result = finetune_specialist(
-                generic.params,
-                generic.config,
-                market,
-                bounds,
-                sym,
-                spec_tc,
-                log_fn=io.log_fn(stage, None),
-            )
-            kept = result.kept
-        entry = SpecialistStage(status="completed", kept=kept)
-        sym_dir = io.out_dir / "specialists" / sym
-        if kept:
-            model = Forecaster(generic.config, result.params)
-            model.save(sym_dir, extra={"symbols": [sym], "stage": "specialist"})
-            entry.checkpoint = io.rel(sym_dir)
-            models[sym] = model
-        else:
-            entry.checkpoint = base.entry.checkpoint  # the generic model serves this symbol
-        evaluation = evaluate_forecaster(models[sym], market.select([sym]), bounds)
-        entry.metrics = {
-            "generic_val_nll": None if result is None else result.generic_val_nll,
-            "specialist_val_nll": None if result is None else result.specialist_val_nll,
-            **forecast_metrics(evaluation),
-        }
-        if result is not None:
-            entry.training = result.summary()
-        features[sym] = models[sym]
-        if base.crossfit is not None:
-            features[sym], record = _fit_specialist_crossfit(
-                market, bounds, sym, base, models[sym], entry, spec_tc, result, sym_dir, io, stage
-            )
-            entry.extra[CROSSFIT_KEY] = record
         io.track(stage, 0, {f"{sym}/test_{k}": v for k, v in entry.metrics["test"].items()})
         entries[sym] = entry
-        io.advance(stage, 1, {"symbol": sym, "kept": kept})
+        io.advance(stage, 1, {"symbol": sym, "kept": entry.kept})
         io.checkpoint(f"{stage}/{sym}")
     io.stage_end(stage)
     return SpecialistsOutcome(models, features, entries, time.perf_counter() - t0)
+
+
+def _train_specialist(
+    config, market, bounds, sym: str, base: BaseOutcome, io: StageIO, tcfg, *, stage: str
+):
+    """Fine-tune ``sym``'s specialist from the generic model (kept only when it beats the generic
+    on validation), evaluate it, and cross-fit its block specialists when stage 1 cross-fitted:
+    ``(summary entry, model serving sym's test rows, what featurises sym)``."""
+    from jaxport.forecast import Forecaster, evaluate_forecaster, finetune_specialist
+
+    cfg, generic, model = config, base.model, base.model
+    spec_tc = dataclasses.replace(
+        tcfg,
+        learning_rate=cfg.finetune.learning_rate,
+        epochs=max(1, cfg.finetune.epochs),
+        max_steps=cfg.finetune.max_steps,
+        warmup_steps=max(1, tcfg.warmup_steps // 4),
+        max_val_windows=None,
+        seed=stage_seed(cfg.seed, "specialist", sym),
+    )
+    if cfg.finetune.epochs == 0:
+        result, kept = None, False
+    else:
+        result = finetune_specialist(
+            generic.params,
+            generic.config,
+            market,
+            bounds,
+            sym,
+            spec_tc,
+            log_fn=io.log_fn(stage, None),
+        )
+        kept = result.kept
+    entry = SpecialistStage(status="completed", kept=kept)
+    sym_dir = io.out_dir / "specialists" / sym
+    if kept:
+        model = Forecaster(generic.config, result.params)
+        model.save(sym_dir, extra={"symbols": [sym], "stage": "specialist"})
+        entry.checkpoint = io.rel(sym_dir)
+    else:
+        entry.checkpoint = base.entry.checkpoint  # the generic model serves this symbol
+    evaluation = evaluate_forecaster(model, market.select([sym]), bounds)
+    entry.metrics = {
+        "generic_val_nll": None if result is None else result.generic_val_nll,
+        "specialist_val_nll": None if result is None else result.specialist_val_nll,
+        **forecast_metrics(evaluation),
+    }
+    if result is not None:
+        entry.training = result.summary()
+    feature_model = model
+    if base.crossfit is not None:
+        feature_model, record = _fit_specialist_crossfit(
+            market, bounds, sym, base, model, entry, spec_tc, result, sym_dir, io, stage
+        )
+        entry.extra[CROSSFIT_KEY] = record
+    return entry, model, feature_model
+
+
+def _restore_specialist(done: SpecialistStage, model, base: BaseOutcome, load):
+    """``(model, feature model)`` of a symbol whose specialist finished in an earlier run."""
+    if done.kept:
+        model = load(done.checkpoint)
+    if base.crossfit is None:
+        return model, model
+    record = (done.extra or {}).get(CROSSFIT_KEY)
+    source = done.checkpoint if done.kept else base.entry.checkpoint
+    return model, _symbol_crossfit(base.crossfit.plan, base.crossfit, record, model, source, load)
 
 
 def _fit_specialist_crossfit(

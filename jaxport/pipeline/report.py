@@ -350,7 +350,7 @@ def write_report(run_dir: str | Path | RunDir, out_dir: str | Path | None = None
             "![walk-forward](walk_forward.png)",
             "",
         ]
-    from jaxport.pipeline.stress_plots import stress_report_lines  # RUN_DIR/stress, if any
+    from jaxport.pipeline.stress_report import stress_report_lines  # RUN_DIR/stress, if any
 
     lines += stress_report_lines(run.root, out)
     training = plot_training(summary, evaluations, out / "training_curves.png")

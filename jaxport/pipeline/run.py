@@ -13,17 +13,12 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import platform
 import shutil
-import subprocess
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
 
 from jaxport.checkpoint import atomic_write_json, to_jsonable
 from jaxport.data import (
@@ -36,15 +31,15 @@ from jaxport.data import (
 )
 from jaxport.data.split import walk_forward_bounds
 from jaxport.errors import CheckpointError, ConfigError
+from jaxport.eval.walk_forward import fold_curves, walk_forward_statistics
 from jaxport.pipeline.config import (
     ORIGINAL_BASE_STOCKS,
     ORIGINAL_SPECIALIST_STOCKS,
     PipelineConfig,
-    RLConfig,
     min_rows_needed,
-    sharded_batch,
 )
-from jaxport.pipeline.forecast_stage import forecast_metrics  # noqa: F401 (re-export)
+from jaxport.pipeline.data_columns import fit_config_to_data
+from jaxport.pipeline.provenance import device_description, git_commit, package_versions, stage_seed
 from jaxport.pipeline.summary import (
     SUMMARY_SCHEMA_VERSION,
     PairStage,
@@ -84,12 +79,6 @@ class Reporter:
 
 
 # ---------------------------------------------------------------------------- helpers
-def stage_seed(seed: int, *names: str) -> int:
-    """A 31-bit seed from the run seed and a stage/pair name (stable across processes)."""
-    digest = hashlib.sha256(("/".join([str(seed), *names])).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
 def read_json(path: Path) -> Any:
     import json
 
@@ -101,80 +90,6 @@ def _rel(path: Path, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return str(Path(path).resolve())
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    names = (
-        "jaxport",
-        "jax",
-        "jaxlib",
-        "flax",
-        "optax",
-        "gymnax",
-        "chex",
-        "orbax-checkpoint",
-        "numpy",
-        "pandas",
-        "tensorboardX",
-        "torch",
-        "gymnasium",
-        "arch",
-        "wandb",
-    )
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def device_description(rl: RLConfig | None = None, *, check: bool = True) -> dict[str, Any]:
-    """The summary's ``device`` block: platform and kind of the devices, how many there are
-    (``num_devices``, every process), how many the RL trainers shard over (``devices_used``:
-    ``rl.devices``, all when unset) and the process count (multi-host).
-
-    With ``check`` (the run trains RL) it fails early, with one ``ConfigError`` line, when
-    ``rl.devices`` exceeds the devices available or the sharded batch does not divide over them
-    (``rl.seeds`` for the universe population, else ``rl.batch_size``)."""
-    import jax
-
-    from jaxport.distributed import check_batch, rl_mesh
-
-    available = jax.devices()
-    if rl is None:
-        mesh = rl_mesh(None)
-    else:
-        size, setting = sharded_batch(rl)
-        mesh = rl_mesh(rl.devices, batch=size)
-        if check:
-            check_batch(size, mesh, setting)
-    return {
-        "platform": available[0].platform,
-        "device_kind": available[0].device_kind,
-        "num_devices": len(available),
-        "devices_used": int(mesh.devices.size),
-        "num_processes": jax.process_count(),
-        "host": platform.node(),
-        "processor": platform.machine(),
-    }
 
 
 def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -292,7 +207,6 @@ class Pipeline:
         prepare_output_dir(self.output_dir, resume=self.resume, overwrite=self.overwrite)
         if self.resume:
             previous = read_summary(self.summary_path)
-            self._check_resumable(previous)
             self.summary = RunSummary.from_dict(previous)
         started = time.time()
         # Data first: bad files fail before anything is written.
@@ -301,6 +215,9 @@ class Pipeline:
         base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
         all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
         market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
+        cfg = self.config = fit_config_to_data(cfg, market, self.reporter.say)
+        if self.resume:  # compared after fitting: a degraded default is what the first run stored
+            self._check_resumable(previous)
         folds = None
         if self.walk_forward > 1:
             folds = walk_forward_bounds(
@@ -323,7 +240,7 @@ class Pipeline:
         summary.config = self._config_block(data_dir, base_syms, spec_syms, pairs)
         summary.versions = package_versions()
         summary.device = device_description(cfg.rl, check=not cfg.skip_rl)
-        summary.git_commit = _git_commit()
+        summary.git_commit = git_commit()
         summary.data = {
             "trainingdata_dir": str(data_dir.resolve()),
             **market.summary(),
@@ -480,36 +397,10 @@ class Pipeline:
             self._checkpoint_point(f"fold/{k}")
         self.output_dir = root
         wf["pairs"] = walk_forward_statistics(
-            self._fold_curves(wf["folds"]),
+            fold_curves(wf["folds"], lambda rel: read_json(self._abs(rel))),
             periods_per_year=float(cfg.rl.trading_days_per_year),
             seed=cfg.seed,
         )
-
-    def _fold_curves(self, folds: list[dict]) -> dict[str, list[dict]]:
-        out: dict[str, list[dict]] = {}
-        for record in folds:
-            for name, entry in record["stages"].get("portfolio", {}).items():
-                if entry.get("status") != "completed":
-                    continue
-                curves = read_json(self._abs(entry["evaluation"]))
-                gate = entry.get("gate") or {}
-                trials = [
-                    d.get("sharpe")
-                    for group in ("learned", "baselines")
-                    for d in (gate.get(group) or {}).values()
-                    if d.get("sharpe") is not None
-                ]
-                for cand in (entry.get("candidates") or {}).values():  # population members
-                    trials += [m["val_sharpe"] for m in cand.get("members", [])[1:]]
-                out.setdefault(name, []).append(
-                    {
-                        "equity": curves["equity_curve"],
-                        "equal_weight": curves["baseline_curves"]["equal_weight"],
-                        "sr_trials": trials,
-                        "shipped": entry.get("shipped") or entry.get("algo"),
-                    }
-                )
-        return out
 
     # ------------------------------------------------------------------ stage 1: generic forecaster
     def _forecaster_configs(self):
@@ -532,7 +423,7 @@ class Pipeline:
 
     def _stage_io(self):
         """The callbacks and output folder stages 1-2 use (``jaxport.pipeline.forecast_stage``)."""
-        from jaxport.pipeline.forecast_stage import StageIO
+        from jaxport.pipeline.stage_io import StageIO
 
         r = self.reporter
         return StageIO(
@@ -545,6 +436,7 @@ class Pipeline:
             stage_end=r.stage_end,
             log_fn=self._log_fn,
             track=self.tracker.log,
+            log_series=self.tracker.log_series,
             checkpoint=self._checkpoint_point,
             save=self._save_summary,
         )
@@ -621,7 +513,7 @@ class Pipeline:
 
     def _basket_data(self, market: MarketData, bounds, basket: list[str], models):
         """``(PairData, PairFeatures)`` of one basket: its forecast features and split EnvParams."""
-        from jaxport.pipeline.portfolio import PairData, pair_features
+        from jaxport.pipeline.basket_stage import PairData, pair_features
 
         sub = market.select(basket)
         feats = pair_features(self.config.data, sub, basket, models)
@@ -633,59 +525,27 @@ class Pipeline:
     def _stage_universe(self, market: MarketData, bounds, symbols: list[str], models):
         """Train (or, on resume, restore) the universe policy over every pair of ``symbols``;
         returns a :class:`~jaxport.pipeline.universe_stage.UniverseOutcome`."""
-        import jax
+        from jaxport.pipeline.universe_stage import run_universe_stage, universe_baskets
 
-        from jaxport.distributed import rl_mesh
-        from jaxport.pipeline import portfolio
-        from jaxport.pipeline.universe_stage import (
-            UniverseOutcome,
-            train_universe_stage,
-            universe_baskets,
-        )
-        from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
-
-        cfg = self.config
         baskets = universe_baskets(symbols)
         if not baskets:
             raise ConfigError(
                 f"rl.scope universe needs at least two symbols, got {', '.join(symbols) or 'none'}"
             )
         data = [self._basket_data(market, bounds, b, models)[0] for b in baskets]
-        ckpt = self.output_dir / "portfolio" / "universe"
-        done = self.summary.universe
-        population = ckpt.parent / "universe_population"
-        if done is not None and done.status == "completed" and population.exists():
-            policy, _ = load_policy_checkpoint(ckpt, env=data[0].env)
-            return UniverseOutcome.restore(policy, done, population)
-        self.reporter.say(
-            f"universe policy: {len(baskets)} baskets of {len(dict.fromkeys(symbols))} symbols, "
-            f"{cfg.rl.seeds} seed(s)"
+        outcome, resumed = run_universe_stage(
+            self.config, data, baskets, self._stage_io(), previous=self.summary.universe
         )
-        key = jax.random.PRNGKey(stage_seed(cfg.seed, "universe"))
-        mesh = rl_mesh(cfg.rl.devices, batch=sharded_batch(cfg.rl)[0])
-        outcome = train_universe_stage(cfg.rl, data, key, mesh=mesh)
-        first = data[0]
-        metadata = {
-            "algo": "universe",
-            "shipped": "universe",
-            "baskets": [list(b) for b in baskets],
-            "env": first.env_metadata(),
-            "features": {"names": first.feature_names, "clip": portfolio.FEATURE_CLIP},
-            "dates": first.dates,
-        }
-        save_policy_checkpoint(ckpt, outcome.policy, metadata, overwrite=True)
-        outcome.save_population(population)
-        outcome.entry.checkpoint = self._rel(ckpt)
-        self.summary.universe = outcome.entry
-        self.summary.timings["universe"] = outcome.entry.training["wall_s"]
-        self.tracker.log_series("portfolio/universe", outcome.metrics)
-        self._checkpoint_point("universe")
+        if not resumed:
+            self.summary.universe = outcome.entry
+            self.summary.timings["universe"] = outcome.entry.training["wall_s"]
+            self._checkpoint_point("universe")
         return outcome
 
     def _train_pair(
         self, market: MarketData, bounds, pair: list[str], models, universe=None
     ) -> PairStage:
-        from jaxport.pipeline.portfolio import train_and_evaluate_pair
+        from jaxport.pipeline.basket_stage import train_and_evaluate_pair
         from jaxport.pipeline.universe_stage import universe_pair_result
         from jaxport.rl.codec import save_policy_checkpoint
 
@@ -751,46 +611,3 @@ def _fold_bounds(b) -> dict[str, int]:
         "test_start": int(b.test_start),
         "test_end": int(b.test_end),
     }
-
-
-def walk_forward_statistics(
-    fold_curves: dict[str, list[dict]], *, periods_per_year: float = 252.0, seed: int = 0
-) -> dict[str, Any]:
-    """Per-basket skill-vs-luck statistics over the folds.
-
-    ``fold_curves[pair]``: one dict per completed fold with ``equity`` (the shipped policy's test
-    equity curve), ``equal_weight`` (1/N's, same days) and ``sr_trials`` (validation Sharpes of
-    every candidate tried in that fold: learned ones and baselines). Returns ``{pair:
-    {sharpe_gap_vs_equal_weight: {mean, ci95}, folds_beating_equal_weight, probabilistic_sharpe,
-    deflated_sharpe, num_folds, sharpe, equal_weight_sharpe, n_trials}}`` (Sharpes annualised).
-    """
-    from jaxport.eval import returns_from_equity, skill_vs_benchmark
-
-    out: dict[str, Any] = {}
-    for name, folds in fold_curves.items():
-        if not folds:
-            continue
-        r = [returns_from_equity(f["equity"]) for f in folds]
-        b = [returns_from_equity(f["equal_weight"]) for f in folds]
-        trials = [float(x) for f in folds for x in f["sr_trials"] if np.isfinite(x)]
-        stats = skill_vs_benchmark(
-            r,
-            b,
-            sr_trials=trials if len(trials) >= 2 else None,
-            n_trials=len(trials) if len(trials) >= 2 else None,
-            periods_per_year=periods_per_year,
-            seed=seed,
-        )
-        gap = stats["sharpe_gap"]
-        out[name] = {
-            "sharpe_gap_vs_equal_weight": {"mean": gap["mean"], "ci95": list(gap["ci95"])},
-            "folds_beating_equal_weight": stats["folds_beating"],
-            "probabilistic_sharpe": stats["probabilistic_sharpe"],
-            "deflated_sharpe": stats["deflated_sharpe"],
-            "num_folds": stats["num_folds"],
-            "sharpe": stats["sharpe"],
-            "equal_weight_sharpe": stats["benchmark_sharpe"],
-            "n_trials": len(trials),
-            "shipped": [f["shipped"] for f in folds],
-        }
-    return out

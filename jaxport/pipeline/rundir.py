@@ -198,22 +198,22 @@ class RunDir:
         )
 
     def features(self, name: str):
-        """The pair's raw forecast features (:class:`~jaxport.pipeline.portfolio.PairFeatures`)."""
-        from jaxport.pipeline.portfolio import pair_features
+        """The pair's raw forecast features (:class:`~jaxport.pipeline.basket_stage.PairFeatures`)."""
+        from jaxport.pipeline.basket_stage import pair_features
 
         symbols = self.pair_symbols(name)
         market = self.market.select(symbols)
         return pair_features(self.config.data, market, symbols, self.symbol_models(symbols))
 
     def pair(self, name: str, *, check: bool = True):
-        """The pair's :class:`~jaxport.pipeline.portfolio.PairData` (env and EnvParams of train,
+        """The pair's :class:`~jaxport.pipeline.basket_stage.PairData` (env and EnvParams of train,
         validation and test), rebuilt as training built it (cached).
 
         ``check``: compare the feature names and train statistics with the policy checkpoint's
         metadata (when it exists) and refuse a mismatch (data or forecasters changed since).
         """
         if name not in self._pairs:
-            from jaxport.pipeline.portfolio import PairData
+            from jaxport.pipeline.basket_stage import PairData
 
             symbols = self.pair_symbols(name)
             feats = self.features(name)
@@ -249,7 +249,6 @@ class RunDir:
     def policy(self, name: str, env=None):
         """The pair's shipped policy (:class:`jaxport.rl.codec.Policy`), acting in ``env`` (default:
         the env stored in its checkpoint)."""
-        import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
         from jaxport.rl.codec import load_policy_checkpoint
 
         return load_policy_checkpoint(self.checkpoint_path(name), env)[0]

@@ -6,38 +6,37 @@ the same parameters act in any basket of any size. Training sees only each baske
 checkpoint and population selection only its validation rows (the test rows of a basket are in
 neither EnvParams: they are truncated at ``train_end`` / ``val_end``). Each requested basket then
 gets the usual per-basket gate against the standard allocators on its own validation rows
-(:func:`jaxport.pipeline.portfolio.gate_and_report`).
+(:func:`jaxport.pipeline.basket_stage.gate_and_report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 
 from jaxport.checkpoint import load_checkpoint, save_checkpoint
 from jaxport.eval import evaluate_policy
-from jaxport.pipeline.config import RLConfig
-from jaxport.pipeline.portfolio import (
+from jaxport.pipeline.basket_stage import (
+    FEATURE_CLIP,
     PairData,
     PairResult,
     evaluate_candidate,
     gate_and_report,
     validation_objective,
 )
+from jaxport.pipeline.config import PipelineConfig, RLConfig, sharded_batch
+from jaxport.pipeline.provenance import stage_seed
+from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import UniverseStage
 from jaxport.pipeline.tracking import per_update
+from jaxport.pipeline.trainer_configs import universe_config, universe_ppo_config
 from jaxport.rl.codec import Policy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from jaxport.rl.universe_ppo import UniversePPOConfig
 from jaxport.rl.universe import (
-    UniverseConfig,
     member_policies,
     stack_env_params,
     train_universe,
@@ -51,45 +50,6 @@ def universe_baskets(symbols: Sequence[str]) -> list[list[str]]:
     """Every pair (2-asset basket) of the distinct ``symbols``, in the given order."""
     unique = list(dict.fromkeys(symbols))
     return [list(p) for p in itertools.combinations(unique, 2)]
-
-
-def eval_every(num_updates: int, target_evals: int = 10) -> int:
-    """The largest divisor of ``num_updates`` that gives at least ``target_evals`` validation
-    evaluations (every update when ``num_updates < target_evals``)."""
-    best = 1
-    for d in range(1, num_updates + 1):
-        if num_updates % d == 0 and num_updates // d >= target_evals:
-            best = d
-    return best
-
-
-def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> UniverseConfig:
-    """The universe trainer's config from the RL settings.
-
-    ``rl.batch_size`` envs in total, split over the ``num_baskets`` baskets (at least 4 each);
-    ``rl.epochs`` updates; the objective (risk and turnover penalty), regularisation (rebalance
-    rate, feature noise, weight decay) and the population (``rl.seeds`` seeds x the ``rl.grid``
-    combinations) from ``rl``; the network and learning rate are
-    :class:`~jaxport.rl.universe.UniverseConfig`'s defaults. Checkpoints and members are selected
-    by the training objective on validation (risk and turnover penalty).
-    """
-    return UniverseConfig(
-        leverage_cap=rl.leverage_limit,
-        num_envs=max(4, math.ceil(rl.batch_size / max(num_baskets, 1))),
-        bptt_length=min(32, episode_length),
-        episode_length=episode_length,
-        num_updates=rl.epochs,
-        weight_decay=rl.weight_decay,
-        risk_penalty=rl.risk_penalty,
-        turnover_penalty=rl.turnover_penalty,
-        feature_noise=rl.feature_noise,
-        rebalance_rate=rl.rebalance_rate,
-        num_seeds=rl.seeds,
-        grid=tuple((k, tuple(v)) for k, v in dict(rl.grid).items()),
-        eval_every=eval_every(rl.epochs),
-        select_risk_penalty=rl.risk_penalty,
-        select_turnover_penalty=rl.turnover_penalty,
-    ).validate()
 
 
 @dataclasses.dataclass
@@ -126,22 +86,50 @@ class UniverseOutcome:
         return cls(policy, members, metrics, entry)
 
 
-def universe_ppo_config(rl: RLConfig, num_baskets: int, episode_length: int) -> UniversePPOConfig:
-    """PPO's config for the universe policy: :func:`universe_config`'s shared fields (envs, updates,
-    objective, regularisation, population, selection) with PPO's own optimiser defaults (learning
-    rate, gradient clip, no weight decay on the latent log std) and rollout length."""
-    from jaxport.rl.universe_ppo import UniversePPOConfig
+def run_universe_stage(
+    config: PipelineConfig,
+    data: Sequence[PairData],
+    baskets: Sequence[Sequence[str]],
+    io: StageIO,
+    *,
+    previous: UniverseStage | None = None,
+) -> tuple[UniverseOutcome, bool]:
+    """The universe stage with its save and restore: ``(outcome, resumed)``.
 
-    shared = universe_config(rl, num_baskets, episode_length)
-    keep = {"lr", "max_grad_norm", "weight_decay", "bptt_length"}
-    fields = {
-        f.name: getattr(shared, f.name)
-        for f in dataclasses.fields(UniverseConfig)
-        if f.name not in keep
+    A finished stage (``previous`` completed, its population checkpoint present) is restored from
+    ``io.out_dir/portfolio/universe`` and ``universe_population``; otherwise the population is
+    trained on ``data`` (one :class:`PairData` per basket of ``baskets``), sharded over
+    ``config.rl.devices``, and the selected policy, every member and the training series are
+    saved (``outcome.entry.checkpoint`` is set; the caller records the entry in the summary).
+    """
+    from jaxport.distributed import rl_mesh
+    from jaxport.rl.codec import load_policy_checkpoint, save_policy_checkpoint
+
+    rl = config.rl
+    ckpt = io.out_dir / "portfolio" / "universe"
+    population = ckpt.parent / "universe_population"
+    if previous is not None and previous.status == "completed" and population.exists():
+        policy, _ = load_policy_checkpoint(ckpt, env=data[0].env)
+        return UniverseOutcome.restore(policy, previous, population), True
+    symbols = dict.fromkeys(s for b in baskets for s in b)
+    io.say(f"universe policy: {len(baskets)} baskets of {len(symbols)} symbols, {rl.seeds} seed(s)")
+    key = jax.random.PRNGKey(stage_seed(config.seed, "universe"))
+    mesh = rl_mesh(rl.devices, batch=sharded_batch(rl)[0])
+    outcome = train_universe_stage(rl, data, key, mesh=mesh)
+    first = data[0]
+    metadata = {
+        "algo": "universe",
+        "shipped": "universe",
+        "baskets": [list(b) for b in baskets],
+        "env": first.env_metadata(),
+        "features": {"names": first.feature_names, "clip": FEATURE_CLIP},
+        "dates": first.dates,
     }
-    num_steps = min(32, episode_length)
-    minibatches = math.gcd(UniversePPOConfig.num_minibatches, num_steps * fields["num_envs"])
-    return UniversePPOConfig(**fields, num_steps=num_steps, num_minibatches=minibatches).validate()
+    save_policy_checkpoint(ckpt, outcome.policy, metadata, overwrite=True)
+    outcome.save_population(population)
+    outcome.entry.checkpoint = io.rel(ckpt)
+    io.log_series("portfolio/universe", outcome.metrics)
+    return outcome, False
 
 
 def _trainers(rl: RLConfig) -> list[str]:
@@ -262,10 +250,8 @@ def universe_pair_result(
 __all__ = [
     "CANDIDATE",
     "UniverseOutcome",
-    "eval_every",
     "train_universe_stage",
-    "universe_ppo_config",
     "universe_baskets",
-    "universe_config",
     "universe_pair_result",
+    "run_universe_stage",
 ]

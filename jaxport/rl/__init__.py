@@ -46,7 +46,7 @@ from jaxport.rl.ppo import (
     ppo_loss,
     shaped_reward,
 )
-from jaxport.rl.universe import (  # registers the "universe" policy kind
+from jaxport.rl.universe import (
     UniverseAllocator,
     UniverseConfig,
     stack_env_params,

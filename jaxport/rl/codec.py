@@ -13,8 +13,8 @@ A **policy kind** (``"ppo"``, ``"gradient_mlp"``, ``"gradient_transformer"``; la
   exposures ``[N]`` / ``[B, N]``, fractions of equity);
 - ``needs_env_state``: when True, ``make_act`` returns ``act(tree, obs, state, params)``: the policy
   also reads the env state (day index ``state.t``, steps since reset ``state.time``, current
-  weights) and the EnvParams (prices); the standard allocators (``"baseline:<name>"``, registered
-  by :mod:`jaxport.eval.allocators`) are such policies;
+  weights) and the EnvParams (prices); the standard allocators (``"baseline:<name>"``, defined in
+  :mod:`jaxport.eval.allocators`) are such policies;
 - ``torch_twin``: the NAME of the matching module in :mod:`torch_compat.models`
   (``"ActorCritic"``, ``"MLPAllocator"``) or ``None``; ``torch_compat`` maps names to classes (the
   core never imports torch).
@@ -24,8 +24,10 @@ A :class:`Policy` bundles ``(kind, config, tree, env)``. Its checkpoint
 holds ``policy = {kind, config, torch_twin}`` and the env's static configuration ``env``; the kind
 is read from there, never guessed.
 
-Adding a kind: build a ``PolicySpec`` and call :func:`register_policy` where the policy is defined
-(a spec whose kind ends in ``":"``, e.g. ``"baseline:"``, serves every kind with that prefix). The
+Adding a kind: define its ``PolicySpec`` as a module-level constant where the policy is defined and
+list it in :data:`jaxport.registry.POLICY_KINDS` (code outside jaxport calls
+:func:`register_policy`); a spec whose kind ends in ``":"``, e.g. ``"baseline:"``, serves every
+kind with that prefix. The
 act function of one ``(kind, config, env)`` is created once and reused, so evaluating many trees of
 one architecture (pairs, seeds, folds) compiles once.
 """
@@ -40,11 +42,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxport.checkpoint import load_checkpoint, plain_tree, save_checkpoint
 from jaxport.env import PortfolioEnv
 from jaxport.errors import CheckpointError
+from jaxport.registry import POLICY_KINDS, resolve
 
 CHECKPOINT_KIND = "policy"
 
@@ -75,37 +77,48 @@ def _params_tree(config, params) -> dict:
     return {"params": plain_tree(params)}
 
 
-_REGISTRY: dict[str, PolicySpec] = {}
+#: Kinds added at run time by :func:`register_policy` (the built-in kinds are listed in
+#: :data:`jaxport.registry.POLICY_KINDS`).
+_EXTRA: dict[str, PolicySpec] = {}
 
 
 def register_policy(spec: PolicySpec, *, replace: bool = False) -> PolicySpec:
     """Add ``spec`` under ``spec.kind`` (a kind ending in ``":"`` serves every kind with that
-    prefix).
+    prefix): for kinds defined outside jaxport. Built-in kinds are listed in
+    :mod:`jaxport.registry`.
 
-    Registering a kind twice is an error unless ``replace``.
+    Registering a kind twice (or a built-in kind) is an error unless ``replace``.
     """
     if not spec.kind or not isinstance(spec.kind, str):
         raise ValueError(f"policy kind must be a non-empty string, got {spec.kind!r}")
-    if spec.kind in _REGISTRY and not replace:
+    if spec.kind in registered_kinds() and not replace:
         raise ValueError(f"policy kind {spec.kind!r} is already registered (pass replace=True)")
-    _REGISTRY[spec.kind] = spec
+    _EXTRA[spec.kind] = spec
     return spec
 
 
 def registered_kinds() -> tuple[str, ...]:
-    """The registered kinds (prefix kinds end in ``":"``)."""
-    return tuple(sorted(_REGISTRY))
+    """The registered kinds: :mod:`jaxport.registry`'s and :func:`register_policy`'s (prefix kinds
+    end in ``":"``)."""
+    return tuple(sorted(set(POLICY_KINDS) | set(_EXTRA)))
+
+
+def _spec_of(kind: str) -> PolicySpec | None:
+    spec = _EXTRA.get(kind)
+    if spec is None and kind in POLICY_KINDS:
+        spec = resolve(POLICY_KINDS[kind])
+    return spec
 
 
 def policy_spec(kind: str) -> PolicySpec:
     """The spec of ``kind`` (exact, else the longest registered prefix kind).
 
     One-line ``CheckpointError`` for an unknown kind."""
-    spec = _REGISTRY.get(kind)
+    spec = _spec_of(kind)
     if spec is None:
-        prefixes = [k for k in _REGISTRY if k.endswith(":") and str(kind).startswith(k)]
+        prefixes = [k for k in registered_kinds() if k.endswith(":") and str(kind).startswith(k)]
         if prefixes:
-            spec = _REGISTRY[max(prefixes, key=len)]
+            spec = _spec_of(max(prefixes, key=len))
     if spec is None:
         raise CheckpointError(
             f"unknown policy kind {kind!r}; registered: {', '.join(registered_kinds())}"
@@ -279,126 +292,6 @@ def load_policy_checkpoint(
         return policy_from_checkpoint(tree, meta, env), meta
     except CheckpointError as exc:
         raise CheckpointError(f"{Path(path)}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------- built-in kinds
-def _require(tree: Mapping, keys: tuple[str, ...], kind: str) -> None:
-    missing = [k for k in keys if k not in tree]
-    if missing:
-        raise CheckpointError(
-            f"{kind} policy tree: missing {', '.join(missing)} (has {', '.join(sorted(tree))})"
-        )
-
-
-def _ppo_config_from_dict(d: Mapping[str, Any]):
-    from jaxport.rl import PPOConfig
-
-    return PPOConfig.from_dict(dict(d))
-
-
-def _ppo_to_tree(config, params, obs_norm=None) -> dict:
-    params = plain_tree(params)
-    if obs_norm is None:
-        dim = int(np.shape(params["params"]["Dense_0"]["kernel"])[0])
-        mean, var, count = np.zeros(dim, np.float32), np.ones(dim, np.float32), np.float32(1e-4)
-    else:
-        get = (
-            (lambda k: obs_norm[k])
-            if isinstance(obs_norm, Mapping)
-            else (lambda k: getattr(obs_norm, k))
-        )
-        mean, var, count = get("mean"), get("var"), get("count")
-    return {
-        "params": params,
-        "obs_norm": {"mean": mean, "var": var, "count": np.asarray(count, np.float32)},
-    }
-
-
-def _ppo_check_tree(tree: dict, config) -> dict:
-    _require(tree, ("params", "obs_norm"), "ppo")
-    _require(tree["obs_norm"], ("mean", "var", "count"), "ppo obs_norm")
-    return tree
-
-
-def _ppo_make_act(config, env: PortfolioEnv) -> ActFn:
-    from jaxport.rl import RunningMeanStd, make_policy_apply
-
-    apply = make_policy_apply(config, env.num_assets)
-
-    def act(tree, obs):
-        on = tree["obs_norm"]
-        stats = RunningMeanStd(mean=on["mean"], var=on["var"], count=on["count"])
-        return apply(tree["params"], stats, None, obs, True)
-
-    return act
-
-
-def _config_to_dict(config) -> dict:
-    return dict(config.to_dict()) if hasattr(config, "to_dict") else dataclasses.asdict(config)
-
-
-def _gradient_config_from_dict(d: Mapping[str, Any]):
-    from jaxport.rl import GradientConfig
-
-    names = {f.name for f in dataclasses.fields(GradientConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise CheckpointError(f"GradientConfig: unknown field(s) {unknown}")
-    return GradientConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    ).validate()
-
-
-def _gradient_check_tree(tree: dict, config) -> dict:
-    _require(tree, ("params",), f"gradient_{config.policy}")
-    return tree
-
-
-def _gradient_make_act(config, env: PortfolioEnv) -> ActFn:
-    from jaxport.rl import gradient_policy_apply
-
-    apply = gradient_policy_apply(config, env)
-
-    def act(tree, obs):
-        return apply(tree["params"], None, obs)
-
-    return act
-
-
-def _gradient_spec(policy: str, twin: str | None) -> PolicySpec:
-    kind = f"gradient_{policy}"
-
-    def from_dict(d):
-        cfg = _gradient_config_from_dict(d)
-        if cfg.policy != policy:
-            raise CheckpointError(f"{kind} policy: config.policy is {cfg.policy!r}")
-        return cfg
-
-    return PolicySpec(
-        kind=kind,
-        config_from_dict=from_dict,
-        config_to_dict=_config_to_dict,
-        make_act=_gradient_make_act,
-        check_tree=_gradient_check_tree,
-        torch_twin=twin,
-        description=f"deterministic {policy} allocator trained by gradient ascent through the env",
-    )
-
-
-register_policy(
-    PolicySpec(
-        kind="ppo",
-        config_from_dict=_ppo_config_from_dict,
-        config_to_dict=_config_to_dict,
-        make_act=_ppo_make_act,
-        to_tree=_ppo_to_tree,
-        check_tree=_ppo_check_tree,
-        torch_twin="ActorCritic",
-        description="PPO actor-critic acting at its Gaussian's squashed mean (params, obs_norm)",
-    )
-)
-register_policy(_gradient_spec("mlp", "MLPAllocator"))
-register_policy(_gradient_spec("transformer", None))
 
 
 def gradient_kind(config) -> str:

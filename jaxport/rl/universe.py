@@ -47,7 +47,7 @@ from jaxport.checkpoint import plain_tree
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.errors import CheckpointError
-from jaxport.rl.codec import Policy, PolicySpec, make_policy, register_policy
+from jaxport.rl.codec import Policy, PolicySpec, make_policy
 
 KIND = "universe"
 
@@ -348,18 +348,16 @@ def _config_from_dict(d):
         raise CheckpointError(str(exc)) from None
 
 
-register_policy(
-    PolicySpec(
-        kind=KIND,
-        config_from_dict=_config_from_dict,
-        config_to_dict=lambda c: c.to_dict(),
-        make_act=_make_act,
-        to_tree=_to_tree,
-        check_tree=_check_tree,
-        torch_twin="UniverseAllocator",
-        description="permutation-equivariant long-only allocator for any basket size",
-    ),
-    replace=True,
+#: The codec spec of kind ``"universe"`` (listed in :data:`jaxport.registry.POLICY_KINDS`).
+UNIVERSE_POLICY = PolicySpec(
+    kind=KIND,
+    config_from_dict=_config_from_dict,
+    config_to_dict=lambda c: c.to_dict(),
+    make_act=_make_act,
+    to_tree=_to_tree,
+    check_tree=_check_tree,
+    torch_twin="UniverseAllocator",
+    description="permutation-equivariant long-only allocator for any basket size",
 )
 
 

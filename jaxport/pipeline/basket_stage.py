@@ -20,6 +20,7 @@ from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
 from jaxport.pipeline.config import RLConfig
 from jaxport.pipeline.tracking import per_update
+from jaxport.pipeline.trainer_configs import gradient_config, ppo_config
 from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
 
 FEATURE_CLIP = 10.0  # standardised features are clipped to [-FEATURE_CLIP, FEATURE_CLIP]
@@ -131,36 +132,22 @@ class PairData:
         kw = env_kwargs(rl)
         episode = int(min(rl.episode_length, train_end - 1 - start_min))
         env = PortfolioEnv(N, F, window=window)
-        train = EnvParams.from_arrays(
-            close[:train_end],
-            feats[:train_end],
-            open_prices=opens[:train_end],
-            episode_length=episode,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
+
+        def rows_until(end: int, **extra) -> EnvParams:
+            return EnvParams.from_arrays(
+                close[:end],
+                feats[:end],
+                open_prices=opens[:end],
+                start_min=start_min,
+                window=window,
+                **extra,
+                **kw,
+            )
+
+        train = rows_until(train_end, episode_length=episode)
         # validation and test params hold no row after their own block (arrays truncated)
-        val = EnvParams.from_arrays(
-            close[:val_end],
-            feats[:val_end],
-            open_prices=opens[:val_end],
-            eval_start=val_start - 1,
-            episode_length=None,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
-        test = EnvParams.from_arrays(
-            close[:test_end],
-            feats[:test_end],
-            open_prices=opens[:test_end],
-            eval_start=test_start - 1,
-            episode_length=None,
-            start_min=start_min,
-            window=window,
-            **kw,
-        )
+        val = rows_until(val_end, eval_start=val_start - 1, episode_length=None)
+        test = rows_until(test_end, eval_start=test_start - 1, episode_length=None)
         dates = {
             "train_first": str(market.dates[start_min]),
             "train_last": str(market.dates[train_end - 1]),
@@ -228,40 +215,6 @@ class PairResult:
             },
             "dates": p.dates,
         }
-
-
-def ppo_config(rl: RLConfig, num_assets: int):
-    from jaxport.rl import PPOConfig
-
-    num_envs = rl.batch_size
-    return PPOConfig(
-        num_envs=num_envs,
-        num_steps=rl.num_steps,
-        total_timesteps=rl.epochs * num_envs * rl.num_steps,
-        lr=rl.learning_rate,
-        hidden_sizes=(rl.hidden_size,) * rl.num_layers,
-        leverage_cap=rl.leverage_limit,
-        risk_penalty=rl.risk_penalty,  # one objective for both methods (#13)
-    )
-
-
-def gradient_config(rl: RLConfig, episode_length: int):
-    from jaxport.rl import GradientConfig
-
-    return GradientConfig(
-        policy=rl.policy,
-        hidden_sizes=(rl.hidden_size,) * rl.num_layers,
-        hidden_size=rl.hidden_size,
-        num_layers=rl.num_layers,
-        num_heads=rl.num_heads,
-        leverage_cap=rl.leverage_limit,
-        num_envs=rl.batch_size,
-        bptt_length=min(rl.num_steps, episode_length),
-        episode_length=episode_length,
-        num_updates=rl.epochs,
-        lr=rl.gradient_learning_rate or rl.learning_rate,
-        risk_penalty=rl.risk_penalty,
-    ).validate()
 
 
 def _last(metrics: dict) -> dict:
@@ -397,8 +350,6 @@ def validation_objective(equity_curve, risk_penalty: float) -> float:
 
 def baseline_policy(allocator, env: PortfolioEnv) -> Policy:
     """A standard allocator as a shippable :class:`Policy` of kind ``"baseline:<name>"``."""
-    import jaxport.eval.allocators  # noqa: F401  (registers the "baseline:" policy kind)
-
     return make_policy(f"baseline:{allocator.name}", allocator, env)
 
 

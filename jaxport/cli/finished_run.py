@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Re-run every pair's test evaluation from its checkpoints; compare with the summary."""
         from rich.table import Table
 
-        from jaxport.pipeline.evaluate_run import all_match, evaluate_run
+        from jaxport.pipeline.reevaluate import all_match, evaluate_run
 
         result = evaluate_run(run_dir)
         table = Table(title=f"re-evaluation of {run_dir} (test split)")

@@ -341,39 +341,3 @@ def buy_and_hold_curve(prices, start: int, num_steps: int) -> np.ndarray:
     (no costs; equals the env's ``buy_and_hold`` baseline when fees are zero)."""
     p = np.asarray(prices, np.float64)
     return p[start : start + num_steps + 1] / p[start]
-
-
-def portfolio_report(
-    env: PortfolioEnv,
-    params: EnvParams,
-    policy_fn: PolicyFn | Policy,
-    symbols: Sequence[str] | None = None,
-    *,
-    key: jax.Array | None = None,
-    policy_params: Any = None,
-) -> dict[str, Any]:
-    """The JSON-ready test report: the policy and the baselines on the same test episode.
-
-    Baselines are the standard allocators of :func:`jaxport.eval.allocators.default_allocators`
-    (buy-and-hold per asset, daily-rebalanced 1/N, inverse volatility, minimum variance, risk
-    parity, cash). ``{"test": metrics, "baselines": {"buy_and_hold": {SYM: metrics},
-    "equal_weight": metrics, "inverse_volatility": ..., "minimum_variance": ..., "risk_parity": ...,
-    "cash": metrics}, "equity_curve": [...], "baseline_curves": {"buy_and_hold": {SYM: [...]},
-    "equal_weight": [...], "cash": [...]}, "leverage": [...], "weights": [[...]], "start_index":
-    int, "num_steps": int}`` (curves are E/E0 with ``num_steps + 1`` points starting at
-    ``start_index``).
-    """
-    from jaxport.eval.allocators import evaluate_allocators  # imports this module
-
-    policy = evaluate_policy(env, params, policy_fn, key=key, policy_params=policy_params)
-    base = evaluate_allocators(env, params, symbols=symbols)
-    return {
-        "test": policy["metrics"],
-        "baselines": base["metrics"],
-        "equity_curve": policy["equity_curve"],
-        "baseline_curves": base["curves"],
-        "leverage": policy["leverage"],
-        "weights": policy["weights"],
-        "start_index": policy["start_index"],
-        "num_steps": policy["num_steps"],
-    }

@@ -1,0 +1,60 @@
+"""Builders the tests share (one copy each): the env state's accounting fields, random-walk
+markets, and the perturbed network parameters the export tests compare across frameworks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: ``EnvState`` fields that carry the episode's accounting (every field but ``last_reward``), in
+#: declaration order; the reference env's state dict has exactly these keys.
+ENV_STATE_FIELDS = (
+    "t",
+    "time",
+    "equity",
+    "weights",
+    "open_trade_pnl",
+    "gross_pnl",
+    "fees",
+    "financing",
+    "num_trades",
+    "winning_trades",
+)
+
+
+def random_walk_market(T: int, N: int, F: int, seed: int = 0, vol: float = 0.03):
+    """``(prices [T, N] float64, features [T, N, F] float32)``: a log-normal random walk from 100
+    with per-day log-return std ``vol``, and standard-normal features."""
+    rng = np.random.default_rng(seed)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, (T, N)), axis=0))
+    return prices, rng.normal(size=(T, N, F)).astype(np.float32)
+
+
+def perturb_tree(tree, seed: int, scale: float = 0.3):
+    """``tree`` plus Gaussian noise (std ``scale``) on every leaf: parameters far from their
+    initialisation, so a framework port cannot match by accident."""
+    leaves, treedef = jax.tree.flatten(tree)
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(
+        treedef,
+        [np.asarray(x) + scale * rng.normal(size=np.shape(x)).astype(np.float32) for x in leaves],
+    )
+
+
+def ppo_params_and_norm(cfg, num_assets: int, obs_dim: int, seed: int = 0, count: float = 100.0):
+    """Perturbed actor-critic parameters of ``cfg`` and a non-trivial observation normaliser."""
+    from jaxport.rl import RunningMeanStd
+    from jaxport.rl.ppo import make_network
+
+    params = jax.jit(make_network(cfg, num_assets).init)(
+        jax.random.PRNGKey(seed), jnp.zeros((obs_dim,))
+    )
+    params = perturb_tree(params, seed)
+    rng = np.random.default_rng(seed + 1)
+    norm = RunningMeanStd(
+        mean=jnp.asarray(rng.normal(size=obs_dim), jnp.float32),
+        var=jnp.asarray(rng.uniform(0.5, 2.0, obs_dim), jnp.float32),
+        count=jnp.float32(count),
+    )
+    return params, norm
