@@ -23,6 +23,9 @@ keeps everything measured so far):
                    buffer's ``unsafe_buffer_pointer``; the action array aliases the Torch tensor).
 ``ppo``            ``jaxport.rl.ppo`` env-steps/s at 2,048 and 65,536 envs next to the PureJaxRL
                    CartPole PPO (``benchmarks/cartpole_ppo_reference.py``), same settings.
+``stress``         ``jaxport stress``'s rollout (``benchmarks/stress_throughput.py``): path-steps/s
+                   of 1/N and of an untrained universe policy over 64k and 1M bootstrapped paths
+                   x 252 days (synthetic 2-asset basket, 65 features), next to the bare env.
 ``torch_compile_cudagraphs``  as ``torch_compile`` with ``mode="reduce-overhead"`` (CUDA graphs), at
                    the largest size only, if time is left.
 ``device_memory``  ``jax.devices()[0].memory_stats()`` (``peak_bytes_in_use``, ``bytes_limit``) and
@@ -55,6 +58,7 @@ SECTIONS = (
     "torch_compile",
     "torch_dlpack",
     "ppo",
+    "stress",
     "torch_compile_cudagraphs",
     "device_memory",
 )
@@ -64,8 +68,9 @@ DEADLINES = {
     "env": 0.40,
     "torch_compile": 0.55,
     "torch_dlpack": 0.60,
-    "ppo": 0.85,
-    "torch_compile_cudagraphs": 0.92,
+    "ppo": 0.80,
+    "stress": 0.90,
+    "torch_compile_cudagraphs": 0.94,
     "device_memory": 1.0,
 }
 TARGETS = {  # the issue's goals: JAX / reference
@@ -91,6 +96,9 @@ FULL = dict(
     max_scan=1000,
     repeats=5,
     ppo_repeats=2,
+    stress_paths=(65536, 1 << 20),
+    stress_horizon=252,
+    stress_env_batch=65536,
     budget_s=420.0,
     torch_backend="inductor",
 )
@@ -112,6 +120,9 @@ SMOKE = dict(
     max_scan=20,
     repeats=2,
     ppo_repeats=1,
+    stress_paths=(64,),
+    stress_horizon=20,
+    stress_env_batch=64,
     budget_s=300.0,
     torch_backend="eager",  # the code path, not inductor's C++ build (minutes on a loaded CPU)
 )
@@ -560,6 +571,40 @@ def section_ppo(cfg, budget, out, save):
         save()
 
 
+def section_stress(cfg, budget, out, save):
+    """``jaxport stress``'s rollout (benchmarks/stress_throughput.py) at >= 1M bootstrapped paths:
+    path-steps/s of 1/N and of a (synthetic, untrained) universe policy, next to the bare env."""
+    import stress_throughput as st
+    from jaxport.bench import portfolio_throughput
+
+    basket, policies = st.synthetic_basket()
+    env = basket.pair.env
+    bare = portfolio_throughput(
+        cfg["stress_env_batch"], env.num_assets, repeats=2, num_features=env.num_features
+    )
+    rows = []
+    out.update(rows=rows, env_steps_per_s=bare["steps_per_s"], num_features=env.num_features)
+    for paths in cfg["stress_paths"]:
+        for name, policy in policies.items():
+            row = {"policy": name, "paths": paths}
+            if not budget.ok("stress"):
+                row["skipped"] = "time budget"
+            else:
+                try:
+                    row.update(
+                        st.time_policy(basket, policy, paths, cfg["stress_horizon"], None, 1)
+                    )
+                    row["vs_env"] = row["path_steps_per_s"] / bare["steps_per_s"]
+                except Exception as err:  # noqa: BLE001
+                    row.update(_err(err))
+            rows.append(row)
+            _log(
+                f"stress {name} {paths} paths: "
+                f"{row.get('path_steps_per_s', float('nan')):,.0f} path-steps/s"
+            )
+            save()
+
+
 def section_device_memory(out):
     out["jax"] = mem_stats()
     try:
@@ -723,6 +768,25 @@ def markdown(result: dict) -> str:
             )
         else:
             lines.append(f"| {r['num_envs']:,} | {r.get('error', r.get('skipped', ''))[:60]} | | |")
+    st = s.get("stress", {})
+    lines += [
+        "",
+        f"| stress policy | paths | path-steps/s | vs bare env "
+        f"({_m(st.get('env_steps_per_s'), 1e6, '{:.1f} M')} steps/s) | first call s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in st.get("rows", []):
+        if "path_steps_per_s" in r:
+            lines.append(
+                f"| {r['policy']} | {_envs(r['paths'])} | "
+                f"{_m(r['path_steps_per_s'], 1e6, '{:.2f} M')} | {_x(r.get('vs_env'))} | "
+                f"{r['first_call_s']:.1f} |"
+            )
+        else:
+            lines.append(
+                f"| {r['policy']} | {_envs(r['paths'])} | "
+                f"{r.get('error', r.get('skipped', ''))[:60]} | | |"
+            )
     mem = (s.get("device_memory", {}) or {}).get("jax") or {}
     if mem.get("peak_bytes_in_use"):
         lines.append(
@@ -813,6 +877,8 @@ def run_suite(args) -> dict:
                 section_torch_dlpack(cfg, budget, sec, save, args.smoke)
             elif name == "ppo":
                 section_ppo(cfg, budget, sec, save)
+            elif name == "stress":
+                section_stress(cfg, budget, sec, save)
             elif name == "torch_compile_cudagraphs":
                 section_torch_compile(
                     cfg,

@@ -540,6 +540,81 @@ def block_rule_selection(results: Path) -> str:
         + "; ".join(f"{run['label']} {provenance(run)}" for run in runs)
         + ".",
     ]
+
+
+STRESS_JSON = "stress_quickstart.json"
+STRESS_THROUGHPUT_JSON = "stress_throughput-latest.json"
+STRESS_POLICIES = (
+    "shipped",
+    "universe",
+    "equal_weight",
+    "inverse_volatility",
+    "minimum_variance",
+    "risk_parity",
+    "cash",
+)
+
+
+def block_stress(results: Path) -> str:
+    """``jaxport stress`` on the quick-start run (a copy of its stress.json): per basket, total
+    return quantiles and the probabilities, in percent."""
+    data = _load(STRESS_JSON, results)
+    if data is None:
+        return _missing(STRESS_JSON, "jaxport stress RUN_DIR (copy RUN_DIR/stress/stress.json)")
+    m = data.get("measured", {})
+    t = data["throughput"]
+    lines = [
+        f"{data['paths']:,} paths x {data['horizon']} days, stationary bootstrap of the "
+        f"{data['source']} rows (mean block {data['block_length']:.0f} days, Politis-White), seed "
+        f"{data['seed']}; {t['policy_runs']} policy runs; the whole command took "
+        f"{m.get('command_wall_s', 0):.0f} s wall and {m.get('command_cpu_s', 0):.0f} s CPU, "
+        f"compilation included ({m.get('machine', '?')}, load average {m.get('load', '?')})."
+        + (
+            f" 100,000 paths: {big['command_wall_s']:.0f} s wall, {big['command_cpu_s']:.0f} s "
+            f"CPU (load {big['load']})."
+            if (big := m.get("paths_100k"))
+            else ""
+        ),
+        "",
+        "| basket | policy | return q05 | median | q95 | P(loss) | P(DD > 20 %) | P(DD > 50 %) "
+        "| P(ruin) | CVaR 5 % | P(beats 1/N) | median Sharpe |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, basket in data["baskets"].items():
+        labels = [p for p in STRESS_POLICIES if p in basket]
+        labels += sorted(p for p in basket if p.startswith("buy_and_hold"))
+        for label in labels:
+            s, tr = basket[label], basket[label]["total_return"]
+            shown = f"shipped ({data['shipped_as'][name]})" if label == "shipped" else label
+            lines.append(
+                f"| {name} | {shown} | {tr['q05']:+.1%} | {tr['q50']:+.1%} | {tr['q95']:+.1%} | "
+                f"{s['prob_loss']:.1%} | {s['prob_drawdown_gt_20']:.1%} | "
+                f"{s['prob_drawdown_gt_50']:.1%} | {s['prob_ruin']:.2%} | "
+                f"{s['cvar05_total_return']:+.1%} | {s.get('prob_beats_equal_weight', 0):.1%} | "
+                f"{s['sharpe']['q50']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def block_stress_throughput(results: Path) -> str:
+    """``benchmarks/stress_throughput.py``: path-steps/s vs the bare env, over path counts."""
+    data = _load(STRESS_THROUGHPUT_JSON, results)
+    if data is None:
+        return _missing(STRESS_THROUGHPUT_JSON, "benchmarks/stress_throughput.py")
+    load = ", ".join(f"{x:.1f}" for x in data.get("load_avg", []))
+    lines = [
+        f"Bare env (`jaxport.bench`, {data['env_batch']} envs, {data['num_assets']} assets x "
+        f"{data['num_features']} features, same process): {rate(data['env_steps_per_s'])} "
+        f"steps/s; {_machine(data['machine'])}; load average at the end {load}.",
+        "",
+        "| policy | paths | first call (compile + run) | warm wall | path-steps/s | vs bare env |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['policy']} | {r['paths']:,} | {r['first_call_s']:.1f} s | {r['wall_s']:.2f} s | "
+            f"{rate(r['path_steps_per_s'])} | {r['vs_env']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -555,6 +630,8 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "gpu"): block_readme_gpu,
     ("README.md", "walk-forward"): block_walk_forward,
     ("README.md", "rule-selection"): block_rule_selection,
+    ("README.md", "stress"): block_stress,
+    ("README.md", "stress-throughput"): block_stress_throughput,
 }
 
 

@@ -1,8 +1,9 @@
 """The ``jaxport`` command line (typer + rich).
 
 * One module per command group, registered from the explicit list :data:`COMMAND_GROUPS`:
-  ``data`` (check, synth), ``train``, ``finished_run`` (eval, report), ``export``, ``forecast`` (eval) and
-  ``bench``. Each defines ``register(app: typer.Typer) -> None``. To add a command, write such a
+  ``data`` (check, synth), ``train``, ``finished_run`` (eval, report), ``export``, ``forecast``
+  (eval), ``bench`` and ``stress``. Each defines ``register(app: typer.Typer) -> None``. To add a
+  command, write such a
   module and add it to :data:`COMMAND_GROUPS`.
 * Command modules import only typer, rich, the stdlib and :mod:`jaxport.cli.common` at module level;
   jax, pandas, ``jaxport.*`` and (for ``export``) torch are imported inside the command bodies, so
@@ -20,7 +21,7 @@ import typer
 import typer.core
 
 import jaxport
-from jaxport.cli import bench, data, export, finished_run, forecast, train
+from jaxport.cli import bench, data, export, finished_run, forecast, stress, train
 from jaxport.cli.common import (
     ExitCode,
     console,
@@ -122,7 +123,7 @@ def _root(
 
 
 #: The command modules; each ``register(app)`` adds its commands or group.
-COMMAND_GROUPS = (data, train, finished_run, export, forecast, bench)
+COMMAND_GROUPS = (data, train, finished_run, export, forecast, bench, stress)
 for _module in COMMAND_GROUPS:
     _module.register(app)
 del _module

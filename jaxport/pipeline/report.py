@@ -642,6 +642,9 @@ def write_report(run_dir: str | Path | RunDir, out_dir: str | Path | None = None
             "![walk-forward](walk_forward.png)",
             "",
         ]
+    from jaxport.pipeline.stress_report import stress_report_lines  # RUN_DIR/stress, if any
+
+    lines += stress_report_lines(run.root, out)
     training = plot_training(summary, evaluations, out / "training_curves.png")
     if training:
         lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
