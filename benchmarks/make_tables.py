@@ -540,6 +540,7 @@ def block_rule_selection(results: Path) -> str:
         + "; ".join(f"{run['label']} {provenance(run)}" for run in runs)
         + ".",
     ]
+    return "\n".join(lines)
 
 
 STRESS_JSON = "stress_quickstart.json"
