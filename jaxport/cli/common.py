@@ -91,9 +91,18 @@ def _flag_names() -> dict[str, str]:
     return names
 
 
+#: ``jaxport stress``'s setting names in library errors (``jaxport.pipeline.stress_run``) -> flags.
+STRESS_FLAG_NAMES: dict[str, str] = {
+    **{
+        f"stress.{name}": f"--{name.replace('_', '-')}"
+        for name in ("paths", "horizon", "block_length", "source", "seed", "devices", "chunk")
+    },
+    "stress.out": "--out",
+}
+
 #: Library setting names (as in ``PipelineConfig`` and error messages) -> the flag that sets them,
-#: read from the field declarations (:mod:`jaxport.pipeline.config_schema`).
-FLAG_NAMES: dict[str, str] = _flag_names()
+#: read from the field declarations (:mod:`jaxport.pipeline.config_schema`), and the stress ones.
+FLAG_NAMES: dict[str, str] = {**_flag_names(), **STRESS_FLAG_NAMES}
 
 
 def with_flag_names(message: str) -> str:
@@ -138,6 +147,7 @@ __all__ = [
     "TORCH_INSTALL_HINT",
     "ExitCode",
     "FLAG_NAMES",
+    "STRESS_FLAG_NAMES",
     "RunOptions",
     "console",
     "err_console",

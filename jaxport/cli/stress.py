@@ -7,16 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jaxport.cli.common import FLAG_NAMES, console, fail
-
-#: The stress settings' names in library errors -> their flags (see with_flag_names).
-FLAG_NAMES.update(
-    {
-        f"stress.{name}": f"--{name.replace('_', '-')}"
-        for name in ("paths", "horizon", "block_length", "source", "seed", "devices", "chunk")
-    }
-)
-FLAG_NAMES["stress.out"] = "--out"
+from jaxport.cli.common import console, fail
 
 TABLE_POLICIES = (
     "shipped",

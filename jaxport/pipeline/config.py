@@ -591,7 +591,10 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
         ),
         (rl.anchor_eta >= 0, f"rl.anchor_eta {rl.anchor_eta}: must be >= 0"),
         (
-            0.0 < rl.max_gross < rl.leverage_limit or rl.anchor == "none" or rl.scope == "pair",
+            0.0 < rl.max_gross < rl.leverage_limit
+            or rl.leverage_limit <= 0  # reported by its own check
+            or rl.anchor == "none"
+            or rl.scope == "pair",
             f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
         ),
         (
