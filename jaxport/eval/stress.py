@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxport.env import EnvParams, PortfolioEnv
-from jaxport.eval.allocators import Allocator
+from jaxport.eval.allocators import ALLOCATOR_KINDS, Allocator
 from jaxport.eval.bootstrap import _one_path
 from jaxport.rl.codec import Policy
 
@@ -43,9 +43,16 @@ _NEGLIGIBLE = 1e-12  # per-step std below this is float noise: Sharpe 0 (as metr
 
 
 def warmup_days(env: PortfolioEnv, policies) -> int:
-    """History days ``W`` before the episode: the longest allocator lookback and the observation
+    """History days ``W`` before the episode: the longest allocator lookback (the long window of
+    ``vol_managed_equal_weight``) and the observation
     window (at least 1, so the first step has a price history)."""
-    looks = [p.config.lookback for p in policies if isinstance(p.config, Allocator)]
+    looks = [
+        max(p.config.lookback, p.config.long_lookback)
+        if p.config.kind == "vol_managed_equal_weight"
+        else p.config.lookback
+        for p in policies
+        if isinstance(p.config, Allocator)
+    ]
     return max([1, env.window - 1] + looks)
 
 
@@ -74,7 +81,8 @@ def path_prices(params: EnvParams, days: jnp.ndarray) -> jnp.ndarray:
 # ------------------------------------------------------------------------------- actions
 # act(trees, states [K, C], k, prices [C, W + H + 1, N] | None) -> actions [K, C, N]
 ActionFn = Callable[..., jnp.ndarray]
-ESTIMATORS = ("inverse_volatility", "minimum_variance", "risk_parity")
+#: Allocator kinds that estimate from the trailing prices (every kind but the fixed rules).
+ESTIMATORS = tuple(k for k in ALLOCATOR_KINDS if k not in ("equal_weight", "buy_and_hold", "cash"))
 
 
 def _allocator_actions(allocators: tuple, warmup: int) -> ActionFn:

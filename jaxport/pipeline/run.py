@@ -610,7 +610,7 @@ class Pipeline:
             checkpoint=self._rel(ckpt),
             evaluation=self._rel(evaluation_file),
             feature_source=feats.sources,
-            num_features=len(feats.names),
+            num_features=pair_data.env.num_features,  # forecast features + anchor columns
             metrics=result.metrics,
             candidates=result.candidates,
             wall_s=time.perf_counter() - t0,
