@@ -248,6 +248,9 @@ def test_report_is_json_ready():
         "inverse_volatility",
         "minimum_variance",
         "risk_parity",
+        "volatility_timing",
+        "vol_managed_equal_weight",
+        "equal_minimum_variance",
         "cash",
     }
     assert set(report["baselines"]["buy_and_hold"]) == {"AAA", "BBB"}
