@@ -22,6 +22,16 @@ REAL_SYMBOLS = ("AAPL", "AMZN", "GOOGL", "META", "MSFT", "NVDA", "TSLA")
 REAL_ROWS = 2768
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every in-memory compiled program after each test module. One process compiles
+    thousands of XLA programs over the suite; each holds memory maps, and near the kernel's
+    ``vm.max_map_count`` (65,530 here) a compile segfaulted. Programs still repeat across modules
+    through the persistent cache above."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
