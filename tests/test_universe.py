@@ -21,15 +21,15 @@ from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy
 from jaxport.rl import codec
+from jaxport.rl.population import train_population
 from jaxport.rl.universe import (
     UniverseConfig,
-    _nested_step,
-    _train_population,
     apply_policy,
     basket,
     init_params,
     make_network,
     make_universe_policy,
+    nested_step,
     stack_env_params,
     train_universe,
 )
@@ -195,7 +195,7 @@ def test_nested_vmap_step_equals_per_basket_loop():
     inner_reset = jax.vmap(ENV2.reset_env, in_axes=(0, None))
     obs, state = jax.jit(jax.vmap(inner_reset))(keys, tr)
     action = jax.random.uniform(jax.random.PRNGKey(1), (3, 4, 2))
-    nested = jax.jit(partial(_nested_step(ENV2), None))(state, action, tr)
+    nested = jax.jit(partial(nested_step(ENV2), None))(state, action, tr)
     per_basket = jax.jit(partial(jax.vmap(ENV2.step_env, in_axes=(None, 0, 0, None)), None))
     for b in range(3):
         sb = jax.tree_util.tree_map(lambda x: x[b], state)
@@ -216,11 +216,11 @@ def test_population_per_member_and_one_compile(trained):
     assert sorted(set(lrs)) == [1e-3, 1e-2]
     # different members (seed or lr) reach different training objectives
     assert len({round(float(v), 7) for v in out["metrics"]["objective"][:, -1]}) == num_members
-    before = _train_population._cache_size()
+    before = train_population._cache_size()
     tr2, va2, _ = baskets((3, 4, 5))
     cfg2 = dataclasses.replace(CFG, grid=(("lr", (3e-3, 5e-3)),), risk_penalty=1.0)
     out2 = train_universe(cfg2, ENV2, tr2, va2, jax.random.PRNGKey(1))
-    assert _train_population._cache_size() == before  # new baskets + hyperparameters: no compile
+    assert train_population._cache_size() == before  # new baskets + hyperparameters: no compile
     assert len(out2["members"]) == num_members
 
 

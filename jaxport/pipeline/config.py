@@ -82,14 +82,6 @@ def universe_gradient_only(config: Any) -> str | None:
     return universe_scope_only(config) or gradient_trainer_only(config)
 
 
-def universe_sharding(config: Any) -> str | None:
-    """Device sharding: the pair trainers and the universe gradient trainer shard; universe PPO
-    runs on one device."""
-    if config.rl.scope == "universe" and config.rl.algo == "ppo":
-        return "the universe PPO trainer runs on one device (use --rl-algo gradient or both)"
-    return None
-
-
 def transformer_policy_only(config: Any) -> str | None:
     """Acts on the pair-scope gradient trainer's transformer policy only."""
     reason = pair_scope_only(config) or gradient_trainer_only(config)
@@ -385,7 +377,6 @@ class RLConfig:
     devices: int | None = setting(
         None,
         flag="--devices",
-        acts=universe_sharding,
         help="Devices the RL batch is sharded over (none: as many local devices as divide it).",
     )
     # --- what is learned and judged (defaults chosen without test rows: README, "Choosing

@@ -152,8 +152,8 @@ def train_universe_stage(
     ``rl.algo`` picks the trainer: ``gradient`` (:func:`jaxport.rl.universe.train_universe`),
     ``ppo`` (:func:`jaxport.rl.universe_ppo.train_universe_ppo`) or ``both`` (each trains its
     population; the one whose selected member has the better mean validation objective is kept,
-    and every member of both counts as a candidate). ``mesh`` (more than one device) shards the
-    gradient trainer's population; PPO runs on one device. ``outcome.entry.checkpoint`` is left
+    and every member of both counts as a candidate). ``mesh`` (more than one device) shards either
+    trainer's population (:mod:`jaxport.rl.population`). ``outcome.entry.checkpoint`` is left
     for the caller to fill.
     """
     env = baskets[0].env
@@ -164,16 +164,16 @@ def train_universe_stage(
     for i, trainer in enumerate(_trainers(rl)):
         k = jax.random.fold_in(key, i) if i else key
         t0 = time.perf_counter()
+        kwargs = {} if mesh is None or mesh.size < 2 else {"mesh": mesh}  # 1 device: as is
         if trainer == "ppo":
             from jaxport.rl.universe_ppo import train_universe_ppo
 
             cfg = universe_ppo_config(rl, len(baskets), episode)
-            result = train_universe_ppo(cfg, env, train, val, k)
+            result = train_universe_ppo(cfg, env, train, val, k, **kwargs)
             policies = member_policies(result, result["universe_config"], env)
             steps_per_update = cfg.num_steps
         else:
             cfg = universe_config(rl, len(baskets), episode)
-            kwargs = {} if mesh is None or mesh.size < 2 else {"mesh": mesh}  # 1 device: as is
             result = train_universe(cfg, env, train, val, k, **kwargs)
             policies = member_policies(result, cfg, env)
             steps_per_update = cfg.bptt_length

@@ -8,7 +8,8 @@ Subpackages share one layout (Brax's, with PureJaxRL's single-jit ``make_train``
 - :mod:`jaxport.rl.ppo`: PPO with a tanh-squashed Gaussian actor-critic.
 - :mod:`jaxport.rl.gradient`: deterministic policies trained by backpropagating through the env.
 - :mod:`jaxport.rl.universe`: one permutation-equivariant allocator for any basket size, trained
-  on many baskets at once as a population (``train_universe``).
+  on many baskets at once as a population (``train_universe``; PPO: ``universe.ppo``).
+- :mod:`jaxport.rl.population`: the population trainer both universe trainers plug into.
 
 The PPO names are re-exported here unprefixed (``make_train`` is PPO's); the gradient trainer's
 as ``GradientConfig``, ``make_gradient_train`` and ``make_gradient_policy_fn``.

@@ -38,3 +38,11 @@ def constrain_batch(tree, batch_dim: int = 0):
         return jax.lax.with_sharding_constraint(x, P(*spec))
 
     return jax.tree.map(one, tree)
+
+
+def select(mask, new, old):
+    """``where(mask, new, old)`` with ``mask`` (e.g. ``[B]`` or ``[B, E]``, one flag per env)
+    broadcast over the trailing axes of ``new``/``old``."""
+    import jax.numpy as jnp
+
+    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - mask.ndim)), new, old)

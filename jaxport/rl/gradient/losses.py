@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
+from jaxport.rl.common import select
 from jaxport.rl.gradient.config import GradientConfig
 from jaxport.rl.gradient.policy import make_policy_network
 
@@ -30,11 +31,6 @@ def training_params(config: GradientConfig, env_params: EnvParams) -> EnvParams:
         episode_length=jnp.asarray(config.episode_length, jnp.int32),
         eval_start=jnp.asarray(-1, jnp.int32),
     )
-
-
-def select(mask: jnp.ndarray, new: jnp.ndarray, old: jnp.ndarray) -> jnp.ndarray:
-    """Per-env ``where(mask, new, old)`` with ``mask [B]`` broadcast over trailing axes."""
-    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
 
 
 def reset_envs(env: PortfolioEnv, params: EnvParams, key: jax.Array, num_envs: int):

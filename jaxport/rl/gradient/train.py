@@ -31,10 +31,11 @@ import optax
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
-from jaxport.rl.common import check_env_params, constrain_batch
+from jaxport.rl.common import check_env_params, constrain_batch, select
 from jaxport.rl.gradient.config import GradientConfig, split_config
-from jaxport.rl.gradient.losses import chunk_objective, reset_envs, select, training_params
+from jaxport.rl.gradient.losses import chunk_objective, reset_envs, training_params
 from jaxport.rl.gradient.policy import make_policy_network
+from jaxport.rl.optim import cosine_adamw
 
 METRIC_KEYS = (
     "objective",  # per-step objective of the update's chunk (the quantity ascended)
@@ -48,21 +49,6 @@ METRIC_KEYS = (
 )
 
 
-def _make_optimizer(config: GradientConfig, hp: dict[str, jnp.ndarray]):
-    if config.anneal_lr:
-
-        def lr(count):  # cosine decay from hp["lr"] to 0 over num_updates
-            progress = jnp.minimum(count / config.num_updates, 1.0)
-            return hp["lr"] * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-
-    else:
-        lr = hp["lr"]
-    return optax.chain(
-        optax.clip_by_global_norm(hp["max_grad_norm"]),
-        optax.adamw(lr, weight_decay=hp["weight_decay"]),
-    )
-
-
 @partial(jax.jit, static_argnums=(0, 1))
 def _train(
     config: GradientConfig,
@@ -73,7 +59,7 @@ def _train(
 ) -> dict[str, Any]:
     params = training_params(config, env_params)
     network = make_policy_network(config, env)
-    tx = _make_optimizer(config, hp)
+    tx = cosine_adamw(hp, config.num_updates, config.anneal_lr)
     k_init, k_reset, k_loop = jax.random.split(key, 3)
     net_params = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
     opt_state = tx.init(net_params)

@@ -44,8 +44,9 @@ from jaxport.rl.metrics import format_metrics, nanmean_where
 from jaxport.rl.networks import sample_action
 from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
 from jaxport.rl.ppo.config import PPOConfig
-from jaxport.rl.ppo.losses import Transition, compute_gae, ppo_loss, shaped_reward
+from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
 from jaxport.rl.ppo.policy import make_network
+from jaxport.rl.ppo.rollout import chained_keys, explained_variance, ppo_update
 
 METRIC_KEYS = (
     "env_steps",  # cumulative env steps after this update (all envs)
@@ -121,28 +122,27 @@ def _compiled_train(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]
     return jax.jit(build_train_fn(config, env))
 
 
+def _lr_schedule(config: PPOConfig) -> Callable | float:
+    """Adam's learning rate: ``config.lr`` decayed linearly per update to 0 when ``anneal_lr``."""
+    if not config.anneal_lr:
+        return config.lr
+
+    def lr_schedule(count):
+        frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / config.num_updates
+        return config.lr * frac
+
+    return lr_schedule
+
+
 def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
     """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`."""
     config.validate()
-    num_updates = config.num_updates
-    num_envs, num_steps = config.num_envs, config.num_steps
-    batch_size, minibatch_size = config.batch_size, config.minibatch_size
-    action_dim = env.num_actions
     obs_dim = env.obs_dim
-    network = make_network(config, action_dim)
-    shaping = config.risk_penalty > 0 or config.turnover_penalty > 0
-
-    def lr_schedule(count):
-        frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / num_updates
-        return config.lr * frac
-
-    lr = lr_schedule if config.anneal_lr else config.lr
+    network = make_network(config, env.num_actions)
     tx = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate=lr, eps=1e-5)
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(learning_rate=_lr_schedule(config), eps=1e-5),
     )
-    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    batched_reset = jax.vmap(env.reset, in_axes=(0, None))
-    cap = jnp.float32(config.leverage_cap)
     loss = partial(
         ppo_loss,
         apply_fn=network.apply,
@@ -157,158 +157,18 @@ def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
         has_aux=True,
     )
 
-    def norm_obs(stats, obs):
-        return normalize(stats, obs, config.obs_clip) if config.normalize_obs else obs
-
     def train(key: jax.Array, env_params: EnvParams) -> dict:
         key, k_init, k_reset, k_run = jax.random.split(key, 4)
         variables = network.init(k_init, jnp.zeros((obs_dim,), jnp.float32))
         train_state = TrainState.create(apply_fn=network.apply, params=variables, tx=tx)
-        obs, env_state = batched_reset(jax.random.split(k_reset, num_envs), env_params)
-        obs_stats = RunningMeanStd.create(obs_dim)
-        zeros_b = jnp.zeros((num_envs,), jnp.float32)
-
-        # ------------------------------------------------------------------ rollout
-        def env_step(carry, _):
-            ts, stats, env_state, obs, ep_ret, ep_len, rng = carry
-            rng, k_act, k_env = jax.random.split(rng, 3)
-            if config.normalize_obs:
-                stats = update_running_stats(stats, obs)
-            obs_n = norm_obs(stats, obs)
-            mean, log_std, value = network.apply(ts.params, obs_n)
-            action, u, log_prob = sample_action(k_act, mean, log_std, cap)
-            next_obs, env_state, reward, terminated, truncated, info = batched_step(
-                jax.random.split(k_env, num_envs), env_state, action, env_params
-            )
-            done = terminated | truncated
-            if config.bootstrap_truncation:
-                need = truncated & ~terminated
-                final_obs = info["final_observation"]
-                # Truncation is rare: only run the critic on steps where some env truncates.
-                boot = jax.lax.cond(
-                    jnp.any(need),
-                    lambda: network.apply(ts.params, norm_obs(stats, final_obs), value_only=True),
-                    lambda: zeros_b,
-                )
-                boot = jnp.where(need, boot, 0.0)
-            else:
-                boot = zeros_b
-            ep_ret_new = ep_ret + reward
-            ep_len_new = ep_len + 1
-            step_info = {
-                "done": done,
-                "episode_return": ep_ret_new,
-                "episode_length": ep_len_new.astype(jnp.float32),
-                "equity": info["equity"] / env_params.initial_equity,
-                "leverage": info["leverage"],
-                "turnover": info["turnover"],
-                "fees": info["fees"],
-                "financing": info["financing"],
-            }
-            if shaping:
-                step_info["portfolio_return"] = info["portfolio_return"]
-            tr = Transition(
-                obs=obs_n,
-                u=u,
-                log_prob=log_prob,
-                value=value,
-                reward=reward,
-                terminated=terminated,
-                done=done,
-                bootstrap=boot,
-                info=step_info,
-            )
-            ep_ret = jnp.where(done, 0.0, ep_ret_new)
-            ep_len = jnp.where(done, 0, ep_len_new)
-            return (ts, stats, env_state, next_obs, ep_ret, ep_len, rng), tr
-
-        # ------------------------------------------------------------------ updates
-        def update_minibatch(ts, batch):
-            tr, adv, targets = batch
-            (total, aux), grads = grad_fn(ts.params, tr, adv, targets)
-            ts = ts.apply_gradients(grads=grads)
-            return ts, dict(aux, total_loss=total, grad_norm=optax.tree.norm(grads))
-
-        def update_epoch(carry, _):
-            ts, tr, adv, targets, rng = carry
-            rng, k_perm = jax.random.split(rng)
-            perm = jax.random.permutation(k_perm, batch_size)
-            flat = jax.tree.map(
-                lambda x: x.reshape((batch_size,) + x.shape[2:]), (tr, adv, targets)
-            )
-            shuffled = jax.tree.map(lambda x: jnp.take(x, perm, axis=0), flat)
-            minibatches = jax.tree.map(
-                lambda x: x.reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
-                shuffled,
-            )
-            ts, losses = jax.lax.scan(update_minibatch, ts, minibatches)
-            return (ts, tr, adv, targets, rng), losses
-
-        # ------------------------------------------------------------------ one update
-        def update_step(runner, update_idx):
-            runner, traj = jax.lax.scan(env_step, runner, None, num_steps)
-            ts, stats, env_state, last_obs, ep_ret, ep_len, rng = runner
-            info = traj.info
-            if shaping:
-                objective = shaped_reward(
-                    traj.reward,
-                    info["portfolio_return"],
-                    info["turnover"],
-                    config.risk_penalty,
-                    config.turnover_penalty,
-                )
-            else:
-                objective = traj.reward
-            learn_reward = (
-                objective * config.reward_scale if config.reward_scale != 1 else objective
-            )
-            last_val = network.apply(ts.params, norm_obs(stats, last_obs), value_only=True)
-            adv, targets = compute_gae(
-                learn_reward,
-                traj.value,
-                traj.done,
-                traj.bootstrap,
-                last_val,
-                config.gamma,
-                config.gae_lambda,
-            )
-            # only what the loss reads is shuffled into minibatches
-            learn = traj._replace(info={}, reward=None, terminated=None, done=None, bootstrap=None)
-            (ts, _, _, _, rng), losses = jax.lax.scan(
-                update_epoch, (ts, learn, adv, targets, rng), None, config.update_epochs
-            )
-            losses = {k: jnp.mean(v) for k, v in losses.items()}
-
-            done = info["done"]
-            var_t = jnp.var(targets)
-            lr_now = lr_schedule(ts.step - 1) if config.anneal_lr else config.lr
-            metrics = {
-                "env_steps": ((update_idx + 1) * batch_size).astype(jnp.float32),
-                "episode_return": nanmean_where(info["episode_return"], done),
-                "episode_length": nanmean_where(info["episode_length"], done),
-                "episode_equity": nanmean_where(info["equity"], done),
-                "num_episodes": jnp.sum(done).astype(jnp.float32),
-                "reward": jnp.mean(traj.reward),
-                "objective": jnp.mean(objective),
-                "equity": jnp.mean(info["equity"]),
-                "leverage": jnp.mean(info["leverage"]),
-                "turnover": jnp.mean(info["turnover"]),
-                "fees": jnp.mean(info["fees"]),
-                "financing": jnp.mean(info["financing"]),
-                **losses,
-                "explained_variance": 1.0
-                - jnp.var(targets - traj.value) / jnp.maximum(var_t, 1e-12),
-                "action_std": jnp.mean(jnp.exp(ts.params["params"]["log_std"])),
-                "learning_rate": jnp.asarray(lr_now, jnp.float32),
-            }
-            if config.debug_callback:
-                cb = config.debug_callback if callable(config.debug_callback) else _print_metrics
-                jax.debug.callback(cb, metrics)
-            return (ts, stats, env_state, last_obs, ep_ret, ep_len, rng), metrics
-
-        ep_len0 = jnp.zeros((num_envs,), jnp.int32)
-        runner = (train_state, obs_stats, env_state, obs, zeros_b, ep_len0, k_run)
-        runner, metrics = jax.lax.scan(update_step, runner, jnp.arange(num_updates))
+        reset = jax.vmap(env.reset, in_axes=(0, None))
+        obs, env_state = reset(jax.random.split(k_reset, config.num_envs), env_params)
+        zeros_b = jnp.zeros((config.num_envs,), jnp.float32)
+        ep_len0 = jnp.zeros((config.num_envs,), jnp.int32)
+        stats = RunningMeanStd.create(obs_dim)
+        runner = (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
+        update = partial(_update_step, config, env, network, grad_fn, env_params)
+        runner, metrics = jax.lax.scan(update, runner, jnp.arange(config.num_updates))
         return {
             "runner_state": runner,
             "params": runner[0].params,
@@ -317,3 +177,130 @@ def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
         }
 
     return train
+
+
+def _norm_obs(config: PPOConfig, stats: RunningMeanStd, obs: jnp.ndarray) -> jnp.ndarray:
+    return normalize(stats, obs, config.obs_clip) if config.normalize_obs else obs
+
+
+def _env_step(config: PPOConfig, env: PortfolioEnv, network, env_params, carry, _):
+    """One step of the ``num_envs`` envs (auto-reset) under the acting policy: ``(carry,
+    Transition)`` with ``carry = (train_state, obs_stats, env_state, obs, ep_ret, ep_len, rng)``."""
+    ts, stats, env_state, obs, ep_ret, ep_len, rng = carry
+    rng, k_act, k_env = jax.random.split(rng, 3)
+    if config.normalize_obs:
+        stats = update_running_stats(stats, obs)
+    obs_n = _norm_obs(config, stats, obs)
+    mean, log_std, value = network.apply(ts.params, obs_n)
+    action, u, log_prob = sample_action(k_act, mean, log_std, jnp.float32(config.leverage_cap))
+    next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
+        env.step, in_axes=(0, 0, 0, None)
+    )(jax.random.split(k_env, config.num_envs), env_state, action, env_params)
+    done = terminated | truncated
+    boot = jnp.zeros((config.num_envs,), jnp.float32)
+    if config.bootstrap_truncation:
+        need = truncated & ~terminated
+        final_obs = info["final_observation"]
+        # Truncation is rare: only run the critic on steps where some env truncates.
+        boot = jax.lax.cond(
+            jnp.any(need),
+            lambda: network.apply(ts.params, _norm_obs(config, stats, final_obs), value_only=True),
+            lambda: boot,
+        )
+        boot = jnp.where(need, boot, 0.0)
+    ep_ret_new = ep_ret + reward
+    ep_len_new = ep_len + 1
+    step_info = {
+        "done": done,
+        "episode_return": ep_ret_new,
+        "episode_length": ep_len_new.astype(jnp.float32),
+        "equity": info["equity"] / env_params.initial_equity,
+        "leverage": info["leverage"],
+        "turnover": info["turnover"],
+        "fees": info["fees"],
+        "financing": info["financing"],
+    }
+    if config.risk_penalty > 0 or config.turnover_penalty > 0:
+        step_info["portfolio_return"] = info["portfolio_return"]
+    tr = Transition(
+        obs=obs_n,
+        u=u,
+        log_prob=log_prob,
+        value=value,
+        reward=reward,
+        terminated=terminated,
+        done=done,
+        bootstrap=boot,
+        info=step_info,
+    )
+    ep_ret = jnp.where(done, 0.0, ep_ret_new)
+    ep_len = jnp.where(done, 0, ep_len_new)
+    return (ts, stats, env_state, next_obs, ep_ret, ep_len, rng), tr
+
+
+def _update_step(config: PPOConfig, env, network, grad_fn, env_params, runner, update_idx):
+    """One update: a rollout of ``num_steps`` steps, then :func:`~jaxport.rl.ppo.rollout.
+    ppo_update`; returns ``(runner, metrics)`` (:data:`METRIC_KEYS`)."""
+    runner, traj = jax.lax.scan(
+        partial(_env_step, config, env, network, env_params), runner, None, config.num_steps
+    )
+    ts, stats, env_state, last_obs, ep_ret, ep_len, rng = runner
+    objective = traj.reward
+    if config.risk_penalty > 0 or config.turnover_penalty > 0:
+        objective = shaped_reward(
+            traj.reward,
+            traj.info["portfolio_return"],
+            traj.info["turnover"],
+            config.risk_penalty,
+            config.turnover_penalty,
+        )
+    learn_reward = objective * config.reward_scale if config.reward_scale != 1 else objective
+    last_val = network.apply(ts.params, _norm_obs(config, stats, last_obs), value_only=True)
+    rng, epoch_keys = chained_keys(rng, config.update_epochs)
+    params, opt_state, _, targets, losses = ppo_update(
+        grad_fn,
+        ts.tx,
+        ts.params,
+        ts.opt_state,
+        traj,
+        learn_reward,
+        last_val,
+        config.gamma,
+        config.gae_lambda,
+        epoch_keys,
+        config.num_minibatches,
+    )
+    num_steps = config.update_epochs * config.num_minibatches
+    ts = ts.replace(step=ts.step + num_steps, params=params, opt_state=opt_state)
+    schedule = _lr_schedule(config)
+    lr_now = schedule(ts.step - 1) if config.anneal_lr else schedule
+    metrics = {
+        **_rollout_metrics(config, traj, objective, update_idx),
+        **losses,
+        "explained_variance": explained_variance(targets, traj.value),
+        "action_std": jnp.mean(jnp.exp(ts.params["params"]["log_std"])),
+        "learning_rate": jnp.asarray(lr_now, jnp.float32),
+    }
+    if config.debug_callback:
+        cb = config.debug_callback if callable(config.debug_callback) else _print_metrics
+        jax.debug.callback(cb, metrics)
+    return (ts, stats, env_state, last_obs, ep_ret, ep_len, rng), metrics
+
+
+def _rollout_metrics(config: PPOConfig, traj: Transition, objective, update_idx) -> dict:
+    """The rollout's part of :data:`METRIC_KEYS` (episodes finished in it, per-step means)."""
+    info, done = traj.info, traj.info["done"]
+    return {
+        "env_steps": ((update_idx + 1) * config.batch_size).astype(jnp.float32),
+        "episode_return": nanmean_where(info["episode_return"], done),
+        "episode_length": nanmean_where(info["episode_length"], done),
+        "episode_equity": nanmean_where(info["equity"], done),
+        "num_episodes": jnp.sum(done).astype(jnp.float32),
+        "reward": jnp.mean(traj.reward),
+        "objective": jnp.mean(objective),
+        "equity": jnp.mean(info["equity"]),
+        "leverage": jnp.mean(info["leverage"]),
+        "turnover": jnp.mean(info["turnover"]),
+        "fees": jnp.mean(info["fees"]),
+        "financing": jnp.mean(info["financing"]),
+    }

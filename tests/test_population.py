@@ -1,0 +1,157 @@
+"""The population trainer (jaxport.rl.population) on toy member algorithms: keep-best selects the
+best validation checkpoint, seeds give different members, one-device sharding equals the plain
+vmap, and both universe trainers (gradient and PPO) run through it.
+
+The toy algorithm's "params" is a scalar counter; validation reads a score table at it, so the
+expected selection is a numpy argmax.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxport.rl import population
+from jaxport.rl.population import MemberAlgorithm, member_inputs, train_member, vmap_members
+
+NUM_UPDATES, EVAL_EVERY = 6, 2
+
+
+def counter_member(table, hp):
+    """params = number of updates done (+ a seed-dependent offset); validation scores
+    ``table[params]`` (two 'baskets': the score and its double)."""
+
+    def init(k_params, k_env):
+        del k_env
+        return (jax.random.uniform(k_params) * hp["noise"], jnp.zeros(()))
+
+    def update(state, key):
+        p, n = state
+        p = p + 1.0 + hp["noise"] * jax.random.normal(key)
+        return (p, n + 1.0), {"p": p}
+
+    def validate(p):
+        s = table[jnp.clip(jnp.round(p).astype(jnp.int32), 0, table.shape[0] - 1)]
+        return {"objective": jnp.stack([s, 2.0 * s]), "sharpe": jnp.stack([s, s])}
+
+    return MemberAlgorithm(init=init, update=update, validate=validate)
+
+
+@jax.jit
+def run_counter(table, hp, keys):
+    member = lambda table, hp, key: train_member(  # noqa: E731
+        counter_member(table, hp), NUM_UPDATES, EVAL_EVERY, hp["noise"], key
+    )
+    return jax.vmap(member, in_axes=(None, 0, 0))(table, hp, keys)
+
+
+def _inputs(noises, num_seeds=1):
+    hparams = [{"noise": n} for n in noises]
+    return member_inputs(hparams, num_seeds, jax.random.PRNGKey(0), ("noise",))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.floats(-5.0, 5.0, width=32), min_size=NUM_UPDATES + 1, max_size=NUM_UPDATES + 1))
+def test_keep_best_selects_the_best_validation_checkpoint(scores):
+    table = jnp.asarray(scores, jnp.float32)
+    _, hp, keys = _inputs([0.0])
+    out = run_counter(table, hp, keys)
+    at = table[::EVAL_EVERY]  # evaluated at params 0, 2, 4, 6
+    evaluated = np.asarray(jnp.mean(jnp.stack([at, 2.0 * at]), axis=0))  # mean over "baskets"
+    best = int(np.argmax(evaluated))  # the first best on ties
+    assert int(out["best_eval"][0]) == best
+    assert float(out["params"][0]) == best * EVAL_EVERY
+    assert float(out["final_params"][0]) == NUM_UPDATES
+    assert float(out["best_objective"][0]) == evaluated[best]
+    chex.assert_shape(out["val_curve"]["objective"], (1, NUM_UPDATES // EVAL_EVERY + 1, 2))
+    chex.assert_shape(out["metrics"]["p"], (1, NUM_UPDATES))
+
+
+def test_members_and_seeds():
+    members, hp, keys = _inputs([0.1, 0.2], num_seeds=2)
+    assert [(h["noise"], s) for h, s in members] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+    # seed s draws the same key in every hyperparameter set
+    np.testing.assert_array_equal(np.asarray(keys[0]), np.asarray(keys[2]))
+    assert not np.array_equal(np.asarray(keys[0]), np.asarray(keys[1]))
+    out = run_counter(jnp.arange(NUM_UPDATES + 1, dtype=jnp.float32), hp, keys)
+    final = np.asarray(out["final_params"])
+    assert len(set(final.round(6).tolist())) == 4  # every member trains differently
+
+
+def test_population_result_picks_the_best_member():
+    members, hp, keys = _inputs([0.0, 0.0, 0.0])
+    out = {
+        "best_eval": np.array([1, 0, 2]),
+        "best_objective": np.array([0.1, 0.5, -1.0], np.float32),
+        "val_curve": {
+            "objective": np.arange(3 * 3 * 2, dtype=np.float32).reshape(3, 3, 2),
+            "sharpe": np.zeros((3, 3, 2), np.float32),
+        },
+        "metrics": {"p": np.zeros((3, NUM_UPDATES))},
+    }
+    res = population.population_result(EVAL_EVERY, members, out)
+    assert res["best_member"] == 1
+    assert [m["best_update"] for m in res["members"]] == [2, 0, 4]
+    assert res["members"][0]["val_objective"] == [2.0, 3.0]
+    assert res["eval_updates"] == [0, 2, 4]
+
+
+def test_sharding_over_one_device_equals_unsharded():
+    from jax.sharding import Mesh
+
+    _, hp, keys = _inputs([0.1, 0.3], num_seeds=2)
+    table = jnp.linspace(-1.0, 1.0, NUM_UPDATES + 1)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("members",))
+
+    def member(table, hp, key):
+        return train_member(counter_member(table, hp), NUM_UPDATES, EVAL_EVERY, hp["noise"], key)
+
+    plain = jax.jit(partial(vmap_members, member))((table,), hp, keys)
+    sharded = jax.jit(partial(vmap_members, member, mesh=mesh))((table,), hp, keys)
+    chex.assert_trees_all_equal(plain, sharded)
+    assert population.member_mesh(mesh, 4, 2, "test") is None  # one device: not sharded
+
+
+class _Routed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("algo", ["gradient", "ppo"])
+def test_both_universe_trainers_run_through_the_population(algo, monkeypatch):
+    from jaxport.env import EnvParams, PortfolioEnv
+    from jaxport.rl.universe import UniverseConfig, stack_env_params, train_universe
+    from jaxport.rl.universe import train as universe_train
+    from jaxport.rl.universe.ppo import UniversePPOConfig, ppo_member, train_universe_ppo
+
+    seen = {}
+
+    def spy(make_algorithm, config, env, val_steps, shared, hp, keys, mesh=None):
+        seen.update(make_algorithm=make_algorithm, members=int(keys.shape[0]), hp=sorted(hp))
+        raise _Routed
+
+    monkeypatch.setattr(universe_train, "train_population", spy)
+    rng = np.random.default_rng(0)
+    prices = 100.0 * np.cumprod(1.0 + 0.01 * rng.standard_normal((60, 2)), axis=0)
+    feats = rng.standard_normal((60, 2, 1)).astype(np.float32)
+    tr = stack_env_params([EnvParams.from_arrays(prices[:40], feats[:40], window=1)])
+    va = stack_env_params(
+        [EnvParams.from_arrays(prices, feats, eval_start=39, episode_length=None, window=1)]
+    )
+    env = PortfolioEnv(2, 1, window=1, long_only=True)
+    if algo == "gradient":
+        cfg, train, expected = UniverseConfig(num_seeds=3), train_universe, universe_train
+        expected = universe_train.gradient_member
+    else:
+        cfg, train, expected = UniversePPOConfig(num_seeds=3), train_universe_ppo, ppo_member
+    with pytest.raises(_Routed):
+        train(cfg, env, tr, va, jax.random.PRNGKey(0))
+    assert seen["make_algorithm"] is expected
+    assert seen["members"] == 3
+    assert ("clip_eps" in seen["hp"]) == (algo == "ppo")
