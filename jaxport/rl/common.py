@@ -46,3 +46,20 @@ def select(mask, new, old):
     import jax.numpy as jnp
 
     return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - mask.ndim)), new, old)
+
+
+def config_from_dict(cls, d, **convert):
+    """``cls(**d)`` for a config dataclass read back from JSON: unknown keys raise one
+    ``DataError`` naming them; ``convert`` maps a field to the function that restores its type
+    (e.g. ``hidden_sizes=tuple``) where the key is present."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise DataError(f"{cls.__name__}: unknown field(s) {unknown}")
+    d = dict(d)
+    for name, fn in convert.items():
+        if name in d:
+            d[name] = fn(d[name])
+    return cls(**d)

@@ -138,6 +138,19 @@ class ActorCritic(nn.Module):
         return mean, jnp.broadcast_to(log_std, mean.shape), value
 
 
+def tanh_allocation_head(x, num_assets: int, init_scale: float, leverage_cap: float, name: str):
+    """``leverage_cap * tanh(Dense(x))`` per asset (multiples of equity); the ``Dense`` (named
+    ``name``, created in the calling module's ``compact`` scope) starts with kernel std
+    ``init_scale / sqrt(fan_in)`` and zero bias, so an untrained policy starts near flat."""
+    out = nn.Dense(
+        num_assets,
+        kernel_init=nn.initializers.variance_scaling(init_scale**2, "fan_in", "normal"),
+        bias_init=nn.initializers.zeros,
+        name=name,
+    )(x)
+    return leverage_cap * jnp.tanh(out)
+
+
 class MLPAllocator(nn.Module):
     """Deterministic MLP policy ``obs -> leverage_cap * tanh(.)`` per asset (tanh hidden layers).
 
@@ -159,15 +172,9 @@ class MLPAllocator(nn.Module):
         for i, width in enumerate(self.hidden_sizes):
             x = nn.Dense(width, name=f"dense_{i}")(x)
             x = jnp.tanh(x)
-        out = nn.Dense(
-            self.num_assets,
-            kernel_init=nn.initializers.variance_scaling(
-                self.output_init_scale**2, "fan_in", "normal"
-            ),
-            bias_init=nn.initializers.zeros,
-            name="out",
-        )(x)
-        return self.leverage_cap * jnp.tanh(out)
+        return tanh_allocation_head(
+            x, self.num_assets, self.output_init_scale, self.leverage_cap, name="out"
+        )
 
 
 # ---------------------------------------------------------------- squashed Gaussian policy

@@ -17,6 +17,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxport.rl.networks import tanh_allocation_head
+
 
 class TransformerBlock(nn.Module):
     """Pre-LN encoder block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (MLP width 4 * hidden)."""
@@ -74,12 +76,6 @@ class TransformerAllocator(nn.Module):
         state = nn.Dense(self.hidden_size, name="state_embed")(tail)
         h = jnp.concatenate([pooled, state], axis=-1)
         h = nn.gelu(nn.Dense(self.hidden_size, name="head_hidden")(h))
-        out = nn.Dense(
-            N,
-            kernel_init=nn.initializers.variance_scaling(
-                self.output_init_scale**2, "fan_in", "normal"
-            ),
-            bias_init=nn.initializers.zeros,
-            name="head_out",
-        )(h)
-        return self.leverage_cap * jnp.tanh(out)
+        return tanh_allocation_head(
+            h, N, self.output_init_scale, self.leverage_cap, name="head_out"
+        )

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from jaxport.data import DataError
+from jaxport.rl.common import config_from_dict
 
 POLICIES = ("mlp", "transformer")
 
@@ -90,14 +91,7 @@ class GradientConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GradientConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise ``DataError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DataError(f"GradientConfig: unknown field(s) {unknown}")
-        d = dict(d)
-        if "hidden_sizes" in d:
-            d["hidden_sizes"] = tuple(d["hidden_sizes"])
-        return cls(**d)
+        return config_from_dict(cls, d, hidden_sizes=tuple)
 
 
 #: Numeric hyperparameters that travel as traced arrays: configs differing only in these share code.

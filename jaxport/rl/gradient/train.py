@@ -67,7 +67,8 @@ def _train(
     done = jnp.zeros((config.num_envs,), bool)
     obs, state, done = constrain_batch((obs, state, done))  # env batch over the context mesh
     num_days = params.prices.shape[-2]
-    grad_fn = jax.value_and_grad(chunk_objective, has_aux=True)
+    objective = partial(chunk_objective, network=network, config=config, env=env, params=params)
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
 
     def update(carry, step_key):
         net_params, opt_state, obs, state, done = carry
@@ -81,15 +82,11 @@ def _train(
 
         (_, aux), grads = grad_fn(
             net_params,
-            network,
-            config,
-            env,
-            params,
-            obs,
-            state,
-            done,
-            hp["risk_penalty"],
-            hp["turnover_penalty"],
+            obs=obs,
+            state=state,
+            done=done,
+            risk_penalty=hp["risk_penalty"],
+            turnover_penalty=hp["turnover_penalty"],
         )
         grads = jax.tree_util.tree_map(jnp.negative, grads)  # optax minimises: ascend the objective
         updates, opt_state = tx.update(grads, opt_state, net_params)

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Callable
 
 from jaxport.data import DataError
+from jaxport.rl.common import config_from_dict
 from jaxport.rl.networks import ACTIVATIONS
 
 
@@ -119,10 +120,4 @@ class PPOConfig:
         if "hidden" in d:
             legacy = d.pop("hidden")
             d.setdefault("hidden_sizes", legacy)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DataError(f"PPOConfig: unknown field(s) {unknown}")
-        if "hidden_sizes" in d:
-            d["hidden_sizes"] = tuple(d["hidden_sizes"])
-        return cls(**d)
+        return config_from_dict(cls, d, hidden_sizes=tuple)

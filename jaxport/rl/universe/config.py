@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 from jaxport.data import DataError
+from jaxport.rl.common import config_from_dict
 from jaxport.rl.population import grid_hparams
 
 KIND = "universe"
@@ -165,13 +166,9 @@ class UniverseConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UniverseConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise ``DataError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DataError(f"UniverseConfig: unknown field(s) {unknown}")
-        d = dict(d)
-        if "hidden_sizes" in d:
-            d["hidden_sizes"] = tuple(d["hidden_sizes"])
-        if "grid" in d:
-            d["grid"] = tuple((k, tuple(v)) for k, v in dict(d["grid"]).items())
-        return cls(**d)
+        return config_from_dict(cls, d, hidden_sizes=tuple, grid=_grid_from_dict)
+
+
+def _grid_from_dict(grid: Mapping[str, Sequence[float]]) -> tuple:
+    """``{field: [values]}`` (JSON) -> ``((field, (values...)), ...)``."""
+    return tuple((k, tuple(v)) for k, v in dict(grid).items())
