@@ -8,7 +8,12 @@ expected selection is a numpy argmax.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from functools import partial
+from pathlib import Path
 
 import chex
 import jax
@@ -155,3 +160,99 @@ def test_both_universe_trainers_run_through_the_population(algo, monkeypatch):
     assert seen["make_algorithm"] is expected
     assert seen["members"] == 3
     assert ("clip_eps" in seen["hp"]) == (algo == "ppo")
+
+
+TWO_DEVICE_CHILD = r"""
+import json, os, sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh
+sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+from test_population import counter_member, _inputs, NUM_UPDATES, EVAL_EVERY
+from jaxport.rl.population import train_member, vmap_members
+from functools import partial
+
+_, hp, keys = _inputs([0.1, 0.3], num_seeds=2)
+table = jnp.linspace(-1.0, 1.0, NUM_UPDATES + 1)
+mesh = Mesh(np.array(jax.devices()[:2]), ("members",))
+
+def member(table, hp, key):
+    return train_member(counter_member(table, hp), NUM_UPDATES, EVAL_EVERY, hp["noise"], key)
+
+plain = jax.device_get(jax.jit(partial(vmap_members, member))((table,), hp, keys))
+sharded_out = jax.jit(partial(vmap_members, member, mesh=mesh))((table,), hp, keys)
+spread = sorted({d.id for d in sharded_out["final_params"].devices()})
+sharded = jax.device_get(sharded_out)
+diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+           for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)))
+print("RESULT " + json.dumps({"devices": len(jax.devices()), "spread": spread, "diff": diff}))
+"""
+
+
+def test_members_split_over_two_devices_match_one():
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICE_CHILD, str(repo)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, proc.stderr[-3000:]
+    res = json.loads(line[0][len("RESULT ") :])
+    assert res["devices"] == 2
+    assert len(res["spread"]) == 2  # the member axis really lives on both devices
+    assert res["diff"] == 0.0
+
+
+PPO_TWO_DEVICE_CHILD = r"""
+import json
+import jax, numpy as np
+from jax.sharding import Mesh
+from jaxport.env import EnvParams, PortfolioEnv
+from jaxport.rl.universe import stack_env_params
+from jaxport.rl.universe.ppo import UniversePPOConfig, train_universe_ppo
+
+rng = np.random.default_rng(0)
+prices = 100.0 * np.cumprod(1.0 + 0.01 * rng.standard_normal((120, 2)), axis=0)
+feats = rng.standard_normal((120, 2, 1)).astype(np.float32)
+tr = stack_env_params([EnvParams.from_arrays(prices[:80], feats[:80], window=1)])
+va = stack_env_params([EnvParams.from_arrays(prices, feats, eval_start=79, episode_length=None, window=1)])
+env = PortfolioEnv(2, 1, window=1, long_only=True)
+cfg = UniversePPOConfig(hidden_sizes=(8,), head_size=8, num_envs=4, num_steps=8, episode_length=32,
+                        num_updates=4, eval_every=2, num_minibatches=2, num_seeds=2)
+mesh = Mesh(np.array(jax.devices()[:2]), ("members",))
+one = train_universe_ppo(cfg, env, tr, va, jax.random.PRNGKey(0))
+two = train_universe_ppo(cfg, env, tr, va, jax.random.PRNGKey(0), mesh=mesh)
+diff = max(float(np.max(np.abs(np.asarray(one["metrics"][k]) - np.asarray(two["metrics"][k]))))
+           for k in one["metrics"])
+print("RESULT " + json.dumps({"diff": diff, "best": [one["best_member"], two["best_member"]],
+                              "updates": [[m["best_update"] for m in r["members"]] for r in (one, two)]}))
+"""
+
+
+@pytest.mark.skipif(
+    not os.environ.get("JAXPORT_TEST_UNIVERSE_DEVICES"),
+    reason="compiles universe PPO twice (minutes on 2 cores); opt in with "
+    "JAXPORT_TEST_UNIVERSE_DEVICES=1",
+)
+def test_universe_ppo_members_split_over_two_devices_match_one():
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PPO_TWO_DEVICE_CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, proc.stderr[-3000:]
+    res = json.loads(line[0][len("RESULT ") :])
+    assert res["best"][0] == res["best"][1]
+    assert res["updates"][0] == res["updates"][1]
+    assert res["diff"] < 1e-4
