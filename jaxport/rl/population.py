@@ -39,6 +39,9 @@ class MemberAlgorithm:
     init: Callable[[jax.Array, jax.Array], tuple]
     update: Callable[[tuple, jax.Array], tuple[tuple, dict]]
     validate: Callable[[Any], dict]
+    #: mark every carry per member up front (see :func:`train_member`): fewer re-traces of the
+    #: nested scans under the population vmap; it may move the last float bits of the numbers
+    mark_members: bool = True
 
 
 # ----------------------------------------------------------------------------------------- members
@@ -98,9 +101,9 @@ def train_member(
 ) -> dict:
     """One member: ``num_updates`` updates with validation every ``eval_every`` (and at 0).
 
-    ``member_marker``: any traced per-member scalar (e.g. ``hp["lr"]``); every carry is marked
-    per member with it so each nested scan's batching rule settles in one pass under the
-    population vmap (compile time). Returns ``{params (best), final_params, best_eval,
+    ``member_marker``: any traced per-member scalar (e.g. ``hp["lr"]``); with
+    ``algo.mark_members`` every carry is marked per member with it so each nested scan's batching
+    rule settles in one pass under the population vmap (compile time). Returns ``{params (best), final_params, best_eval,
     best_objective, val_curve {stat: [num_evals + 1, B]}, metrics {name: [num_updates]}}``.
     """
     num_evals = num_updates // eval_every
@@ -120,8 +123,9 @@ def train_member(
 
     keys = jax.random.split(k_loop, num_updates).reshape(num_evals, eval_every, -1)
     carry = (state, (state[0], jnp.float32(-jnp.inf), jnp.zeros((), jnp.int32)))
-    member = member_marker == member_marker
-    carry = jax.tree_util.tree_map(lambda a: jnp.where(member, a, a), carry)
+    if algo.mark_members:
+        member = member_marker == member_marker
+        carry = jax.tree_util.tree_map(lambda a: jnp.where(member, a, a), carry)
     xs = (keys, jnp.arange(num_evals, dtype=jnp.int32))
     (state, best), (metrics, curve) = jax.lax.scan(period, carry, xs)
     last = algo.validate(state[0])

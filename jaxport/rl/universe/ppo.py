@@ -298,7 +298,8 @@ def ppo_member(config, env, val_steps, train_params, val_params, sel, hp) -> Mem
         return (p, opt_state, obs, state), metrics
 
     validate = make_validator(config, env, network, val_steps, val_params, sel, hp)
-    return MemberAlgorithm(init=init, update=update, validate=validate)
+    # unmarked carries: the numbers of the trainer before the population module, bit for bit
+    return MemberAlgorithm(init=init, update=update, validate=validate, mark_members=False)
 
 
 def _env_step(config, env, dist, params, noise_mask, hp, p, carry, k):
