@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from jaxport.checkpoint import atomic_write_json  # noqa: E402
+from jaxport.pipeline.provenance import git_commit  # noqa: E402
 from jaxport.pipeline.summary import read_summary  # noqa: E402
 
 #: the settings an inner run may change from the baseline
@@ -138,6 +140,7 @@ def main(argv=None) -> int:
             "inner": dates,
         },
         **select(runs, args.baseline),
+        "recorded": {"date": time.strftime("%Y-%m-%d"), "commit": git_commit()},
     }
     path = args.out or REPO_ROOT / "benchmarks" / "results" / f"default_selection-{args.label}.json"
     atomic_write_json(path, out)

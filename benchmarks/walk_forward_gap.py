@@ -203,6 +203,40 @@ def recompute_pooled(run_dir: Path, summary: dict) -> dict:
     return pooled_walk_forward(curves, periods_per_year=ppy, seed=int(summary["config"]["seed"]))
 
 
+def variant_pooled(run_dir: Path, summary: dict, rows: list[dict]) -> dict:
+    """Each replayed gate variant's shipped policy, pooled like the run's own ``shipped``: its
+    paired Sharpe gap to 1/N on the stitched test days, dates resampled jointly across baskets
+    (the shipped test curve is the learned candidate's or the fallback allocator's)."""
+    from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward
+
+    root = Path(run_dir)
+    curves = fold_curves(
+        summary["walk_forward"]["folds"], lambda rel: json.loads((root / rel).read_text())
+    )
+    order = {}  # pair -> its rows in fold order (fold_curves' order)
+    for r in sorted(rows, key=lambda r: r["fold"]):
+        order.setdefault(r["pair"], []).append(r)
+    ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
+    out = {}
+    for name in rows[0].get("gate_variants", {}) if rows else ():
+        swapped = {}
+        for pair, folds in curves.items():
+            swapped[pair] = []
+            for fold, row in zip(folds, order.get(pair, [])):
+                shipped = row["gate_variants"][name]["shipped"]
+                curve = (
+                    fold["baselines"][shipped.split(":", 1)[1]]
+                    if shipped.startswith("baseline:")
+                    else fold["candidates"][shipped]
+                )
+                swapped[pair].append({**fold, "equity": curve, "shipped": shipped})
+        pooled = pooled_walk_forward(
+            swapped, periods_per_year=ppy, seed=int(summary["config"]["seed"])
+        )
+        out[name] = pooled.get("shipped")
+    return out
+
+
 def pooled_facts(summary: dict) -> dict:
     """The run's pooled verdict (``walk_forward.pooled``: every candidate's paired gap on the
     stitched test days, dates resampled jointly across baskets; PBO) and the median deflated
@@ -272,6 +306,7 @@ def main(argv=None) -> int:
         "pooled": {**pooled_facts(summary), **recompute_pooled(args.run_dir, summary)},
         "rows": rows,
     }
+    out["pooled"]["gate_variants"] = variant_pooled(args.run_dir, summary, rows)
     path = args.out or REPO_ROOT / "benchmarks" / "results" / f"walk_forward_gap-{label}.json"
     atomic_write_json(path, out)
     agg = out["aggregate"]
@@ -295,9 +330,11 @@ def main(argv=None) -> int:
             f"{s['share_lt_-0.1']:>8.0%}{turnover:>10}"
         )
     for name, g in agg["gate_variants"].items():
+        p = out["pooled"]["gate_variants"].get(name) or {}
+        pooled = f"pooled {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p else ""
         print(
             f"gate {name:<38} median {g['median']:+.3f} mean {g['mean']:+.3f} "
-            f">= 0 {g['share_ge_0']:.0%}, learned shipped {g['learned_share']:.0%}"
+            f">= 0 {g['share_ge_0']:.0%}, learned shipped {g['learned_share']:.0%} {pooled}"
         )
     ls = agg["learned_shipped"]
     if ls["count"]:
