@@ -543,6 +543,52 @@ def block_rule_selection(results: Path) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_SELECTION_GLOB = "default_selection-*.json"
+
+
+def block_default_selection(results: Path) -> str:
+    """Inner walk-forward runs that chose the defaults (``benchmarks/default_selection.py``): each
+    run's learned candidate on the inner test days, and every gate rule replayed on them."""
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob(DEFAULT_SELECTION_GLOB))]
+    if not runs:
+        return f"_No results yet: `{DEFAULT_SELECTION_GLOB}` is written by `benchmarks/default_selection.py`._"
+    lines = []
+    for run in runs:
+        inner = next(iter(run["protocol"]["inner"].values()))
+        lines += [
+            f"Inner folds ({run['label']}): data {inner['data_first']} to {inner['data_last']}, "
+            f"{inner['folds']} folds testing {inner['test_first']} to {inner['test_last']}, baskets "
+            f"{', '.join(inner['baskets'])}; the first reported test day is "
+            f"{run['protocol']['reported_test_start']}. {provenance(run).capitalize()}.",
+            "",
+            "| inner run | setting changed from today's defaults | learned candidate: pooled gap "
+            "[95 % CI] | median gap | PBO | test turnover/day | test gross |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t in run["runs"]:
+            changed = ", ".join(f"{k} = {v}" for k, v in t["changed"].items()) or "(none)"
+            mark = "**" if t["label"] == run["chosen_run"] else ""
+            ci = t["candidate_ci95"]
+            lines.append(
+                f"| {mark}{t['label']}{mark} | {changed} | {t['candidate_pooled_gap']:+.3f} "
+                f"[{ci[0]:+.3f}, {ci[1]:+.3f}] | {t['candidate_median_gap']:+.3f} | "
+                f"{t['pbo']:.2f} | {t['test_turnover']:.3f} | {t['test_gross']:.2f} |"
+            )
+        lines += [
+            "",
+            "| gate rule / fallback (replayed on every inner pair-fold) | mean shipped gap "
+            "| median | share ≥ 0 | learned shipped | pair-folds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, g in run["gate_variants"].items():
+            mark = "**" if name == run["chosen_gate"] else ""
+            lines.append(
+                f"| {mark}{name}{mark} | {g['mean_gap']:+.3f} | {g['median_gap']:+.3f} | "
+                f"{g['share_ge_0']:.0%} | {g['learned_share']:.0%} | {g['n']} |"
+            )
+    return "\n".join(lines)
+
+
 STRESS_JSON = "stress_quickstart.json"
 STRESS_THROUGHPUT_JSON = "stress_throughput-latest.json"
 STRESS_POLICIES = (
@@ -631,6 +677,7 @@ BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
     ("README.md", "gpu"): block_readme_gpu,
     ("README.md", "walk-forward"): block_walk_forward,
     ("README.md", "rule-selection"): block_rule_selection,
+    ("README.md", "default-selection"): block_default_selection,
     ("README.md", "stress"): block_stress,
     ("README.md", "stress-throughput"): block_stress_throughput,
 }

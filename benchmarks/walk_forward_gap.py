@@ -24,14 +24,45 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from jaxport.checkpoint import atomic_write_json  # noqa: E402
+from jaxport.pipeline.basket_stage import baseline_gate  # noqa: E402
+from jaxport.pipeline.config import GATE_RULES  # noqa: E402
 from jaxport.pipeline.summary import read_summary  # noqa: E402
 
+#: the gate rules replayed on every pair-fold's validation numbers: (--gate-rule, --gate-fallback)
+GATE_VARIANTS = tuple(
+    (rule, fallback)
+    for rule in GATE_RULES
+    for fallback in ("equal_weight", "vol_managed_equal_weight", "inverse_volatility")
+)
 
-def _beats_equal_weight(learned: dict, baselines: dict) -> bool:
-    ew = baselines.get("equal_weight", {})
-    return learned["objective"] > ew.get("objective", np.inf) and learned["sharpe"] > ew.get(
-        "sharpe", np.inf
-    )
+
+def variant_name(rule: str, fallback: str) -> str:
+    return f"{rule}/{fallback}"
+
+
+def replay_gates(entry: dict, candidate_gaps: dict[str, float]) -> dict[str, dict]:
+    """What each of :data:`GATE_VARIANTS` would have shipped for this basket x fold, decided by
+    :func:`jaxport.pipeline.basket_stage.baseline_gate` on the run's own gate-row numbers (validation
+    only), and that choice's test Sharpe gap to 1/N (the test numbers are only read afterwards)."""
+    gate = entry["gate"]
+    test_base = entry["metrics"]["baselines"]
+    ew = test_base["equal_weight"]["sharpe"]
+    out = {}
+    for rule, fallback in GATE_VARIANTS:
+        decision = baseline_gate(
+            gate["learned"],
+            gate["baselines"],
+            objective=gate.get("objective", "mean-variance"),
+            rule=rule,
+            fallback=fallback,
+        )
+        shipped = decision["shipped"]
+        if shipped.startswith("baseline:"):
+            gap = test_base[shipped.split(":", 1)[1]]["sharpe"] - ew
+        else:
+            gap = candidate_gaps[shipped]
+        out[variant_name(rule, fallback)] = {"shipped": shipped, "gap": gap}
+    return out
 
 
 def pair_fold_rows(summary: dict) -> list[dict]:
@@ -63,12 +94,11 @@ def pair_fold_rows(summary: dict) -> list[dict]:
                     for a, c in cands.items()
                 },
             }
-            passing = [
-                a for a, d in gate["learned"].items() if _beats_equal_weight(d, gate["baselines"])
-            ]
-            best = max(passing, key=lambda a: gate["learned"][a]["objective"], default=None)
-            row["loose_gate_shipped"] = best or "baseline:equal_weight"
-            row["loose_gate_gap"] = row["candidates"][best]["test_gap"] if best else 0.0
+            row["gate_variants"] = replay_gates(
+                entry, {a: c["test_gap"] for a, c in row["candidates"].items()}
+            )
+            loose = row["gate_variants"][variant_name("fallback", "equal_weight")]
+            row["loose_gate_shipped"], row["loose_gate_gap"] = loose["shipped"], loose["gap"]
             rows.append(row)
     return rows
 
@@ -100,6 +130,19 @@ def aggregate(rows: list[dict]) -> dict:
             "win_rate": float(np.mean(np.asarray(learned) > 0)) if learned else None,
         },
         "loose_gate_gap": stats(r["loose_gate_gap"] for r in rows),
+        # every replayed gate rule: its shipped test gap and how often it shipped the learned policy
+        "gate_variants": {
+            v: {
+                **(stats(r["gate_variants"][v]["gap"] for r in rows) or {}),
+                "learned_share": float(
+                    np.mean(
+                        [not r["gate_variants"][v]["shipped"].startswith("baseline:") for r in rows]
+                    )
+                ),
+            }
+            for v in (variant_name(*g) for g in GATE_VARIANTS)
+            if rows and all("gate_variants" in r for r in rows)
+        },
         "shipped_learned_share": float(
             np.mean([not r["shipped"].startswith("baseline:") for r in rows])
         ),
@@ -160,6 +203,40 @@ def recompute_pooled(run_dir: Path, summary: dict) -> dict:
     return pooled_walk_forward(curves, periods_per_year=ppy, seed=int(summary["config"]["seed"]))
 
 
+def variant_pooled(run_dir: Path, summary: dict, rows: list[dict]) -> dict:
+    """Each replayed gate variant's shipped policy, pooled like the run's own ``shipped``: its
+    paired Sharpe gap to 1/N on the stitched test days, dates resampled jointly across baskets
+    (the shipped test curve is the learned candidate's or the fallback allocator's)."""
+    from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward
+
+    root = Path(run_dir)
+    curves = fold_curves(
+        summary["walk_forward"]["folds"], lambda rel: json.loads((root / rel).read_text())
+    )
+    order = {}  # pair -> its rows in fold order (fold_curves' order)
+    for r in sorted(rows, key=lambda r: r["fold"]):
+        order.setdefault(r["pair"], []).append(r)
+    ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
+    out = {}
+    for name in rows[0].get("gate_variants", {}) if rows else ():
+        swapped = {}
+        for pair, folds in curves.items():
+            swapped[pair] = []
+            for fold, row in zip(folds, order.get(pair, [])):
+                shipped = row["gate_variants"][name]["shipped"]
+                curve = (
+                    fold["baselines"][shipped.split(":", 1)[1]]
+                    if shipped.startswith("baseline:")
+                    else fold["candidates"][shipped]
+                )
+                swapped[pair].append({**fold, "equity": curve, "shipped": shipped})
+        pooled = pooled_walk_forward(
+            swapped, periods_per_year=ppy, seed=int(summary["config"]["seed"])
+        )
+        out[name] = pooled.get("shipped")
+    return out
+
+
 def pooled_facts(summary: dict) -> dict:
     """The run's pooled verdict (``walk_forward.pooled``: every candidate's paired gap on the
     stitched test days, dates resampled jointly across baskets; PBO) and the median deflated
@@ -170,16 +247,32 @@ def pooled_facts(summary: dict) -> dict:
     dsr = [x for x in dsr if x is not None and np.isfinite(x)]
     out["dsr_median"] = float(np.median(dsr)) if dsr else None
     out["protocol"] = {
-        k: summary["config"]["rl"].get(k) for k in ("objective", "anchor", "gate_fraction")
+        k: summary["config"]["rl"].get(k)
+        for k in ("objective", "anchor", "gate_fraction", "gate_rule", "gate_fallback")
     }
     return out
+
+
+#: the run's RL settings recorded beside its numbers (what a default study compares)
+RUN_CONFIG_KEYS = (
+    "scope",
+    "algo",
+    "seeds",
+    "epochs",
+    "objective",
+    "anchor",
+    "turnover_penalty",
+    "rebalance_rate",
+    "feature_noise",
+    "gate_fraction",
+)
 
 
 def run_config(summary: dict) -> dict:
     """The RL settings that matter here; in universe scope ``algo`` is the trainer(s) the
     universe stage actually used (runs from before ``stages.universe.trainer`` existed trained
     with the gradient method only); pair scope trains one seed."""
-    cfg = {k: summary["config"]["rl"].get(k) for k in ("scope", "algo", "seeds", "epochs")}
+    cfg = {k: summary["config"]["rl"].get(k) for k in RUN_CONFIG_KEYS}
     if cfg["scope"] != "universe":
         cfg["seeds"] = 1  # pair scope trains one seed per algorithm
     else:
@@ -213,6 +306,7 @@ def main(argv=None) -> int:
         "pooled": {**pooled_facts(summary), **recompute_pooled(args.run_dir, summary)},
         "rows": rows,
     }
+    out["pooled"]["gate_variants"] = variant_pooled(args.run_dir, summary, rows)
     path = args.out or REPO_ROOT / "benchmarks" / "results" / f"walk_forward_gap-{label}.json"
     atomic_write_json(path, out)
     agg = out["aggregate"]
@@ -234,6 +328,13 @@ def main(argv=None) -> int:
         print(
             f"{name:<28}{s['median']:>12.3f}{s['mean']:>10.3f}{s['share_ge_0']:>7.0%}"
             f"{s['share_lt_-0.1']:>8.0%}{turnover:>10}"
+        )
+    for name, g in agg["gate_variants"].items():
+        p = out["pooled"]["gate_variants"].get(name) or {}
+        pooled = f"pooled {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p else ""
+        print(
+            f"gate {name:<38} median {g['median']:+.3f} mean {g['mean']:+.3f} "
+            f">= 0 {g['share_ge_0']:.0%}, learned shipped {g['learned_share']:.0%} {pooled}"
         )
     ls = agg["learned_shipped"]
     if ls["count"]:

@@ -57,6 +57,8 @@ CHOICES = {
     "data.features": ("toto", "stat", "toto+stat"),
     "data.forecast_moments": ("mean+std", "std"),
     "rl.objective": ("sharpe", "mean-variance", "log-growth"),
+    "rl.gate_rule": ("every_baseline", "fallback"),
+    "rl.gate_fallback": ("equal_weight", "vol_managed_equal_weight"),
     "rl.anchor": (
         "vol_managed_equal_weight",
         "equal_weight",
@@ -112,6 +114,8 @@ def used_by_scope(config: PipelineConfig) -> dict:
         "episode_length": rl.episode_length,
         "devices": rl.devices,
         "gate_fraction": rl.gate_fraction,  # PairData.build: the gate's held-out rows
+        "gate_rule": rl.gate_rule,  # gate_and_report
+        "gate_fallback": rl.gate_fallback,
     }
     algos = ["gradient", "ppo"] if rl.algo == "both" else [rl.algo]
     for algo in algos:

@@ -48,6 +48,34 @@ def test_gate_ships_learned_only_when_it_beats_every_baseline_on_both():
     assert baseline_gate(lose, BASE, enabled=False)["shipped"] == "gradient"
 
 
+def test_gate_rule_fallback_compares_with_the_fallback_only():
+    """--gate-rule fallback: a learned policy that beats the fallback (not every baseline) ships;
+    one that does not, or that loses on either measure, leaves the fallback shipped."""
+    mid = {"gradient": {"objective": 1.5e-4, "sharpe": 1.2, "total_return": 0.05}}
+    assert baseline_gate(mid, BASE)["shipped"] == "baseline:equal_weight"  # every_baseline
+    d = baseline_gate(mid, BASE, rule="fallback")
+    assert d["shipped"] == "gradient" and d["bar"] == ["equal_weight"]
+    assert d["best_baseline_objective"] == 1e-4 and "beat equal_weight" in d["reason"]
+    # against minimum_variance (objective 2e-4) as the fallback it fails, and that ships
+    d = baseline_gate(mid, BASE, rule="fallback", fallback="minimum_variance")
+    assert d["shipped"] == "baseline:minimum_variance" and d["bar"] == ["minimum_variance"]
+    low_sharpe = {"gradient": {"objective": 3e-4, "sharpe": 0.99, "total_return": 0.05}}
+    assert baseline_gate(low_sharpe, BASE, rule="fallback")["shipped"] == "baseline:equal_weight"
+    # every_baseline's bar is every baseline
+    assert baseline_gate(mid, BASE)["bar"] == sorted(BASE)
+    with pytest.raises(ValueError, match="gate rule"):
+        baseline_gate(mid, BASE, rule="loose")
+
+
+def test_gate_fallbacks_exist_for_any_basket_size():
+    from jaxport.eval import default_allocators
+    from jaxport.pipeline.config import GATE_FALLBACKS
+
+    for n in (2, 3, 5):
+        names = {a.name for a in default_allocators(n)}
+        assert set(GATE_FALLBACKS) <= names, n
+
+
 def test_shipped_baseline_is_a_real_policy(tmp_path):
     """baseline:<name> checkpoints round-trip and evaluate exactly like the allocator."""
     from jaxport.env import EnvParams, PortfolioEnv

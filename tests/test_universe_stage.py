@@ -322,3 +322,14 @@ def test_pooled_walk_forward_precision_and_pooled_gap():
     assert cand["num_baskets"] == 2 and cand["num_days"] == 180
     assert cand["mean"] > 0 and cand["ci95"][0] > 0
     assert 0 < out["shipped"]["mean"] < cand["mean"] and out["pbo_mean"] == 0.25
+
+
+def test_universe_training_symbols_add_the_basket_symbols_once():
+    from jaxport.pipeline.config import PipelineConfig
+    from jaxport.pipeline.run import universe_training_symbols
+
+    cfg = PipelineConfig()
+    pairs = [["B", "C"], ["C", "Z"]]
+    assert universe_training_symbols(cfg, ["A", "B"], pairs) == ["A", "B", "C", "Z"]
+    cfg.data.universe_symbols = ["X", "Y", "B"]
+    assert universe_training_symbols(cfg, ["A", "B"], pairs) == ["X", "Y", "B", "C", "Z"]

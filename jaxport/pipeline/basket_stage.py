@@ -431,13 +431,15 @@ def baseline_gate(
     enabled: bool = True,
     fallback: str | None = GATE_FALLBACK,
     objective: str = "mean-variance",
+    rule: str = "every_baseline",
 ) -> dict[str, Any]:
     """Decide what a basket ships from validation numbers.
 
     ``learned`` / ``baselines``: name -> ``{"objective", "sharpe", ...}`` (validation block). A
     learned candidate passes when its objective AND its Sharpe are above those of every baseline
-    (i.e. above the best baseline by each measure); the passing one with the best objective is
-    shipped, else ``fallback`` (1/N by default, see :data:`GATE_FALLBACK`; ``None``: the baseline
+    (``rule="every_baseline"``: above the best baseline by each measure) or of the ``fallback``
+    alone (``rule="fallback"``); the passing one with the best objective is shipped, else
+    ``fallback`` (1/N by default, see :data:`GATE_FALLBACK`; ``None``: the baseline
     with the best validation objective). With ``enabled=False`` the learned candidate
     with the highest validation total return is shipped (the pre-gate rule). Returns ``{"enabled",
     "shipped", "reason", "best_baseline", "best_baseline_objective", "best_baseline_sharpe",
@@ -448,12 +450,26 @@ def baseline_gate(
         v = d.get(k, float("-inf"))
         return float(v) if v is not None and np.isfinite(v) else float("-inf")
 
-    best_base = max(baselines, key=lambda n: key(baselines[n], "objective"))
-    max_obj = max(key(b, "objective") for b in baselines.values())
-    max_sharpe = max(key(b, "sharpe") for b in baselines.values())
-    best_sharpe_base = max(baselines, key=lambda n: key(baselines[n], "sharpe"))
+    if rule not in ("every_baseline", "fallback"):
+        raise ValueError(f"gate rule {rule!r}: expected every_baseline or fallback")
+    best_base = max(baselines, key=lambda n: key(baselines[n], "objective")) if baselines else None
+    # the bar: every baseline, or the fallback alone (when it was evaluated)
+    bar = (
+        {fallback: baselines[fallback]}
+        if rule == "fallback" and fallback in baselines
+        else baselines
+    )
+    bar_text = "every baseline" if bar is baselines else fallback
+    max_obj = max((key(b, "objective") for b in bar.values()), default=float("-inf"))
+    max_sharpe = max((key(b, "sharpe") for b in bar.values()), default=float("-inf"))
+    best_sharpe_base = (
+        max(baselines, key=lambda n: key(baselines[n], "sharpe")) if baselines else None
+    )
     out = {
         "enabled": bool(enabled),
+        "rule": rule,
+        "fallback": fallback,
+        "bar": sorted(bar),  # the baselines a learned policy had to beat
         "measure": f"objective ({OBJECTIVE_TEXT.get(objective, objective)}) and annualised "
         "Sharpe, on the gate's held-out validation rows",
         "objective": objective,
@@ -477,7 +493,7 @@ def baseline_gate(
         best = max(passing, key=lambda n: key(learned[n], "objective"))
         out.update(
             shipped=best,
-            reason=f"{best} beat every baseline on validation (objective "
+            reason=f"{best} beat {bar_text} on validation (objective "
             f"{learned[best]['objective']:.2e} > {max_obj:.2e}, Sharpe "
             f"{learned[best]['sharpe']:.2f} > {max_sharpe:.2f})",
         )
@@ -485,14 +501,14 @@ def baseline_gate(
         best_l = max(learned, key=lambda n: key(learned[n], "objective")) if learned else None
         why = (
             f"best learned {best_l} (objective {learned[best_l]['objective']:.2e}, Sharpe "
-            f"{learned[best_l]['sharpe']:.2f}) did not beat the baselines (best objective "
+            f"{learned[best_l]['sharpe']:.2f}) did not beat {bar_text} (best objective "
             f"{max_obj:.2e}, best Sharpe {max_sharpe:.2f}) on validation"
             if best_l
             else "no learned candidate"
         )
         ship = fallback if fallback in baselines else best_base
-        rule = "1/N by default" if ship == fallback else "best validation objective"
-        out.update(shipped=f"baseline:{ship}", reason=f"{why}; ships {ship} ({rule})")
+        how = "the gate's fallback" if ship == fallback else "best validation objective"
+        out.update(shipped=f"baseline:{ship}", reason=f"{why}; ships {ship} ({how})")
     return out
 
 
@@ -581,7 +597,12 @@ def gate_and_report(
         for a, c in candidates.items()
     }
     decision = baseline_gate(
-        learned_scores, base_scores, enabled=gate, objective=effective_objective(rl)
+        learned_scores,
+        base_scores,
+        enabled=gate,
+        objective=effective_objective(rl),
+        rule=rl.gate_rule,
+        fallback=rl.gate_fallback,
     )
     decision["rows"] = {"first": pair.dates["gate_first"], "last": pair.dates["gate_last"]}
     shipped = decision["shipped"]

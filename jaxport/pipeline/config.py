@@ -38,6 +38,20 @@ RL_ANCHOR_RULES = {
     "vol_managed_equal_weight": (0.0, True),
 }
 RL_ANCHORS = ("none", *RL_ANCHOR_RULES)
+#: what a learned policy must beat on the gate rows: every standard allocator, or the fallback only
+GATE_RULES = ("every_baseline", "fallback")
+#: standard allocators (jaxport.eval.default_allocators, any number of assets) that may ship as the
+#: gate's fallback
+GATE_FALLBACKS = (
+    "equal_weight",
+    "vol_managed_equal_weight",
+    "inverse_volatility",
+    "equal_minimum_variance",
+    "minimum_variance",
+    "risk_parity",
+    "volatility_timing",
+    "cash",
+)
 FEATURE_SETS = ("toto", "stat", "toto+stat")
 
 
@@ -125,6 +139,14 @@ class DataConfig:
         parse="pairs",
         help="Basket evaluated (pair scope: trained) by portfolio RL, e.g. AAPL,AMZN; repeatable "
         "(none: adjacent specialist pairs).",
+    )
+    universe_symbols: list[str] | None = setting(
+        None,
+        flag="--universe-symbols",
+        parse="symbols",
+        acts=universe_scope_only,
+        help="Symbols whose every pair trains the universe policy, with the basket symbols, "
+        "comma-separated (none: the base symbols).",
     )
     split: list[float] = setting(
         factory=lambda: [0.7, 0.15, 0.15],
@@ -418,6 +440,19 @@ class RLConfig:
         help="Last fraction of the validation rows kept for the gate alone (selection never sees "
         "them); 0 = gate on the selection rows.",
     )
+    gate_rule: str = setting(
+        "every_baseline",
+        flag="--gate-rule",
+        help="What a learned policy must beat on the gate rows (objective and Sharpe) to ship: "
+        "every_baseline (every standard allocator) | fallback (only the --gate-fallback rule).",
+    )
+    gate_fallback: str = setting(
+        "equal_weight",
+        flag="--gate-fallback",
+        help="The standard allocator shipped where no learned policy passes the gate: "
+        + " | ".join(GATE_FALLBACKS)
+        + ".",
+    )
 
 
 def uses_anchor(rl: RLConfig) -> bool:
@@ -587,6 +622,14 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
             or rl.anchor == "none"
             or rl.scope == "pair",
             f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
+        ),
+        (
+            rl.gate_rule in GATE_RULES,
+            f"rl.gate_rule {rl.gate_rule!r}: expected one of {', '.join(GATE_RULES)}",
+        ),
+        (
+            rl.gate_fallback in GATE_FALLBACKS,
+            f"rl.gate_fallback {rl.gate_fallback!r}: expected one of {', '.join(GATE_FALLBACKS)}",
         ),
         (
             0.0 <= rl.gate_fraction <= 0.9,

@@ -158,6 +158,15 @@ def resolve_symbols(
     return list(base), list(specialists), [list(p) for p in pairs]
 
 
+def universe_training_symbols(
+    config: PipelineConfig, base: list[str], pairs: list[list[str]]
+) -> list[str]:
+    """The symbols whose every pair trains the universe policy: ``data.universe_symbols`` (the
+    base symbols when unset) and every basket's symbols, in that order, each once."""
+    first = config.data.universe_symbols if config.data.universe_symbols is not None else base
+    return list(dict.fromkeys([*first, *(s for p in pairs for s in p)]))
+
+
 # ---------------------------------------------------------------------------- the run
 class Pipeline:
     """One ``jaxport train`` run. ``run()`` returns the summary dict (also written to disk)."""
@@ -218,6 +227,10 @@ class Pipeline:
         data_dir = resolve_data_dir(cfg.data.trainingdata_dir, announce=self.reporter.say)
         base_syms, spec_syms, pairs = resolve_symbols(cfg, data_dir)
         all_syms = list(dict.fromkeys(base_syms + spec_syms + [s for p in pairs for s in p]))
+        if cfg.rl.scope == "universe":
+            all_syms = list(
+                dict.fromkeys(all_syms + universe_training_symbols(cfg, base_syms, pairs))
+            )
         market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
         cfg = self.config = fit_config_to_data(cfg, market, self.reporter.say)
         if self.resume:  # compared after fitting: a degraded default is what the first run stored
@@ -313,6 +326,11 @@ class Pipeline:
                 "base_symbols": base_syms,
                 "specialist_symbols": spec_syms,
                 "pairs": pairs,
+                "universe_symbols": (
+                    universe_training_symbols(cfg, base_syms, pairs)
+                    if cfg.rl.scope == "universe"
+                    else None
+                ),
                 "trainingdata_dir": str(data_dir),
                 "walk_forward": self.walk_forward,
                 "gate": self.gate,
@@ -483,7 +501,7 @@ class Pipeline:
         t0 = time.perf_counter()
         universe = None
         if self.config.rl.scope == "universe":
-            symbols = list(base_syms) + [s for p in pairs for s in p]
+            symbols = universe_training_symbols(self.config, base_syms, pairs)
             universe = self._stage_universe(market, bounds, symbols, models)
         self.reporter.stage_start("portfolio", len(pairs))
         for pair in pairs:
