@@ -57,6 +57,27 @@ def synthetic_market():
     return generate_synthetic_market(num_symbols=6, num_days=400, seed=0)
 
 
+@pytest.fixture(scope="session")
+def quick_start_run(tmp_path_factory):
+    """README's first command (``jaxport train``, the quick profile on the shipped data), run once
+    as written from a fresh folder that holds ``trainingdata/`` and ``examples/`` as a user's clone
+    does: ``(folder, the command's output)``. The quick-start test checks the run; the README test
+    exports it and runs every README Python block there."""
+    from typer.testing import CliRunner
+
+    from helpers import readme_train_args
+    from jaxport.cli import app
+
+    root = tmp_path_factory.mktemp("quick_start")
+    for name in ("trainingdata", "examples"):
+        (root / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        result = CliRunner().invoke(app, readme_train_args())
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
 @pytest.fixture
 def cli_runner(monkeypatch):
     """A typer CliRunner whose rich console is wide enough not to fold table cells."""

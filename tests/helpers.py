@@ -1,11 +1,18 @@
 """Builders the tests share (one copy each): the env state's accounting fields, random-walk
-markets, and the perturbed network parameters the export tests compare across frameworks."""
+markets, the perturbed network parameters the export tests compare across frameworks, and
+README.md's commands and Python blocks."""
 
 from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 #: ``EnvState`` fields that carry the episode's accounting (every field but ``last_reward``), in
 #: declaration order; the reference env's state dict has exactly these keys.
@@ -58,3 +65,25 @@ def ppo_params_and_norm(cfg, num_assets: int, obs_dim: int, seed: int = 0, count
         count=jnp.float32(count),
     )
     return params, norm
+
+
+def readme_commands() -> list[str]:
+    """The lines of README.md's first code block (the two setup commands)."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M).group(1)
+    return [line.strip() for line in block.strip().splitlines()]
+
+
+def readme_train_args() -> list[str]:
+    """The arguments of ``jaxport train`` in README's first command (after the install step)."""
+    first = readme_commands()[0]
+    train = first.split("&&")[-1].strip()
+    argv = shlex.split(train)
+    assert argv[:2] == ["jaxport", "train"], first
+    return argv[1:]
+
+
+def readme_python_blocks() -> list[str]:
+    """The body of every ```python block of README.md, in order."""
+    text = README.read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)

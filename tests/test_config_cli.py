@@ -253,6 +253,14 @@ def test_print_config_round_trips_through_config(profile, args, cli_runner, tmp_
     assert build_config(profile, path) == build_config(profile, path, None)
 
 
+def test_config_objectives_are_the_universe_trainers():
+    """The jax-free config's objective list is the universe trainer's own."""
+    from jaxport.pipeline.config import RL_OBJECTIVES
+    from jaxport.rl.universe import OBJECTIVES
+
+    assert RL_OBJECTIVES == OBJECTIVES
+
+
 def test_rl_settings_act_on_the_universe_trainers():
     rl = RLConfig(learning_rate=0.02, hidden_size=48, num_layers=3, num_steps=16)
     for make in (universe_config, universe_ppo_config):

@@ -4,8 +4,6 @@ data, a synthetic universe, resume after an interruption, refusing to overwrite 
 from __future__ import annotations
 
 import json
-import re
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -47,21 +45,6 @@ episode_length = 32
 hidden_size = 16
 num_layers = 1
 """
-
-
-def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M).group(1)
-    return [line.strip() for line in block.strip().splitlines()]
-
-
-def readme_train_args() -> list[str]:
-    """The arguments of ``jaxport train`` in README's first command (after the install step)."""
-    first = readme_commands()[0]
-    train = first.split("&&")[-1].strip()
-    argv = shlex.split(train)
-    assert argv[:2] == ["jaxport", "train"], first
-    return argv[1:]
 
 
 def event_scalars(logdir: Path) -> dict[str, int]:
@@ -187,16 +170,14 @@ def synth_run(tmp_path_factory, synth_dir, tiny_config, cli_runner_module):
     return run
 
 
-def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_module):
+def test_readme_quick_start_runs_verbatim(quick_start_run, monkeypatch, cli_runner_module):
     """README's first command, run as written from a fresh folder with the shipped trainingdata/."""
     from jaxport.cli import app
 
-    (tmp_path / "trainingdata").symlink_to(REPO / "trainingdata", target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    result = cli_runner_module.invoke(app, readme_train_args())
-    assert result.exit_code == 0, result.output
-    summary_path = tmp_path / "runs" / "models" / "pipeline_summary.json"
-    assert str(summary_path.relative_to(tmp_path)) in result.output.replace("\n", "")
+    folder, output = quick_start_run
+    monkeypatch.chdir(folder)
+    summary_path = folder / "runs" / "models" / "pipeline_summary.json"
+    assert str(summary_path.relative_to(folder)) in output.replace("\n", "")
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
     assert missing_paths(summary) == []
@@ -206,7 +187,7 @@ def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_modu
     assert summary["config"]["rl"]["borrowing_cost"] == pytest.approx(0.0675)
     assert summary["config"]["rl"]["leverage_limit"] == 2.0
     assert_checkpoints_restore(summary, summary_path.parent)
-    tags = event_scalars(tmp_path / "runs" / "logs")
+    tags = event_scalars(folder / "runs" / "logs")
     assert any(t.startswith("base/") for t in tags) and any(
         t.startswith("portfolio/") for t in tags
     ), tags
@@ -215,7 +196,7 @@ def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch, cli_runner_modu
     assert result.exit_code == 0, result.output
     result = cli_runner_module.invoke(app, ["report", "runs/models"])
     assert result.exit_code == 0, result.output
-    report = tmp_path / "runs" / "models" / "report"
+    report = folder / "runs" / "models" / "report"
     pngs = {p.name for p in report.glob("*.png")}
     assert {
         "equity_AAPL_AMZN.png",

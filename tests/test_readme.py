@@ -1,16 +1,18 @@
 """Every Python block of README.md runs, against a real run's export (issue #23).
 
-A small real-data run (AAPL and AMZN of ``trainingdata/``, tiny settings) is trained, reported
-and exported to ``exported/`` in a scratch folder that also holds ``trainingdata/`` and
-``examples/``, as a user's clone would after the README's commands; then each ```python block is
-run there in a fresh interpreter. A block whose first line is ``# illustrative`` is only compiled
-(none is, today). The Torch replay block must print, for the shipped policy and the learned
-candidate alike, the final equity the summary records.
+The run is README's own first command (``jaxport train``, quick profile, shipped data), shared
+with the quick-start test through the session fixture ``quick_start_run``: its folder holds
+``trainingdata/`` and ``examples/`` as a user's clone would after the README's commands. The run
+is exported to ``exported/`` there, then each ```python block is run in that folder in a fresh
+interpreter. A block whose first line is ``# illustrative`` is only compiled (none is, today). The
+Torch replay block must print, for the shipped policy and the learned candidate alike, the final
+equity the summary records.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,43 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import readme_python_blocks
+
 REPO = Path(__file__).resolve().parents[1]
 ILLUSTRATIVE = "# illustrative"
-
-TINY_TOML = """
-seed = 3
-[data]
-features = "toto"
-crossfit_blocks = 0
-[base]
-steps = 20
-batch_size = 32
-epochs = 2
-context = 32
-patch = 8
-d_model = 16
-num_layers = 1
-num_heads = 2
-max_val_windows = 128
-log_every = 10
-[finetune]
-epochs = 0
-[rl]
-scope = "universe"
-seeds = 2
-algo = "gradient"
-epochs = 4
-batch_size = 16
-num_steps = 16
-episode_length = 32
-hidden_size = 16
-num_layers = 1
-"""
-
-
-def readme_python_blocks() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
 def test_readme_blocks_are_found_and_each_is_run_or_marked():
@@ -65,27 +34,16 @@ def test_readme_blocks_are_found_and_each_is_run_or_marked():
 
 
 @pytest.fixture(scope="module")
-def user_folder(tmp_path_factory):
-    """A scratch folder as a user's clone: trainingdata/, examples/, runs/ and exported/."""
+def user_folder(quick_start_run):
+    """README's quick-start folder with the run exported to ``exported/``."""
     from typer.testing import CliRunner
 
     from jaxport.cli import app
 
-    root = tmp_path_factory.mktemp("readme_user")
-    for name in ("trainingdata", "examples"):
-        (root / name).symlink_to(REPO / name, target_is_directory=True)
-    config = root / "tiny.toml"
-    config.write_text(TINY_TOML, encoding="utf-8")
-    runner = CliRunner()
+    root, output = quick_start_run
+    assert "total time:" in output
     models = root / "runs" / "models"
-    args = ["train", "--trainingdata-dir", str(root / "trainingdata")]
-    args += ["--base-stocks", "AAPL,AMZN", "--specialist-stocks", "AAPL,AMZN"]
-    args += ["--pair", "AAPL,AMZN", "--output-dir", str(models)]
-    args += ["--tensorboard-dir", str(root / "runs" / "logs"), "--config", str(config)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "total time:" in result.output
-    result = runner.invoke(app, ["export", str(models), "--to", str(root / "exported")])
+    result = CliRunner().invoke(app, ["export", str(models), "--to", str(root / "exported")])
     assert result.exit_code == 0, result.output
     return root
 
@@ -103,7 +61,7 @@ def test_every_readme_python_block_runs(user_folder):
             capture_output=True,
             text=True,
             timeout=600,
-            env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         assert proc.returncode == 0, f"README python block {i} failed:\n{block}\n{proc.stderr}"
         outputs.append(proc.stdout)

@@ -21,7 +21,9 @@ from jaxport.lazy_exports import lazy_exports
 
 ENV_ID = "jaxport/Portfolio-v0"
 
-_LAZY = {
+#: submodule -> the names the package re-exports from it, imported on first use (each submodule's
+#: ``__all__`` starts from its entry).
+PACKAGE_EXPORTS = {
     "env": (
         "JaxPortfolioGymEnv",
         "JaxPortfolioVectorGymEnv",
@@ -60,7 +62,7 @@ _LAZY = {
         "save_exported",
     ),
 }
-_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+_WHERE = {name: module for module, names in PACKAGE_EXPORTS.items() for name in names}
 
 
 def register_envs() -> None:

@@ -31,6 +31,7 @@ from gymnasium.wrappers.jax_to_torch import jax_to_torch, torch_to_jax
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
+from torch_compat import PACKAGE_EXPORTS
 
 FLOAT_FIELDS = (
     "equity",
@@ -174,6 +175,15 @@ def _backward(
 
 
 # ---------------------------------------------------------------------------------- autograd bridge
+def _kernel_args(spec, action, fstate) -> tuple:
+    """The positional arguments of ``_forward`` / ``_backward`` (before the cotangents):
+    ``(kernel_name, batched, env, action, float_state, int_state, params)``, the tensors as float32
+    JAX arrays."""
+    name, batched, env, params, istate = spec
+    f32 = tuple(_to_jax_f32(t) for t in fstate)
+    return name, batched, env, _to_jax_f32(action), f32, istate, params
+
+
 class JaxVJPFunction(torch.autograd.Function):
     """``torch.autograd.Function`` of a jaxport kernel: forward = jitted JAX, backward = ``jax.vjp``.
 
@@ -184,19 +194,10 @@ class JaxVJPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, action, *fstate):
-        name, batched, env, params, istate = spec
         ctx.spec = spec
         ctx.save_for_backward(action, *fstate)
         ctx.float_dtypes = [t.dtype for t in (action, *fstate)]
-        diff, aux = _forward(
-            name,
-            batched,
-            env,
-            _to_jax_f32(action),
-            tuple(_to_jax_f32(t) for t in fstate),
-            istate,
-            params,
-        )
+        diff, aux = _forward(*_kernel_args(spec, action, fstate))
         ctx.num_diff = len(diff)
         dev = action.device
         diff_t = [jax_to_torch(x, device=dev).to(action.dtype) for x in diff]
@@ -206,19 +207,9 @@ class JaxVJPFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        name, batched, env, params, istate = ctx.spec
         action, *fstate = ctx.saved_tensors
         cts = tuple(_to_jax_f32(g) for g in grads[: ctx.num_diff])
-        g_action, g_fstate = _backward(
-            name,
-            batched,
-            env,
-            _to_jax_f32(action),
-            tuple(_to_jax_f32(t) for t in fstate),
-            istate,
-            params,
-            cts,
-        )
+        g_action, g_fstate = _backward(*_kernel_args(ctx.spec, action, fstate), cts)
         dev = action.device
         out = [
             jax_to_torch(g, device=dev).to(dt)
@@ -310,14 +301,4 @@ def differentiable_episode_reward(
     return EpisodeOutput(total, rewards, equity, _torch_state(new_f, new_i), done)
 
 
-__all__ = [
-    "EpisodeOutput",
-    "JaxVJPFunction",
-    "StepOutput",
-    "TorchEnvState",
-    "differentiable_episode_reward",
-    "differentiable_reward",
-    "differentiable_step",
-    "state_from_torch",
-    "state_to_torch",
-]
+__all__ = list(PACKAGE_EXPORTS["autograd"])

@@ -48,9 +48,10 @@ from jaxport.env.gym import (
     JaxPortfolioVectorGymEnv,
     resolve_jax_env,
 )
-from torch_compat import (
+from torch_compat import (  # ENV_ID "jaxport/Portfolio-v0": defined in the package (cheap)
     ENV_ID,
-)  # "jaxport/Portfolio-v0" (defined in the package: cheap registration)
+    PACKAGE_EXPORTS,
+)
 
 
 # ---------------------------------------------------------------------------------- building
@@ -153,7 +154,33 @@ class _UnwrappedAccess:
         return self.env.unwrapped.dates
 
 
-class TorchPortfolioEnv(_UnwrappedAccess, JaxToTorch):
+class TorchEnvConstructors:
+    """``from_jax`` and ``from_csv_dir`` of every Torch env class. ``CONSTRUCTOR_KEYWORDS``: the
+    class's own keywords (``device``, ``num_envs``, ...); ``from_csv_dir`` hands every other option
+    to the JAX env."""
+
+    CONSTRUCTOR_KEYWORDS: tuple[str, ...] = ("device", "action_transfer")
+
+    @classmethod
+    def from_jax(cls, jax_env: PortfolioEnv, params: EnvParams, **kwargs):
+        """Wrap an existing ``(PortfolioEnv, EnvParams)``; ``kwargs`` as the constructor's
+        (``device``, ``num_envs``, ``symbols``, ...)."""
+        return cls(jax_env=jax_env, params=params, **kwargs)
+
+    @classmethod
+    def from_csv_dir(
+        cls, data_dir, symbols: Sequence[str] | None = None, *, features="stat", **options
+    ):
+        """Env over the CSVs in ``data_dir`` (``jaxport.data.load_market``): closes, opens, and
+        ``features="stat"|"none"|array|tensor``. The class's ``CONSTRUCTOR_KEYWORDS`` go to its
+        constructor, the other ``options`` to the JAX env's (``start_min`` defaults to the end of
+        the feature warm-up)."""
+        own = {k: options.pop(k) for k in cls.CONSTRUCTOR_KEYWORDS if k in options}
+        kwargs, meta = _csv_env_args(data_dir, symbols, features, options)
+        return cls(**own, **meta, **kwargs)
+
+
+class TorchPortfolioEnv(TorchEnvConstructors, _UnwrappedAccess, JaxToTorch):
     """One portfolio env with a PyTorch interface (a Gymnasium ``JaxToTorch`` over the JAX step).
 
     ``TorchPortfolioEnv(prices [T,N], features [T,N,F] | None, device=..., **options)`` with the JAX
@@ -190,34 +217,11 @@ class TorchPortfolioEnv(_UnwrappedAccess, JaxToTorch):
         super().__init__(inner, device=_torch_device(device))
         self.action_transfer = _check_transfer(action_transfer)
 
-    @classmethod
-    def from_jax(
-        cls, jax_env: PortfolioEnv, params: EnvParams, *, device=None, **meta
-    ) -> "TorchPortfolioEnv":
-        """Wrap an existing ``(PortfolioEnv, EnvParams)``."""
-        return cls(jax_env=jax_env, params=params, device=device, **meta)
-
-    @classmethod
-    def from_csv_dir(
-        cls,
-        data_dir,
-        symbols: Sequence[str] | None = None,
-        *,
-        features="stat",
-        device=None,
-        **options,
-    ) -> "TorchPortfolioEnv":
-        """Env over the CSVs in ``data_dir`` (``jaxport.data.load_market``): closes, opens, and
-        ``features="stat"|"none"|array``; ``options`` as the JAX env's (``start_min`` defaults to
-        the end of the feature warm-up)."""
-        kwargs, meta = _csv_env_args(data_dir, symbols, features, options)
-        return cls(device=device, **meta, **kwargs)
-
     def step(self, action):
         return _convert_step(self, action, single=True)
 
 
-class TorchPortfolioVectorEnv(_UnwrappedAccess, VectorJaxToTorch):
+class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxToTorch):
     """``num_envs`` portfolio envs, one jitted vmapped JAX call per step, PyTorch interface.
 
     A Gymnasium ``vector.JaxToTorch`` over :class:`JaxPortfolioVectorGymEnv` (auto-reset
@@ -225,6 +229,8 @@ class TorchPortfolioVectorEnv(_UnwrappedAccess, VectorJaxToTorch):
     ``(obs [B, D] float32, reward [B] float32, terminated [B] bool, truncated [B] bool, info)``, all
     ``torch.Tensor`` on ``device``; zero-copy DLPack where the devices allow (module docstring).
     """
+
+    CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "action_transfer")
 
     def __init__(
         self,
@@ -255,27 +261,6 @@ class TorchPortfolioVectorEnv(_UnwrappedAccess, VectorJaxToTorch):
         )
         super().__init__(inner, device=_torch_device(device))
         self.action_transfer = _check_transfer(action_transfer)
-
-    @classmethod
-    def from_jax(
-        cls, jax_env: PortfolioEnv, params: EnvParams, *, num_envs: int = 1, device=None, **meta
-    ) -> "TorchPortfolioVectorEnv":
-        return cls(jax_env=jax_env, params=params, num_envs=num_envs, device=device, **meta)
-
-    @classmethod
-    def from_csv_dir(
-        cls,
-        data_dir,
-        symbols: Sequence[str] | None = None,
-        *,
-        num_envs: int = 1,
-        features="stat",
-        device=None,
-        **options,
-    ) -> "TorchPortfolioVectorEnv":
-        """As :meth:`TorchPortfolioEnv.from_csv_dir`, with ``num_envs`` envs."""
-        kwargs, meta = _csv_env_args(data_dir, symbols, features, options)
-        return cls(num_envs=num_envs, device=device, **meta, **kwargs)
 
     def step(self, actions):
         return _convert_step(self, actions, single=False)
@@ -338,18 +323,11 @@ def register_envs() -> None:
 
 
 __all__ = [
+    *PACKAGE_EXPORTS["env"],
     "ENV_ID",
     "ENV_KWARGS",
     "FEATURE_MODES",
     "PARAM_KWARGS",
     "STEP_INFO_KEYS",
-    "JaxPortfolioGymEnv",
-    "JaxPortfolioVectorGymEnv",
-    "TorchPortfolioEnv",
-    "TorchPortfolioVectorEnv",
-    "build_jax_env",
-    "load_csv_arrays",
-    "make_portfolio_env",
-    "make_portfolio_vector_env",
     "register_envs",
 ]

@@ -109,19 +109,31 @@ def _export_actor_critic(policy: Policy) -> tuple[dict, dict]:
     return sd, config
 
 
+def _config_params_hidden(policy: Policy, default_hidden) -> tuple[dict, dict, list[int]]:
+    """``(config dict, flax params, hidden layer widths)`` of a stored MLP-style policy."""
+    cfg = policy.config_dict()
+    hidden = [int(h) for h in cfg.get("hidden_sizes", default_hidden)]
+    return cfg, _unwrap_params(policy.tree["params"]), hidden
+
+
+def _linear_stack(prefix: str, p: dict, names: list[str]) -> dict[str, torch.Tensor]:
+    """The state dict of a ``torch.nn.Sequential`` ``prefix`` of Linear layers interleaved with
+    activations (``prefix.0``, ``prefix.2``, ...) from the flax dense layers ``p[name]``."""
+    sd: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(names):
+        _linear(sd, f"{prefix}.{2 * i}", p[name])
+    return sd
+
+
 def _export_mlp_allocator(policy: Policy) -> tuple[dict, dict]:
     """The gradient method's deterministic MLP allocator."""
-    cfg = policy.config_dict()
-    p = _unwrap_params(policy.tree["params"])
-    hidden = [int(h) for h in cfg.get("hidden_sizes", (64, 64))]
+    cfg, p, hidden = _config_params_hidden(policy, (64, 64))
     names = [f"dense_{i}" for i in range(len(hidden))] + ["out"]
     if set(p) != set(names):
         raise CheckpointError(
             f"policy export: MLPAllocator params {sorted(p)} do not match hidden_sizes={hidden}"
         )
-    sd: dict[str, torch.Tensor] = {}
-    for i, name in enumerate(names):
-        _linear(sd, f"net.{2 * i}", p[name])
+    sd = _linear_stack("net", p, names)
     observe_equity = bool(cfg.get("observe_equity", False))
     in_dim = int(p[names[0]]["kernel"].shape[0])
     obs_dim = in_dim + (0 if observe_equity else 1)
@@ -142,16 +154,12 @@ def _export_mlp_allocator(policy: Policy) -> tuple[dict, dict]:
 def _export_universe_allocator(policy: Policy) -> tuple[dict, dict]:
     """The universe allocator (``jaxport.rl.universe``): any basket size, rebalance rate in the
     config."""
-    cfg = policy.config_dict()
-    p = _unwrap_params(policy.tree["params"])
-    hidden = [int(h) for h in cfg.get("hidden_sizes", (32, 32))]
+    cfg, p, hidden = _config_params_hidden(policy, (32, 32))
     names = [f"enc_{i}" for i in range(len(hidden))]
     missing = [k for k in names + ["head_0", "head_out", "gross_0", "gross_out"] if k not in p]
     if missing:
         raise CheckpointError(f"policy export: UniverseAllocator params lack {missing}")
-    sd: dict[str, torch.Tensor] = {}
-    for i, name in enumerate(names):
-        _linear(sd, f"enc.{2 * i}", p[name])
+    sd = _linear_stack("enc", p, names)
     _linear(sd, "head.0", p["head_0"])
     _linear(sd, "head.2", p["head_out"])
     _linear(sd, "gross.0", p["gross_0"])

@@ -43,7 +43,6 @@ state to earlier actions, as TorchRL's Brax wrapper does. Resets start fresh (gr
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +55,7 @@ from torchrl.envs import EnvBase
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 from jaxport.env.gym import resolve_jax_env
 from jaxport.errors import ConfigError, DataError
+from torch_compat.env import TorchEnvConstructors
 
 ACTION_TRANSFERS = ("auto", "dlpack", "copy")
 
@@ -105,7 +105,7 @@ def _jax_platform() -> str:
     return jax.default_backend()
 
 
-class TorchRLPortfolioEnv(EnvBase):
+class TorchRLPortfolioEnv(TorchEnvConstructors, EnvBase):
     """``num_envs`` portfolio envs as one TorchRL ``EnvBase`` (``batch_size=[num_envs]``).
 
     ``TorchRLPortfolioEnv(prices [T, N], features [T, N, F] | None, num_envs=B, device=...,
@@ -117,6 +117,7 @@ class TorchRLPortfolioEnv(EnvBase):
     """
 
     _supports_set_state = False
+    CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "requires_grad", "action_transfer")
 
     def __init__(
         self,
@@ -172,43 +173,6 @@ class TorchRLPortfolioEnv(EnvBase):
         self._blank: EnvState | None = None
 
     # ------------------------------------------------------------------ construction helpers
-    @classmethod
-    def from_jax(
-        cls, jax_env: PortfolioEnv, params: EnvParams, *, num_envs: int = 1, device=None, **kwargs
-    ) -> "TorchRLPortfolioEnv":
-        """Wrap an existing ``(PortfolioEnv, EnvParams)`` (``kwargs``: ``requires_grad``, ...)."""
-        return cls(jax_env=jax_env, params=params, num_envs=num_envs, device=device, **kwargs)
-
-    @classmethod
-    def from_csv_dir(
-        cls,
-        data_dir,
-        symbols: Sequence[str] | None = None,
-        *,
-        num_envs: int = 1,
-        features="stat",
-        device=None,
-        requires_grad: bool = False,
-        action_transfer: str = "auto",
-        **options,
-    ) -> "TorchRLPortfolioEnv":
-        """Env over the CSVs in ``data_dir`` (as ``TorchPortfolioVectorEnv.from_csv_dir``): closes,
-        opens and ``features="stat"|"none"|array``; ``options`` as the JAX env's (``start_min``
-        defaults to the end of the feature warm-up)."""
-        from jaxport.env.gym import env_args_from_csv
-
-        if isinstance(features, torch.Tensor):
-            features = features.detach().cpu().numpy()
-        kwargs, meta = env_args_from_csv(data_dir, symbols, features, options)
-        return cls(
-            num_envs=num_envs,
-            device=device,
-            requires_grad=requires_grad,
-            action_transfer=action_transfer,
-            **meta,
-            **kwargs,
-        )
-
     def _make_specs(self) -> None:
         B, N, D = self.num_envs, self.jax_env.num_assets, self.jax_env.obs_dim
         dev = self.device

@@ -17,6 +17,61 @@ data_app = typer.Typer(
 )
 
 
+def _check_files(table, directory: Path, wanted: list[str], min_rows: int):
+    """Load each wanted symbol's file into a row of ``table``: ``(problems, common dates or None,
+    files read)``."""
+    from jaxport.data import DataError, find_symbol_file, load_symbol_frame
+
+    problems = 0
+    common = None
+    files = set()
+    for sym in wanted:
+        path = None
+        try:
+            path = find_symbol_file(directory, sym)
+            path, frame = load_symbol_frame(directory, sym, min_rows=min_rows)
+            files.add(path)
+        except DataError as exc:
+            problems += 1
+            message = str(exc)
+            if path is not None and message.startswith(f"{path}: "):
+                message = message[len(f"{path}: ") :]
+            table.add_row(
+                sym, path.name if path else "-", "-", "-", "-", "-", Text(message, style="red")
+            )
+            continue
+        common = frame.index if common is None else common.intersection(frame.index)
+        table.add_row(
+            sym,
+            path.name,
+            "OHLCV" if len(frame.columns) > 1 else "close",
+            str(len(frame)),
+            str(frame.index[0].date()),
+            str(frame.index[-1].date()),
+            Text("ok", style="green"),
+        )
+    return problems, common, files
+
+
+def _check_alignment(common, min_rows: int) -> int:
+    """Print the dates common to the valid files; 1 problem when fewer than ``min_rows``."""
+    if common is None:
+        return 0
+    if len(common) < min_rows:
+        console.print(
+            Text(
+                f"alignment: only {len(common)} dates common to the valid files; need at least "
+                f"{min_rows}",
+                style="red",
+            )
+        )
+        return 1
+    console.print(
+        f"alignment: {len(common)} common dates, {common.min().date()} .. {common.max().date()}"
+    )
+    return 0
+
+
 @data_app.command("check")
 def data_check(
     directory: Annotated[
@@ -53,7 +108,7 @@ def data_check(
     """
     from rich.table import Table
 
-    from jaxport.data import DataError, find_symbol_file, list_symbols, load_symbol_frame
+    from jaxport.data import list_symbols
 
     if min_rows is None:
         from jaxport.pipeline.config import build_config, min_rows_needed
@@ -63,58 +118,15 @@ def data_check(
         why = f"what jaxport train --profile {profile}{with_config} needs"
     else:
         why = "--min-rows"
-    available = list_symbols(
-        directory
-    )  # DataError (exit 2) if the folder is missing or has no CSVs
+    available = list_symbols(directory)  # DataError (exit 2): folder missing or without CSVs
     wanted = parse_symbols(symbols) or available
     table = Table(title=f"data check: {directory}")
     for column in ("symbol", "file", "columns", "rows", "first date", "last date", "problems"):
         table.add_column(column, overflow="fold")
-    problems = 0
-    common = None
-    files = set()
-    for sym in wanted:
-        path = None
-        try:
-            path = find_symbol_file(directory, sym)
-            path, frame = load_symbol_frame(directory, sym, min_rows=min_rows)
-            files.add(path)
-        except DataError as exc:
-            problems += 1
-            message = str(exc)
-            if path is not None and message.startswith(f"{path}: "):
-                message = message[len(f"{path}: ") :]
-            table.add_row(
-                sym, path.name if path else "-", "-", "-", "-", "-", Text(message, style="red")
-            )
-            continue
-        common = frame.index if common is None else common.intersection(frame.index)
-        table.add_row(
-            sym,
-            path.name,
-            "OHLCV" if len(frame.columns) > 1 else "close",
-            str(len(frame)),
-            str(frame.index[0].date()),
-            str(frame.index[-1].date()),
-            Text("ok", style="green"),
-        )
+    problems, common, files = _check_files(table, directory, wanted, min_rows)
     console.print(table)
     console.print(f"minimum rows: {min_rows} ({why})")
-    if common is not None:
-        if len(common) < min_rows:
-            problems += 1
-            console.print(
-                Text(
-                    f"alignment: only {len(common)} dates common to the valid files; need at least "
-                    f"{min_rows}",
-                    style="red",
-                )
-            )
-        else:
-            console.print(
-                f"alignment: {len(common)} common dates, "
-                f"{common.min().date()} .. {common.max().date()}"
-            )
+    problems += _check_alignment(common, min_rows)
     if problems:
         err_console.print(Text(f"{problems} problem(s) in {directory}", style="bold red"))
         raise typer.Exit(int(ExitCode.FAILURE))

@@ -59,6 +59,65 @@ def _check(ok: bool, message: str) -> None:
         raise DataError(f"synthetic market: {message}")
 
 
+def _check_arguments(
+    num_symbols, num_days, planted_signal, tail_df, vols, garch_alpha, garch_beta
+) -> None:
+    """``DataError`` naming the first bad argument of :func:`generate_synthetic_market`."""
+    _check(int(num_symbols) >= 1, f"num_symbols must be >= 1, got {num_symbols}")
+    _check(int(num_days) >= 2, f"num_days must be >= 2, got {num_days}")
+    _check(
+        np.isfinite(planted_signal) and abs(planted_signal) < 0.1,
+        f"planted_signal must be finite with |value| < 0.1 (a daily log return), got {planted_signal}",
+    )
+    _check(tail_df > 2, f"tail_df must be > 2 (finite variance), got {tail_df}")
+    _check(
+        garch_alpha >= 0 and garch_beta >= 0 and garch_alpha + garch_beta < 1,
+        f"need garch_alpha, garch_beta >= 0 and alpha + beta < 1, got {garch_alpha}, {garch_beta}",
+    )
+    _check(min(vols) >= 0, "vols must be non-negative")
+
+
+def _factor_returns(
+    z, base, mu, beta, gamma, regime_drift, regime_mult, garch_alpha, garch_beta, planted_signal
+):
+    """``(returns [T, N], sigma [T, N])``: daily log returns of the factor model with GARCH(1,1)
+    variances, and each symbol's conditional daily vol (fractions per day). ``z`` ``[T, N + 2]``
+    holds the unit-variance innovations (market, style, idiosyncratic...), ``base`` ``[N + 2]``
+    their base daily vols."""
+    T, N = z.shape[0], z.shape[1] - 2
+    a, b = garch_alpha, garch_beta
+    h = np.ones(N + 2)
+    returns = np.empty((T, N))
+    sigma = np.empty((T, N))  # conditional daily vol of each symbol's return
+    prev = np.zeros(N)
+    for t in range(T):
+        if t:
+            h = np.minimum((1.0 - a - b) + (a * z[t - 1] ** 2 + b) * h, _H_CAP)
+        sd = base * np.sqrt(h) * regime_mult[t]
+        shock = sd * z[t]
+        r = mu + beta * (shock[0] + regime_drift[t]) + gamma * shock[1] + shock[2:]
+        if t:
+            r = r + planted_signal * np.sign(prev)
+        r = np.clip(r, -_MAX_ABS_RETURN, _MAX_ABS_RETURN)
+        returns[t] = r
+        sigma[t] = np.sqrt((beta * sd[0]) ** 2 + (gamma * sd[1]) ** 2 + sd[2:] ** 2)
+        prev = r
+    return returns, sigma
+
+
+def _volume(log_volume0, vol_z, returns, sigma, stress) -> np.ndarray:
+    """Daily volume ``[T, N]`` (integer shares): log-normal around ``log_volume0``, AR(1) in logs,
+    rising with ``|r_t| / sigma_t`` and in the stress regime."""
+    T, N = returns.shape
+    surprise = np.abs(returns) / np.maximum(sigma, 1e-12) - np.sqrt(2.0 / np.pi)
+    log_vol = np.empty((T, N))
+    u = np.zeros(N)
+    for t in range(T):
+        u = 0.8 * u + 0.25 * vol_z[t]
+        log_vol[t] = log_volume0 + u + 0.35 * surprise[t] + 0.3 * stress[t]
+    return np.round(np.exp(log_vol))
+
+
 def generate_synthetic_market(
     num_symbols: int = 8,
     num_days: int = 1500,
@@ -80,18 +139,15 @@ def generate_synthetic_market(
     day's return according to the sign of the previous day's return. Vols are base daily standard
     deviations (fractions). Bad arguments raise ``DataError``.
     """
-    _check(int(num_symbols) >= 1, f"num_symbols must be >= 1, got {num_symbols}")
-    _check(int(num_days) >= 2, f"num_days must be >= 2, got {num_days}")
-    _check(
-        np.isfinite(planted_signal) and abs(planted_signal) < 0.1,
-        f"planted_signal must be finite with |value| < 0.1 (a daily log return), got {planted_signal}",
+    _check_arguments(
+        num_symbols,
+        num_days,
+        planted_signal,
+        tail_df,
+        (market_vol, style_vol, idio_vol),
+        garch_alpha,
+        garch_beta,
     )
-    _check(tail_df > 2, f"tail_df must be > 2 (finite variance), got {tail_df}")
-    _check(
-        garch_alpha >= 0 and garch_beta >= 0 and garch_alpha + garch_beta < 1,
-        f"need garch_alpha, garch_beta >= 0 and alpha + beta < 1, got {garch_alpha}, {garch_beta}",
-    )
-    _check(min(market_vol, style_vol, idio_vol) >= 0, "vols must be non-negative")
     try:
         dates = pd.bdate_range(start=start_date, periods=int(num_days))
     except (ValueError, TypeError) as exc:
@@ -124,23 +180,9 @@ def generate_synthetic_market(
     regime_mult = np.where(stress, 2.0, 1.0)
 
     base = np.concatenate([[market_vol, style_vol], idio_scale])  # [N + 2]
-    a, b = garch_alpha, garch_beta
-    h = np.ones(N + 2)
-    returns = np.empty((T, N))
-    sigma = np.empty((T, N))  # conditional daily vol of each symbol's return
-    prev = np.zeros(N)
-    for t in range(T):
-        if t:
-            h = np.minimum((1.0 - a - b) + (a * z[t - 1] ** 2 + b) * h, _H_CAP)
-        sd = base * np.sqrt(h) * regime_mult[t]
-        shock = sd * z[t]
-        r = mu + beta * (shock[0] + regime_drift[t]) + gamma * shock[1] + shock[2:]
-        if t:
-            r = r + planted_signal * np.sign(prev)
-        r = np.clip(r, -_MAX_ABS_RETURN, _MAX_ABS_RETURN)
-        returns[t] = r
-        sigma[t] = np.sqrt((beta * sd[0]) ** 2 + (gamma * sd[1]) ** 2 + sd[2:] ** 2)
-        prev = r
+    returns, sigma = _factor_returns(
+        z, base, mu, beta, gamma, regime_drift, regime_mult, garch_alpha, garch_beta, planted_signal
+    )
 
     close = price0 * np.exp(np.cumsum(returns, axis=0))
     prev_close = np.vstack([price0[None], close[:-1]])
@@ -148,13 +190,7 @@ def generate_synthetic_market(
     high = np.maximum(open_, close) * np.exp(0.5 * sigma * hl_z[0])
     low = np.minimum(open_, close) * np.exp(-0.5 * sigma * hl_z[1])
 
-    surprise = np.abs(returns) / np.maximum(sigma, 1e-12) - np.sqrt(2.0 / np.pi)
-    log_vol = np.empty((T, N))
-    u = np.zeros(N)
-    for t in range(T):
-        u = 0.8 * u + 0.25 * vol_z[t]
-        log_vol[t] = log_volume0 + u + 0.35 * surprise[t] + 0.3 * stress[t]
-    volume = np.round(np.exp(log_vol))
+    volume = _volume(log_volume0, vol_z, returns, sigma, stress)
 
     symbols = synthetic_symbols(N)
     return MarketData(

@@ -211,45 +211,45 @@ def equal_weight(prices: jnp.ndarray, t: jnp.ndarray, lookback: int = DEFAULT_LO
     return _equal(prices.shape[-1], prices.dtype)
 
 
-@partial(jax.jit, static_argnames=("lookback",))
-def inverse_volatility(prices: jnp.ndarray, t: jnp.ndarray, lookback: int = DEFAULT_LOOKBACK):
+def _trailing_estimator(rule):
+    """A jitted allocator ``(prices [T, N], t, lookback=DEFAULT_LOOKBACK, *params) -> [N]`` from
+    ``rule(cov, *params) -> [N]``: the rule reads the covariance of the ``lookback`` (static)
+    trailing daily returns before day ``t``, and 1/N stands in until 2 returns exist. The rule's
+    own parameters (after ``cov``) stay traced; the docstring and name are the rule's."""
+
+    def estimator(prices, t, lookback: int = DEFAULT_LOOKBACK, *params, **named_params):
+        cov, count = trailing_covariance(prices, t, lookback)
+        return _with_history(rule(cov, *params, **named_params), count)
+
+    estimator.__name__ = estimator.__qualname__ = rule.__name__
+    estimator.__doc__ = rule.__doc__
+    return partial(jax.jit, static_argnames=("lookback",))(estimator)
+
+
+@_trailing_estimator
+def inverse_volatility(cov: jnp.ndarray):
     """Inverse-volatility weights ``[N]`` at day ``t`` from the trailing ``lookback`` returns."""
-    cov, count = trailing_covariance(prices, t, lookback)
-    return _with_history(inverse_volatility_from_cov(cov), count)
+    return inverse_volatility_from_cov(cov)
 
 
-@partial(jax.jit, static_argnames=("lookback",))
-def minimum_variance(
-    prices: jnp.ndarray,
-    t: jnp.ndarray,
-    lookback: int = DEFAULT_LOOKBACK,
-    shrinkage: float | jnp.ndarray = DEFAULT_SHRINKAGE,
-):
+@_trailing_estimator
+def minimum_variance(cov: jnp.ndarray, shrinkage: float | jnp.ndarray = DEFAULT_SHRINKAGE):
     """Long-only minimum-variance weights ``[N]`` at day ``t`` (covariance shrunk by
     ``shrinkage`` (traced) toward its diagonal; see :func:`minimum_variance_from_cov`)."""
-    cov, count = trailing_covariance(prices, t, lookback)
-    return _with_history(minimum_variance_from_cov(shrink_covariance(cov, shrinkage)), count)
+    return minimum_variance_from_cov(shrink_covariance(cov, shrinkage))
 
 
-@partial(jax.jit, static_argnames=("lookback",))
-def risk_parity(prices: jnp.ndarray, t: jnp.ndarray, lookback: int = DEFAULT_LOOKBACK):
+@_trailing_estimator
+def risk_parity(cov: jnp.ndarray):
     """Equal-risk-contribution weights ``[N]`` at day ``t`` from the trailing returns."""
-    cov, count = trailing_covariance(prices, t, lookback)
-    return _with_history(risk_parity_from_cov(cov), count)
+    return risk_parity_from_cov(cov)
 
 
-@partial(jax.jit, static_argnames=("lookback",))
-def volatility_timing(
-    prices: jnp.ndarray,
-    t: jnp.ndarray,
-    lookback: int = DEFAULT_LOOKBACK,
-    eta: float | jnp.ndarray = DEFAULT_ETA,
-):
+@_trailing_estimator
+def volatility_timing(cov: jnp.ndarray, eta: float | jnp.ndarray = DEFAULT_ETA):
     """Volatility-timing weights ``w_i = sigma_i^(-2 eta) / sum_j sigma_j^(-2 eta)`` ``[N]``
     (``eta`` traced; 1/N before 2 trailing returns)."""
-    cov, count = trailing_covariance(prices, t, lookback)
-    w = jax.nn.softmax(-2.0 * eta * relative_log_volatility(cov))
-    return _with_history(w, count)
+    return jax.nn.softmax(-2.0 * eta * relative_log_volatility(cov))
 
 
 @partial(jax.jit, static_argnames=("lookback", "long_lookback"))

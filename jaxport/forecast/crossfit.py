@@ -39,6 +39,8 @@ API::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,8 +50,16 @@ import numpy as np
 from jaxport.data.market import MarketData
 from jaxport.data.split import SplitBounds
 from jaxport.errors import ConfigError, DataError
-from jaxport.forecast.config import TARGET_COLUMNS, ForecasterConfig, TrainConfig
+from jaxport.forecast.config import ForecasterConfig, TrainConfig
 from jaxport.forecast.toto_features import ForecastFeatures, compute_features
+from jaxport.forecast.windows import symbol_indices
+
+#: The keyword-only settings of ``compute_features`` that :func:`feature_fn` accepts.
+_FEATURE_SETTINGS = frozenset(
+    name
+    for name, p in inspect.signature(compute_features).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 SCHEMES = ("blocked", "expanding")
 FIRST_BLOCK = ("invalid", "fallback")
@@ -252,17 +262,7 @@ def train_on_windows(
 def _symbol_ids(market: MarketData, symbols: Sequence | None) -> np.ndarray:
     if symbols is None:
         return np.arange(market.num_symbols)
-    out = []
-    for s in symbols:
-        if isinstance(s, (int, np.integer)):
-            out.append(int(s))
-        elif s in market.symbols:
-            out.append(market.symbols.index(s))
-        else:
-            raise DataError(
-                f"cross-fit: symbol {s!r} not loaded; loaded: {', '.join(market.symbols)}"
-            )
-    return np.asarray(out, np.int64)
+    return np.asarray(symbol_indices(market, symbols, "cross-fit"), np.int64)
 
 
 def _grid(symbol_ids: np.ndarray, origins: np.ndarray) -> np.ndarray:
@@ -418,29 +418,14 @@ def _fit_record(spec: FitSpec, train_t: np.ndarray, es_t: np.ndarray, result) ->
 
 
 # --------------------------------------------------------------------------- features
-def feature_fn(
-    *,
-    targets: Sequence[str] = TARGET_COLUMNS,
-    horizon: int = 8,
-    sequence_length: int = 60,
-    append_stat: bool = False,
-    moments: str = "mean+std",
-) -> FeaturiseFn:
-    """``featurise_fn`` = :func:`~jaxport.forecast.toto_features.compute_features` with these
-    settings (``model=None`` gives the statistical fallback)."""
-
-    def featurise(model, market: MarketData) -> ForecastFeatures:
-        return compute_features(
-            model,
-            market,
-            targets=targets,
-            horizon=horizon,
-            sequence_length=sequence_length,
-            append_stat=append_stat,
-            moments=moments,
-        )
-
-    return featurise
+def feature_fn(**settings) -> FeaturiseFn:
+    """``featurise_fn(model, market)`` = :func:`~jaxport.forecast.toto_features.compute_features`
+    with these keyword ``settings`` (targets, horizon, sequence_length, append_stat, moments;
+    ``model=None`` gives the statistical fallback). An unknown setting raises ``TypeError`` here."""
+    unknown = set(settings) - _FEATURE_SETTINGS
+    if unknown:
+        raise TypeError(f"feature_fn: unknown settings {sorted(unknown)}")
+    return functools.partial(compute_features, **settings)
 
 
 def _date_range(dates: np.ndarray | None, a: int, b: int) -> list[str] | None:
@@ -635,7 +620,12 @@ def fit_crossfit(
     final_model: Any = _FIT,
     on_fit: Callable[[FitSpec, Any], None] | None = None,
 ) -> FittedCrossFit:
-    """Fit every model of a cross-fit plan (arguments as :func:`crossfit_features`); no features.
+    """Fit every model of a cross-fit plan; no features.
+
+    split: a :class:`CrossFitPlan`, or SplitBounds / first test row from which
+    :func:`plan_crossfit` builds one with ``num_blocks, horizon, embargo, scheme, first_block,
+    input_purge``. fit_fn(market, spec) -> model. final_model: the model for the test rows when
+    already fitted; by default it is fitted with ``fit_fn``.
 
     on_fit(spec, model): called after each model is fitted (e.g. to save a checkpoint).
     """
@@ -671,34 +661,17 @@ def crossfit_features(
     split: CrossFitPlan | SplitBounds | int,
     fit_fn: FitFn,
     featurise_fn: FeaturiseFn | None = None,
-    *,
-    num_blocks: int = 5,
-    horizon: int = 8,
-    embargo: int | None = None,
-    scheme: str = "blocked",
-    first_block: str = "invalid",
-    input_purge: int = 0,
-    final_model: Any = _FIT,
+    **plan_options,
 ) -> CrossFitResult:
     """Features ``[T, N, F]`` where each pre-test block comes from a model fitted without it.
 
     split: a :class:`CrossFitPlan` (reuse one plan for generic and specialist models), or
-    SplitBounds / first test row, from which :func:`plan_crossfit` builds a plan with
-    ``num_blocks, horizon, embargo, scheme, first_block, input_purge``.
+    SplitBounds / first test row, from which :func:`plan_crossfit` builds a plan with the keyword
+    ``plan_options`` of :func:`fit_crossfit` (``num_blocks=5, horizon=8, embargo=None,
+    scheme="blocked", first_block="invalid", input_purge=0``, and ``final_model``).
     fit_fn(market, spec) -> model; featurise_fn(model, market) -> ForecastFeatures (default
     :func:`feature_fn` with ``horizon``).  final_model: the model for the test rows when already
     fitted (today's model, fitted on all pre-test rows); by default it is fitted with ``fit_fn``.
     """
-    fitted = fit_crossfit(
-        market,
-        split,
-        fit_fn,
-        num_blocks=num_blocks,
-        horizon=horizon,
-        embargo=embargo,
-        scheme=scheme,
-        first_block=first_block,
-        input_purge=input_purge,
-        final_model=final_model,
-    )
+    fitted = fit_crossfit(market, split, fit_fn, **plan_options)
     return fitted.featurise(market, featurise_fn)

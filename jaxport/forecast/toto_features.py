@@ -259,27 +259,11 @@ def compute_features(
     return ForecastFeatures(values=values, names=names, valid_from=int(valid_from), source=source)
 
 
-def features(
-    model,
-    market: MarketData,
-    *,
-    targets: Sequence[str] = TARGET_COLUMNS,
-    horizon: int = 8,
-    sequence_length: int = 60,
-    append_stat: bool = False,
-    moments: str = "mean+std",
-) -> tuple[np.ndarray, tuple]:
+def features(model, market: MarketData, **settings) -> tuple[np.ndarray, tuple]:
     """``([T, N, F] float32, names)`` forecast features; rows before
-    ``feature_valid_from(model, sequence_length)`` are 0.  See :func:`compute_features`."""
-    out = compute_features(
-        model,
-        market,
-        targets=targets,
-        horizon=horizon,
-        sequence_length=sequence_length,
-        append_stat=append_stat,
-        moments=moments,
-    )
+    ``feature_valid_from(model, sequence_length)`` are 0. ``settings``: the keyword settings of
+    :func:`compute_features` (targets, horizon, sequence_length, append_stat, moments)."""
+    out = compute_features(model, market, **settings)
     return out.values, out.names
 
 

@@ -34,10 +34,13 @@ from jaxport.forecast.windows import (
     normalise_window,
     series_arrays,
     split_window_range,
+    symbol_indices,
     window_index,
 )
 
 LogFn = Callable[[int, dict], None]
+#: The per-epoch lists of ``TrainResult.history``.
+_HISTORY_KEYS = ("epoch", "steps", "train_loss", "val_loss", "windows_per_s", "wall_s")
 
 
 @dataclasses.dataclass
@@ -217,29 +220,18 @@ def mean_window_nll(
     return total / M
 
 
-def _symbol_indices(market: MarketData, symbols) -> Optional[list[int]]:
-    if symbols is None:
-        return None
-    out = []
-    for s in symbols:
-        if isinstance(s, (int, np.integer)):
-            out.append(int(s))
-        elif s in market.symbols:
-            out.append(market.symbols.index(s))
-        else:
-            raise DataError(
-                f"forecaster: symbol {s!r} not loaded; loaded: {', '.join(market.symbols)}"
-            )
-    return out
-
-
 def split_windows(
     market: MarketData, bounds: SplitBounds, config: ForecasterConfig, split: str, symbols=None
 ) -> np.ndarray:
     """(symbol, t) windows ``[M, 2]`` whose targets lie in ``split`` (optionally some symbols
     only)."""
     first, last = split_window_range(split, bounds, config)
-    return window_index(market.num_symbols, first, last, _symbol_indices(market, symbols))
+    return window_index(
+        market.num_symbols,
+        first,
+        last,
+        None if symbols is None else symbol_indices(market, symbols, "forecaster"),
+    )
 
 
 def _subsample(index: np.ndarray, limit: Optional[int]) -> np.ndarray:
@@ -264,6 +256,114 @@ def _explicit_index(market: MarketData, index, config: ForecasterConfig, name: s
             f"window end days {C} <= t <= {T - 1 - H})"
         )
     return idx
+
+
+def _train_and_val_windows(
+    market: MarketData,
+    bounds: SplitBounds | None,
+    config: ForecasterConfig,
+    tc: TrainConfig,
+    symbols,
+    train_index,
+    val_index,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training and (subsampled) early-stopping windows ``[M, 2]`` of :func:`train_forecaster`;
+    DataError when either set is empty."""
+    if train_index is None:
+        train_idx = split_windows(market, bounds, config, "train", symbols)
+    else:
+        train_idx = _explicit_index(market, train_index, config, "train")
+    if val_index is None:
+        val_idx = split_windows(market, bounds, config, "val", symbols)
+    else:
+        val_idx = _explicit_index(market, val_index, config, "validation")
+    val_idx = _subsample(val_idx, tc.max_val_windows)
+    if train_idx.shape[0] == 0 or val_idx.shape[0] == 0:
+        raise DataError(
+            f"forecaster: no complete train/validation window (train={train_idx.shape[0]}, "
+            f"val={val_idx.shape[0]}); need context={config.context} + "
+            f"horizon={config.horizon} days per split"
+        )
+    return train_idx, val_idx
+
+
+def _initial_state(config: ForecasterConfig, tc: TrainConfig, params: dict | None):
+    """``(params, optimiser state, dropout key)`` at step 0: a private copy of ``params`` (the
+    step donates its buffers), or a fresh initialisation from ``tc.seed``."""
+    key = jax.random.PRNGKey(tc.seed)
+    init_key, drop_key = jax.random.split(key)
+    params = init_params(config, init_key) if params is None else params
+    params = jax.tree_util.tree_map(jnp.array, params)
+    return params, init_optimizer(params, tc.grad_clip, tc.weight_decay), drop_key
+
+
+def _step_counts(tc: TrainConfig, num_windows: int) -> tuple[int, int, int]:
+    """``(batch size, steps per epoch, total steps)`` over ``num_windows`` training windows."""
+    batch = int(min(tc.batch_size, num_windows))
+    steps_per_epoch = num_windows // batch
+    total_steps = steps_per_epoch * tc.epochs
+    if tc.max_steps is not None:
+        total_steps = min(total_steps, tc.max_steps)
+    return batch, steps_per_epoch, total_steps
+
+
+def _learning_rates(tc: TrainConfig, total_steps: int) -> np.ndarray:
+    """The learning rate of each step ``[max(total_steps, 1)]``: linear warm-up, cosine decay."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=tc.learning_rate,
+        warmup_steps=min(tc.warmup_steps, max(total_steps - 1, 0)),
+        decay_steps=max(total_steps, 1),
+        end_value=tc.learning_rate * tc.final_lr_fraction,
+    )
+    return np.asarray(jax.vmap(schedule)(jnp.arange(max(total_steps, 1))), dtype=np.float64)
+
+
+def _train_epoch(
+    params, opt_state, step, series, batches, lrs, drop_key, config, tc, log_fn, prefix
+):
+    """One jitted step per batch of windows (host ``[B, 2]`` arrays) from global step ``step``:
+    ``(params, opt_state, step, losses, untimed_s, untimed_windows)``, the last two the time and
+    windows of the compiling first step of the run (zero in later epochs)."""
+    losses = []
+    epoch_t0, untimed_s, untimed_windows = time.perf_counter(), 0.0, 0
+    for batch_idx in batches:
+        lr = float(lrs[step])
+        params, opt_state, loss = _train_step(
+            params,
+            opt_state,
+            series,
+            jnp.asarray(batch_idx),
+            lr,
+            drop_key,
+            step,
+            config=config,
+            grad_clip=tc.grad_clip,
+            weight_decay=tc.weight_decay,
+        )
+        losses.append(loss)
+        step += 1
+        if step == 1:  # the compiling step is excluded from the throughput
+            loss.block_until_ready()
+            untimed_s, untimed_windows = time.perf_counter() - epoch_t0, len(batch_idx)
+        if log_fn is not None and step % tc.log_every == 0:
+            log_fn(step, {f"{prefix}train_loss": float(loss), f"{prefix}lr": lr})
+    return params, opt_state, step, losses, untimed_s, untimed_windows
+
+
+def _record_epoch(history: dict, log_fn: LogFn | None, prefix: str, step: int, **row) -> None:
+    """Append one epoch's ``row`` to ``history`` and log its losses and throughput."""
+    for k, v in row.items():
+        history[k].append(v)
+    if log_fn is not None:
+        log_fn(
+            step,
+            {
+                f"{prefix}epoch_train_loss": row["train_loss"],
+                f"{prefix}val_loss": row["val_loss"],
+                f"{prefix}windows_per_s": row["windows_per_s"],
+            },
+        )
 
 
 def train_forecaster(
@@ -297,46 +397,15 @@ def train_forecaster(
         raise DataError("forecaster: give split bounds, or both train_index and val_index")
     check_market_columns(config, market)
     series = series_arrays(market, config.horizon)
-    if train_index is None:
-        train_idx = split_windows(market, bounds, config, "train", symbols)
-    else:
-        train_idx = _explicit_index(market, train_index, config, "train")
-    if val_index is None:
-        val_idx = split_windows(market, bounds, config, "val", symbols)
-    else:
-        val_idx = _explicit_index(market, val_index, config, "validation")
-    val_idx = _subsample(val_idx, tc.max_val_windows)
-    if train_idx.shape[0] == 0 or val_idx.shape[0] == 0:
-        raise DataError(
-            f"forecaster: no complete train/validation window (train={train_idx.shape[0]}, "
-            f"val={val_idx.shape[0]}); need context={config.context} + "
-            f"horizon={config.horizon} days per split"
-        )
-    key = jax.random.PRNGKey(tc.seed)
-    init_key, drop_key = jax.random.split(key)
-    params = init_params(config, init_key) if params is None else params
-    # private copy (the step donates its buffers)
-    params = jax.tree_util.tree_map(jnp.array, params)
-    opt_state = init_optimizer(params, tc.grad_clip, tc.weight_decay)
-
-    M = train_idx.shape[0]
-    batch = int(min(tc.batch_size, M))
-    steps_per_epoch = M // batch
-    total_steps = steps_per_epoch * tc.epochs
-    if tc.max_steps is not None:
-        total_steps = min(total_steps, tc.max_steps)
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=tc.learning_rate,
-        warmup_steps=min(tc.warmup_steps, max(total_steps - 1, 0)),
-        decay_steps=max(total_steps, 1),
-        end_value=tc.learning_rate * tc.final_lr_fraction,
+    train_idx, val_idx = _train_and_val_windows(
+        market, bounds, config, tc, symbols, train_index, val_index
     )
-    lrs = np.asarray(jax.vmap(schedule)(jnp.arange(max(total_steps, 1))), dtype=np.float64)
+    params, opt_state, drop_key = _initial_state(config, tc, params)
+    M = train_idx.shape[0]
+    batch, steps_per_epoch, total_steps = _step_counts(tc, M)
+    lrs = _learning_rates(tc, total_steps)
     rng = np.random.default_rng(tc.seed)
-    history = {
-        k: [] for k in ("epoch", "steps", "train_loss", "val_loss", "windows_per_s", "wall_s")
-    }
+    history = {k: [] for k in _HISTORY_KEYS}
     initial_val = mean_window_nll(params, config, series, val_idx, tc.eval_batch_size)
     best_val, best_epoch, bad_epochs = float("inf"), 0, 0
     best_params = jax.tree_util.tree_map(jnp.copy, params)
@@ -346,53 +415,31 @@ def train_forecaster(
         if step >= total_steps:
             break
         perm = rng.permutation(M)
-        losses = []
-        epoch_t0, epoch_windows, untimed_s, untimed_windows = time.perf_counter(), 0, 0.0, 0
-        for b in range(steps_per_epoch):
-            if step >= total_steps:
-                break
-            idx = jnp.asarray(train_idx[perm[b * batch : (b + 1) * batch]])
-            lr = float(lrs[step])
-            params, opt_state, loss = _train_step(
-                params,
-                opt_state,
-                series,
-                idx,
-                lr,
-                drop_key,
-                step,
-                config=config,
-                grad_clip=tc.grad_clip,
-                weight_decay=tc.weight_decay,
-            )
-            losses.append(loss)
-            step += 1
-            epoch_windows += batch
-            if step == 1:  # the compiling step is excluded from the throughput
-                loss.block_until_ready()
-                untimed_s, untimed_windows = time.perf_counter() - epoch_t0, batch
-            if log_fn is not None and step % tc.log_every == 0:
-                log_fn(step, {f"{log_prefix}train_loss": float(loss), f"{log_prefix}lr": lr})
+        batches = [
+            train_idx[perm[b * batch : (b + 1) * batch]]
+            for b in range(min(steps_per_epoch, total_steps - step))
+        ]
+        epoch_t0, epoch_windows = time.perf_counter(), batch * len(batches)
+        params, opt_state, step, losses, untimed_s, untimed_windows = _train_epoch(
+            params, opt_state, step, series, batches, lrs, drop_key, config, tc, log_fn, log_prefix
+        )
         train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
         epoch_s = time.perf_counter() - epoch_t0
         timed_s += epoch_s - untimed_s
         timed_windows += epoch_windows - untimed_windows
         val = mean_window_nll(params, config, series, val_idx, tc.eval_batch_size)
-        history["epoch"].append(epoch)
-        history["steps"].append(step)
-        history["train_loss"].append(train_loss)
-        history["val_loss"].append(val)
-        history["windows_per_s"].append(epoch_windows / max(epoch_s, 1e-9))
-        history["wall_s"].append(time.perf_counter() - t0)
-        if log_fn is not None:
-            log_fn(
-                step,
-                {
-                    f"{log_prefix}epoch_train_loss": train_loss,
-                    f"{log_prefix}val_loss": val,
-                    f"{log_prefix}windows_per_s": history["windows_per_s"][-1],
-                },
-            )
+        _record_epoch(
+            history,
+            log_fn,
+            log_prefix,
+            step,
+            epoch=epoch,
+            steps=step,
+            train_loss=train_loss,
+            val_loss=val,
+            windows_per_s=epoch_windows / max(epoch_s, 1e-9),
+            wall_s=time.perf_counter() - t0,
+        )
         if val < best_val:
             best_val, best_epoch, bad_epochs = val, epoch, 0
             # params buffers are donated next step

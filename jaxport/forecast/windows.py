@@ -38,6 +38,22 @@ _TARGET_CHANNEL = {
 }  # close 0, open 1, high 2, low 3
 
 
+def symbol_indices(market: MarketData, symbols, context: str) -> list[int]:
+    """Column indices of ``symbols`` (names or indices) in ``market``; ``DataError`` prefixed with
+    ``context`` for a name that is not loaded."""
+    out = []
+    for s in symbols:
+        if isinstance(s, (int, np.integer)):
+            out.append(int(s))
+        elif s in market.symbols:
+            out.append(market.symbols.index(s))
+        else:
+            raise DataError(
+                f"{context}: symbol {s!r} not loaded; loaded: {', '.join(market.symbols)}"
+            )
+    return out
+
+
 def day_channels(open_, high, low, close, volume) -> np.ndarray:
     """Raw per-day channels ``[T, N, 6]`` float64 from ``[T, N]`` OHLCV arrays (see module doc).
 

@@ -204,6 +204,20 @@ def _forecaster_panel(summary: dict) -> dict | None:
     )
 
 
+def _per_update_panel(subject: str, key: str, values) -> dict | None:
+    """A panel of the training metric ``key`` of ``subject`` per update (finite points only, in
+    the metric's units), or None when no point is finite."""
+    x, y = finite_points(values)
+    if not y:
+        return None
+    return dict(
+        title=f"{subject}: {key} per update",
+        xlabel="update (optimiser step)",
+        ylabel=METRIC_UNITS.get(key, key),
+        lines={key: (x, y)},
+    )
+
+
 def _universe_panels(summary: dict, evaluations: dict[str, dict]) -> list[dict]:
     """The universe policy's training objective per update (selected member; the same for every
     basket, drawn once) and the population's validation objective per member."""
@@ -219,16 +233,9 @@ def _universe_panels(summary: dict, evaluations: dict[str, dict]) -> list[dict]:
     )
     if train:
         key = next((k for k in TRAINING_KEYS if k in train), None)
-        x, y = finite_points(train[key]) if key else ([], [])
-        if y:
-            panels.append(
-                dict(
-                    title=f"universe policy (selected member): {key} per update",
-                    xlabel="update (optimiser step)",
-                    ylabel=METRIC_UNITS.get(key, key),
-                    lines={key: (x, y)},
-                )
-            )
+        panel = key and _per_update_panel("universe policy (selected member)", key, train[key])
+        if panel:
+            panels.append(panel)
     vc = uni.get("validation_curve") or {}
     if vc.get("updates"):
         best = int(uni.get("best_member") or 0)
@@ -269,16 +276,9 @@ def training_panels(summary: dict, evaluations: dict[str, dict]) -> list[dict]:
             if algo == "universe" and universe:
                 continue  # one policy for every basket: drawn once above
             for key in [k for k in TRAINING_KEYS if k in series] + sorted(series):
-                x, y = finite_points(series[key])
-                if y:
-                    panels.append(
-                        dict(
-                            title=f"{name} {algo}: {key} per update",
-                            xlabel="update (optimiser step)",
-                            ylabel=METRIC_UNITS.get(key, key),
-                            lines={key: (x, y)},
-                        )
-                    )
+                panel = _per_update_panel(f"{name} {algo}", key, series[key])
+                if panel:
+                    panels.append(panel)
                     break
     return panels
 

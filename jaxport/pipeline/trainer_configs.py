@@ -33,6 +33,17 @@ def _learning_rate(rl: RLConfig, gradient: bool) -> dict[str, float]:
     return {} if value is None else {"lr": value}
 
 
+def _shared_fields(rl: RLConfig, hidden: int) -> dict[str, Any]:
+    """The fields every trainer takes from ``rl`` the same way: the gross-exposure cap (multiples
+    of equity), ``rl.num_layers`` hidden layers of ``hidden`` units, and the risk penalty of the
+    one objective all methods share (#13)."""
+    return dict(
+        leverage_cap=rl.leverage_limit,
+        hidden_sizes=(hidden,) * rl.num_layers,
+        risk_penalty=rl.risk_penalty,
+    )
+
+
 def ppo_config(rl: RLConfig, num_assets: int):
     """Pair-scope PPO: ``rl.batch_size`` envs, ``rl.num_steps`` per rollout, ``rl.epochs``
     updates."""
@@ -44,9 +55,7 @@ def ppo_config(rl: RLConfig, num_assets: int):
         num_envs=num_envs,
         num_steps=num_steps,
         total_timesteps=rl.epochs * num_envs * num_steps,
-        hidden_sizes=(rl.hidden_size or PAIR_HIDDEN_SIZE,) * rl.num_layers,
-        leverage_cap=rl.leverage_limit,
-        risk_penalty=rl.risk_penalty,  # one objective for both methods (#13)
+        **_shared_fields(rl, rl.hidden_size or PAIR_HIDDEN_SIZE),
         **_learning_rate(rl, gradient=False),
     )
 
@@ -58,16 +67,14 @@ def gradient_config(rl: RLConfig, episode_length: int):
     hidden = rl.hidden_size or PAIR_HIDDEN_SIZE
     return GradientConfig(
         policy=rl.policy,
-        hidden_sizes=(hidden,) * rl.num_layers,
         hidden_size=hidden,
         num_layers=rl.num_layers,
         num_heads=rl.num_heads,
-        leverage_cap=rl.leverage_limit,
         num_envs=rl.batch_size,
         bptt_length=min(rl.num_steps or PAIR_NUM_STEPS, episode_length),
         episode_length=episode_length,
         num_updates=rl.epochs,
-        risk_penalty=rl.risk_penalty,
+        **_shared_fields(rl, hidden),
         **_learning_rate(rl, gradient=True),
     ).validate()
 
@@ -87,13 +94,11 @@ def _universe_fields(rl: RLConfig, num_baskets: int, episode_length: int) -> dic
     regularisation, population, selection)."""
     hidden = rl.hidden_size or UNIVERSE_HIDDEN_SIZE
     return dict(
-        leverage_cap=rl.leverage_limit,
         num_envs=max(4, math.ceil(rl.batch_size / max(num_baskets, 1))),
         episode_length=episode_length,
         num_updates=rl.epochs,
-        hidden_sizes=(hidden,) * rl.num_layers,
         head_size=hidden,
-        risk_penalty=rl.risk_penalty,
+        **_shared_fields(rl, hidden),
         turnover_penalty=rl.turnover_penalty,
         feature_noise=rl.feature_noise,
         rebalance_rate=rl.rebalance_rate,
