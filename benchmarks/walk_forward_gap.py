@@ -49,6 +49,8 @@ def replay_gates(entry: dict, candidate_gaps: dict[str, float]) -> dict[str, dic
     ew = test_base["equal_weight"]["sharpe"]
     out = {}
     for rule, fallback in GATE_VARIANTS:
+        if fallback not in gate["baselines"] or fallback not in test_base:
+            continue  # a run from before that allocator existed
         decision = baseline_gate(
             gate["learned"],
             gate["baselines"],
@@ -141,7 +143,7 @@ def aggregate(rows: list[dict]) -> dict:
                 ),
             }
             for v in (variant_name(*g) for g in GATE_VARIANTS)
-            if rows and all("gate_variants" in r for r in rows)
+            if rows and all(v in r.get("gate_variants", {}) for r in rows)
         },
         "shipped_learned_share": float(
             np.mean([not r["shipped"].startswith("baseline:") for r in rows])
@@ -218,7 +220,10 @@ def variant_pooled(run_dir: Path, summary: dict, rows: list[dict]) -> dict:
         order.setdefault(r["pair"], []).append(r)
     ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
     out = {}
-    for name in rows[0].get("gate_variants", {}) if rows else ():
+    names = [
+        v for v in rows[0].get("gate_variants", {}) if all(v in r["gate_variants"] for r in rows)
+    ]
+    for name in names if rows else ():
         swapped = {}
         for pair, folds in curves.items():
             swapped[pair] = []

@@ -84,3 +84,23 @@ def test_gaps_and_gate_rules():
     assert agg["loose_gate_gap"]["share_lt_-0.1"] == 0.5
     assert agg["candidates"]["universe"]["test_gap"]["mean"] == pytest.approx(0.0)
     assert agg["shipped_learned_share"] == 0.5
+
+
+def test_gate_variants_replay_the_pipeline_gate_on_gate_rows():
+    """Every (rule, fallback) variant is decided by the pipeline's own gate on the gate numbers;
+    its gap is the shipped thing's TEST gap (the candidate's or the fallback allocator's)."""
+    mod = _module()
+    entry = _entry("baseline:equal_weight", (2e-4, 1.0), (1e-4, 0.5), 0.7, 0.9, (5e-4, 2.0))
+    entry["gate"]["baselines"]["vol_managed_equal_weight"] = {"objective": 3e-4, "sharpe": 1.5}
+    entry["metrics"]["baselines"]["vol_managed_equal_weight"] = {"sharpe": 1.1}
+    out = mod.replay_gates(entry, {"universe": 0.7 - 0.9})
+    strict = out["every_baseline/equal_weight"]
+    assert strict == {"shipped": "baseline:equal_weight", "gap": 0.0}
+    # beats 1/N on the gate rows: the fallback rule ships it, with its test gap
+    loose = out["fallback/equal_weight"]
+    assert loose["shipped"] == "universe" and loose["gap"] == pytest.approx(-0.2)
+    # against vol-managed 1/N (objective 3e-4 > 2e-4) it fails: vm ships, test gap 1.1 - 0.9
+    vm = out["fallback/vol_managed_equal_weight"]
+    assert vm["shipped"] == "baseline:vol_managed_equal_weight"
+    assert vm["gap"] == pytest.approx(0.2)
+    assert "fallback/inverse_volatility" not in out  # not evaluated in this entry

@@ -360,11 +360,9 @@ class RLConfig:
         flag="--trading-days-per-year",
         help="Periods per year for financing and annualisation.",
     )
-    # --- universe scope (jaxport.rl.universe); per-step units. The regulariser defaults below
-    # (turnover 0.002, rebalance 0.25, feature noise 0.3) were chosen in an earlier round
-    # (benchmarks/universe_oos.py, 21 pairs x 3 walk-forward folds) with the test rows in view;
-    # they are not yet re-chosen by inner (validation-only) folds, so read no test-based gain
-    # into them.
+    # --- universe scope (jaxport.rl.universe); per-step units. The objective and regulariser
+    # defaults were chosen on inner walk-forward folds that end before every reported test block
+    # (benchmarks/default_selection.py; README "Choosing defaults without test rows").
     seeds: int = setting(
         4,
         acts=universe_scope_only,
@@ -372,7 +370,7 @@ class RLConfig:
         "validation is kept.",
     )
     turnover_penalty: float = setting(
-        0.002,
+        0.01,
         flag="--turnover-penalty",
         acts=universe_scope_only,
         help="Penalty x mean daily turnover sum|dw| (fraction of equity) in the universe objective.",
@@ -408,7 +406,7 @@ class RLConfig:
     # --- what is learned and judged (defaults chosen without test rows: README, "Choosing
     # defaults without test rows")
     objective: str = setting(
-        "sharpe",
+        "mean-variance",
         flag="--objective",
         acts=universe_scope_only,
         help="What the universe policy is trained, selected and gated on: sharpe (annualised "
