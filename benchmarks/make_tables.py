@@ -122,6 +122,15 @@ def _headline_label(env: dict) -> str:
     return "YNNPACK fusions off (XLA_FLAGS)" if "ynn_fusion" in flags else "XLA defaults"
 
 
+def _options_label(opts: dict) -> str:
+    """``{}`` -> "XLA defaults"; jaxport's CPU option -> "YNNPACK fusions off"."""
+    if not opts:
+        return "XLA defaults"
+    if "xla_cpu_experimental_ynn_fusion_type" in opts:
+        return "YNNPACK fusions off"
+    return ", ".join(f"{k}={v!r}" for k, v in opts.items())
+
+
 # ------------------------------------------------------------------------------------ blocks
 REFS = (  # key, label, target (JAX / reference)
     ("cartpole", "gymnax CartPole-v1 (same harness)", 0.5),
@@ -154,6 +163,12 @@ def block_env_cpu(results: Path) -> str:
                 f"| {label} | {rate(r[f'{key}_steps_per_s'])} | {ratio(r[f'vs_{key}'])} "
                 f"| ≥ {need:g}× |"
             )
+    if "cartpole_ynn_off_steps_per_s" in r:
+        lines.append(
+            f"| gymnax CartPole-v1, compiled with jaxport's options | "
+            f"{rate(r['cartpole_ynn_off_steps_per_s'])} | "
+            f"{ratio(r['ynn_off_vs_cartpole_ynn_off'])} | |"
+        )
     return "\n".join(lines)
 
 
@@ -200,8 +215,9 @@ def block_ynn(results: Path) -> str:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        default = r.get("jax_xla_default_steps_per_s", r["jax_steps_per_s"])  # new JSONs / old
         lines.append(
-            f"| {envs(r['num_envs'])} | {r['num_assets']} | {rate(r['jax_steps_per_s'])} "
+            f"| {envs(r['num_envs'])} | {r['num_assets']} | {rate(default)} "
             f"| {rate(r['jax_ynn_off_steps_per_s'])} | {ratio(r['ynn_off_speedup'])} "
             f"| {ratio(r.get('ynn_off_cpu_speedup'))} |"
         )
@@ -251,6 +267,14 @@ def block_ppo(results: Path) -> str:
             f"Env only (no network, {s['num_envs']:,} envs): portfolio auto-reset step "
             f"{rate(bd['portfolio_step_autoreset_steps_per_s'])} steps/s, CartPole's "
             f"{rate(bd['cartpole_step_autoreset_steps_per_s'])} steps/s.",
+        ]
+    if ppo.get("ratio_xla_default") is not None:
+        opts = ppo.get("compiler_options") or {}
+        lines += [
+            "",
+            f"Both programs compiled with {_options_label(opts)} (per compile). The same pair at "
+            f"XLA defaults in the same run: ratio {ratio(ppo['ratio_xla_default'])}; jaxport's "
+            f"options speed portfolio PPO up {ratio(ppo.get('ynn_off_speedup'))}.",
         ]
     lines += [
         "",
