@@ -91,7 +91,8 @@ def lower_universe():
     original = uni._train_population
     box = {}
 
-    def capture(config, env, val_steps, *dynamic, mesh=None):
+    def capture(config, env, val_steps, train_params, val_params, sel, hp, keys, mesh=None):
+        dynamic = (train_params, val_params, sel, hp, keys)  # the compiled program's arguments
         box["lowered"] = original.lower(config, env, val_steps, *dynamic, mesh)
         box["args"] = dynamic
         raise _Captured

@@ -55,14 +55,15 @@ def _mulhi_u32(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
 
 
-#: up to this many assets, sums over the asset axis are unrolled adds (see :func:`_sum_assets`)
-UNROLL_MAX_ASSETS = 8
+#: up to this many assets, sums over the asset axis are unrolled adds (see :func:`_sum_assets`);
+#: measured (benchmarks/README.md, CPU, 1k-4k envs): faster at 2 assets, slower at 4 and 8
+UNROLL_MAX_ASSETS = 2
 
 
 def _sum_assets(x: jnp.ndarray) -> jnp.ndarray:
     """Sum over the last (asset) axis. Up to ``UNROLL_MAX_ASSETS`` assets it is a chain of adds
-    (left to right, like a sequential sum): under ``vmap`` XLA CPU fuses these into the step's
-    elementwise loops, where a reduce op over a 2..8-wide axis is its own kernel."""
+    (left to right): under ``vmap`` XLA CPU fuses them into the step's elementwise loops, where a
+    reduce over a 2-wide axis is its own kernel (a YNNPACK call at XLA's defaults)."""
     n = x.shape[-1]
     if n > UNROLL_MAX_ASSETS or n == 0:
         return jnp.sum(x, axis=-1)
