@@ -104,9 +104,12 @@ class NoLiquidationEnv(PortfolioEnv):
 
 
 def compiled_runner(env, params, sample_action, num_envs, num_steps, options):
-    """A timed call of the jaxport.bench harness compiled with ``options`` (per compile)."""
-    run, (obs, state) = bench.make_scan_runner(env, params, sample_action, num_envs, num_steps)
-    compiled = run.lower(jax.random.key(0), obs, state).compile(options or None)
+    """A timed call of the jaxport.bench harness compiled with exactly ``options`` (``{}``: XLA
+    defaults; set on the jit, which a later ``compile(options)`` cannot override)."""
+    run, (obs, state) = bench.make_scan_runner(
+        env, params, sample_action, num_envs, num_steps, compiler_options=options
+    )
+    compiled = run.lower(jax.random.key(0), obs, state).compile()
     jax.block_until_ready(compiled(jax.random.key(0), obs, state))
     return lambda i: jax.block_until_ready(compiled(jax.random.key(i + 1), obs, state))
 
