@@ -19,11 +19,13 @@ At every (num_envs, num_assets), in the same process and interleaved (benchmarks
 
 Torch gets its best thread count per size (an eager pilot picks 1 or 2 threads; recorded).
 
-XLA flags: the headline ``jax`` column is what a user gets, XLA's defaults (``jaxport train`` and
-``jaxport bench`` never set flags). ``--xla-flags both`` (default) also times ``jax_ynn_off``: the
-same program compiled with ``xla_cpu_experimental_ynn_fusion_type=""`` (YNNPACK fusions off) passed
-as a per-compile option (``lowered.compile(compiler_options=...)``), in the same process and the
-same round-robin, so ``ynn_off_speedup`` = ynn-off / default steps/s is a like-for-like ratio.
+XLA options: the headline ``jax`` column is what a user gets, jaxport's per-compile options
+(:func:`jaxport.xla_options.compiler_options`: ``xla_cpu_experimental_ynn_fusion_type=""``, YNNPACK
+fusions off, on CPU; none on GPU/TPU; never process-wide XLA_FLAGS). ``--xla-flags both``
+(default) also times the same program at XLA's defaults (``jax_xla_default``) and gymnax CartPole
+with jaxport's options (``cartpole_ynn_off``), in the same process and the same round-robin, so
+``ynn_off_speedup`` = ynn-off / default steps/s and ``ynn_off_vs_cartpole_ynn_off`` are
+like-for-like ratios; ``cartpole`` (the ``vs_cartpole`` yardstick) is gymnax at XLA's defaults.
 Sizes whose estimated memory exceeds ``--memory-budget-mb`` are skipped and listed. Prints a table
 with ratios (JAX / reference) and writes JSON under benchmarks/results/.
 """
@@ -37,7 +39,7 @@ import time
 
 #: XLA compile options of each JAX variant (per-compile, never process-wide XLA_FLAGS)
 XLA_VARIANTS = {
-    "default": None,
+    "default": {},
     "ynn-off": {"xla_cpu_experimental_ynn_fusion_type": ""},  # YNNPACK fusions off (XLA CPU)
 }
 
@@ -73,7 +75,8 @@ def parse_args(argv=None):
         "--xla-flags",
         choices=("default", "ynn-off", "both"),
         default="both",
-        help="JAX variants timed: XLA defaults (the headline), YNNPACK fusions off, or both",
+        help="JAX variants timed: XLA defaults, YNNPACK fusions off (jaxport's CPU default, the"
+        " headline), or both",
     )
     p.add_argument(
         "--quick", action="store_true", help="only 4096 envs x 2 assets (the target point)"
@@ -104,7 +107,7 @@ from common import (  # noqa: E402
     synthetic_arrays,
     write_results,
 )
-from jaxport import bench  # noqa: E402
+from jaxport import bench, xla_options  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 
 RESULTS_PARTIAL = os.path.join(
@@ -120,8 +123,8 @@ TARGETS = {  # at 4096 envs x 2 assets, JAX / reference steps/s
 
 
 # ------------------------------------------------------------------------------------ JAX
-def jax_runner(prices, features, num_envs, num_steps, compiler_options=None):
-    """Timed call of the jaxport.bench harness, compiled with ``compiler_options`` (XLA options)."""
+def jax_runner(prices, features, num_envs, num_steps, compiler_options):
+    """Timed call of the jaxport.bench harness, compiled with exactly ``compiler_options``."""
     num_assets = prices.shape[1]
     env = PortfolioEnv(num_assets=num_assets, num_features=features.shape[2])
     params = EnvParams.from_arrays(prices, features)
@@ -129,9 +132,10 @@ def jax_runner(prices, features, num_envs, num_steps, compiler_options=None):
     def sample_action(key, n):
         return jax.random.uniform(key, (n, num_assets), minval=-2.0, maxval=2.0)
 
-    run, (obs, state) = bench.make_scan_runner(env, params, sample_action, num_envs, num_steps)
-    lowered = run.lower(jax.random.key(0), obs, state)
-    compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+    run, (obs, state) = bench.make_scan_runner(
+        env, params, sample_action, num_envs, num_steps, compiler_options
+    )
+    compiled = run.lower(jax.random.key(0), obs, state).compile()
     jax.block_until_ready(compiled(jax.random.key(0), obs, state))  # warm-up
     return lambda i: jax.block_until_ready(compiled(jax.random.key(i + 1), obs, state))
 
@@ -139,8 +143,10 @@ def jax_runner(prices, features, num_envs, num_steps, compiler_options=None):
 _CARTPOLE = {}
 
 
-def cartpole_runner(num_envs, num_steps):
-    if (num_envs, num_steps) not in _CARTPOLE:
+def cartpole_runner(num_envs, num_steps, compiler_options):
+    """Timed call of gymnax CartPole-v1 in the same harness, compiled with ``compiler_options``."""
+    tag = (num_envs, num_steps, tuple(sorted(compiler_options.items())))
+    if tag not in _CARTPOLE:
         import gymnax
 
         env, params = gymnax.make("CartPole-v1")
@@ -148,12 +154,12 @@ def cartpole_runner(num_envs, num_steps):
         def sample_action(key, n):
             return jax.random.randint(key, (n,), 0, env.num_actions)
 
-        run, (obs, state) = bench.make_scan_runner(env, params, sample_action, num_envs, num_steps)
-        jax.block_until_ready(run(jax.random.key(0), obs, state))
-        _CARTPOLE[(num_envs, num_steps)] = lambda i: jax.block_until_ready(
-            run(jax.random.key(i + 1), obs, state)
+        run, (obs, state) = bench.make_scan_runner(
+            env, params, sample_action, num_envs, num_steps, compiler_options
         )
-    return _CARTPOLE[(num_envs, num_steps)]
+        jax.block_until_ready(run(jax.random.key(0), obs, state))
+        _CARTPOLE[tag] = lambda i: jax.block_until_ready(run(jax.random.key(i + 1), obs, state))
+    return _CARTPOLE[tag]
 
 
 # ------------------------------------------------------------------------------------ Torch
@@ -263,9 +269,10 @@ def run(args) -> dict:
         )
     if "jax" not in impls:
         raise SystemExit("--impls must include jax (ratios are JAX / reference)")
-    # the headline "jax" column: XLA defaults unless only ynn-off is asked for
-    head_xla = "ynn-off" if args.xla_flags == "ynn-off" else "default"
-    extra_ynn = args.xla_flags == "both"
+    # the headline "jax" column: jaxport's options (ynn-off on CPU) unless only defaults are asked
+    shipped = xla_options.compiler_options(jax.default_backend(), ignore_env=True)
+    head_xla = "default" if args.xla_flags == "default" or not shipped else "ynn-off"
+    extra_default = args.xla_flags == "both" and head_xla == "ynn-off"
     budget = args.memory_budget_mb * 2**20
     rows, skipped = [], []
     gym_loop = {}
@@ -306,16 +313,14 @@ def run(args) -> dict:
                 "est_mb": est / 2**20,
                 "jax_xla": head_xla,
             }
-            fns = {"jax": jax_runner(prices, features, n_envs, steps, XLA_VARIANTS[head_xla])}
-            if extra_ynn:
-                try:
-                    fns["jax_ynn_off"] = jax_runner(
-                        prices, features, n_envs, steps, XLA_VARIANTS["ynn-off"]
-                    )
-                except Exception as err:  # noqa: BLE001 - an XLA without the option
-                    row["ynn_off_error"] = f"{type(err).__name__}: {err}"[:200]
+            head_opts = XLA_VARIANTS[head_xla]
+            fns = {"jax": jax_runner(prices, features, n_envs, steps, head_opts)}
+            if extra_default:
+                fns["jax_xla_default"] = jax_runner(prices, features, n_envs, steps, {})
             if "cartpole" in impls:
-                fns["cartpole"] = cartpole_runner(n_envs, steps)
+                fns["cartpole"] = cartpole_runner(n_envs, steps, {})
+                if head_opts:
+                    fns["cartpole_ynn_off"] = cartpole_runner(n_envs, steps, head_opts)
             want_torch = [k for k in ("torch_eager", "torch_compile") if k in impls]
             if want_torch and torch_est > budget:
                 row["torch_skipped"] = f"estimated {torch_est / 2**20:.0f} MiB > budget"
@@ -345,16 +350,17 @@ def run(args) -> dict:
                 gv = gym_vector_rate(prices, features, n_envs, args.gym_seconds)
                 row["gym_vector_steps_per_s"] = gv["steps_per_s"]
                 row["gym_vector_cpu_ns"] = 1e3 * gv["cpu_us_per_env_step"]
-            if "jax_ynn_off_steps_per_s" in row:
-                row["ynn_off_speedup"] = row["jax_ynn_off_steps_per_s"] / row["jax_steps_per_s"]
-                row["ynn_off_cpu_speedup"] = row["jax_cpu_ns"] / row["jax_ynn_off_cpu_ns"]
+            if "jax_xla_default_steps_per_s" in row:  # the headline is ynn-off
+                row["jax_ynn_off_steps_per_s"] = row["jax_steps_per_s"]
+                row["ynn_off_speedup"] = row["jax_steps_per_s"] / row["jax_xla_default_steps_per_s"]
+                row["ynn_off_cpu_speedup"] = row["jax_xla_default_cpu_ns"] / row["jax_cpu_ns"]
+            if "cartpole_ynn_off_steps_per_s" in row:
+                row["ynn_off_vs_cartpole_ynn_off"] = (
+                    row["jax_steps_per_s"] / row["cartpole_ynn_off_steps_per_s"]
+                )
             for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
                 if f"{ref}_steps_per_s" in row:
                     row[f"vs_{ref}"] = row["jax_steps_per_s"] / row[f"{ref}_steps_per_s"]
-                    if "jax_ynn_off_steps_per_s" in row:
-                        row[f"ynn_off_vs_{ref}"] = (
-                            row["jax_ynn_off_steps_per_s"] / row[f"{ref}_steps_per_s"]
-                        )
                 if f"{ref}_cpu_ns" in row:
                     row[f"cpu_vs_{ref}"] = row[f"{ref}_cpu_ns"] / row["jax_cpu_ns"]
             row["peak_rss_mb"] = peak_rss_mb()
@@ -384,6 +390,8 @@ def _payload(args, rows, skipped, t_start, torch_info, partial=False) -> dict:
         "skipped": skipped,
         "targets": check_targets(rows),
         "linearity": linearity(rows),
+        "jax_xla": rows[0]["jax_xla"] if rows else None,
+        "xla_options": xla_options.applied_options(),
     }
 
 
@@ -403,8 +411,13 @@ def line(r: dict) -> str:
     ]
     if "ynn_off_speedup" in r:
         parts.append(
-            f"ynn-off {r['jax_ynn_off_steps_per_s'] / 1e6:.3g} M/s"
-            f" ({r['ynn_off_speedup']:.2f}x default)"
+            f"XLA defaults {r['jax_xla_default_steps_per_s'] / 1e6:.3g} M/s"
+            f" (ynn-off {r['ynn_off_speedup']:.2f}x default)"
+        )
+    if "ynn_off_vs_cartpole_ynn_off" in r:
+        parts.append(
+            f"cartpole ynn-off {r['cartpole_ynn_off_steps_per_s'] / 1e6:.3g} M/s"
+            f" ({r['ynn_off_vs_cartpole_ynn_off']:.3g}x)"
         )
     for ref in ("cartpole", "torch_eager", "torch_compile", "gym_loop", "gym_vector"):
         if f"vs_{ref}" in r:
@@ -460,10 +473,12 @@ COLUMNS = [
     ("num_assets", "N", "{:d}"),
     ("jax_steps_per_s", "JAX M/s", "{:.2f}"),
     ("jax_cpu_ns", "JAX cpu ns", "{:.0f}"),
-    ("jax_ynn_off_steps_per_s", "ynn-off M/s", "{:.2f}"),
-    ("ynn_off_speedup", "xDefault", "{:.2f}"),
+    ("jax_xla_default_steps_per_s", "XLAdef M/s", "{:.2f}"),
+    ("ynn_off_speedup", "ynn/def", "{:.2f}"),
     ("cartpole_steps_per_s", "CartPole M/s", "{:.2f}"),
     ("vs_cartpole", "xCartPole", "{:.2f}"),
+    ("cartpole_ynn_off_steps_per_s", "CP ynn M/s", "{:.2f}"),
+    ("ynn_off_vs_cartpole_ynn_off", "xCP ynn", "{:.2f}"),
     ("torch_eager_steps_per_s", "T.eager M/s", "{:.3f}"),
     ("vs_torch_eager", "xEager", "{:.1f}"),
     ("torch_compile_steps_per_s", "T.compile M/s", "{:.3f}"),
@@ -503,8 +518,7 @@ def report(result: dict) -> str:
     m = result["machine"]
     lines.append(
         f"machine: {m['cpu_count']} cpus, load {m['load_avg_1_5_15']}, backend {m['jax_backend']},"
-        f" XLA_FLAGS='{m['xla_flags']}', headline jax = XLA "
-        f"{'ynn-off' if result['args']['xla_flags'] == 'ynn-off' else 'default'},"
+        f" XLA_FLAGS='{m['xla_flags']}', headline jax = XLA {result['jax_xla']},"
         f" torch {result['torch']}"
     )
     return "\n".join(lines)

@@ -85,6 +85,18 @@ def _machine(m: dict, torch: dict | None = None) -> str:
     )
 
 
+def load_note(m: dict) -> str:
+    """A plain warning when the machine was busy (1-minute load above its CPU count)."""
+    load, cpus = m.get("load_avg_1_5_15"), m.get("cpu_count") or 1
+    if not load or load[0] <= cpus:
+        return ""
+    return (
+        f" The machine was shared and busy (load average {load[0]:.1f} on {cpus} cores at the end"
+        " of the run): absolute rates are low and noisy; compare ratios (formed within one run,"
+        " round-robin), and where wall and CPU-time ratios disagree, trust CPU time more."
+    )
+
+
 def provenance(result: dict | None) -> str:
     """When and on which commit a result was measured: ``machine.measured_at`` and
     ``machine.git_commit`` (written by ``jaxport.bench.machine_info``), else the ``recorded`` block
@@ -117,9 +129,20 @@ def _headline_label(env: dict) -> str:
     """How the headline ``jax`` column was compiled (old JSONs: flags set process-wide)."""
     rows = env.get("rows") or [{}]
     if "jax_xla" in rows[0]:
-        return "XLA defaults" if rows[0]["jax_xla"] == "default" else "YNNPACK fusions off"
+        if rows[0]["jax_xla"] == "default":
+            return "XLA defaults"
+        return "YNNPACK fusions off, per compile (jaxport's CPU default)"
     flags = env.get("machine", {}).get("xla_flags", "")
     return "YNNPACK fusions off (XLA_FLAGS)" if "ynn_fusion" in flags else "XLA defaults"
+
+
+def _options_label(opts: dict) -> str:
+    """``{}`` -> "XLA defaults"; jaxport's CPU option -> "YNNPACK fusions off"."""
+    if not opts:
+        return "XLA defaults"
+    if "xla_cpu_experimental_ynn_fusion_type" in opts:
+        return "YNNPACK fusions off"
+    return ", ".join(f"{k}={v!r}" for k, v in opts.items())
 
 
 # ------------------------------------------------------------------------------------ blocks
@@ -144,17 +167,25 @@ def block_env_cpu(results: Path) -> str:
         f"{_machine(env['machine'], env.get('torch'))};"
         f" the jaxport column: {_headline_label(env)}):",
         "",
-        "| implementation | env-steps/s | jaxport ratio | target |",
-        "|---|---|---|---|",
-        f"| jaxport `PortfolioEnv` | {rate(r['jax_steps_per_s'])} | | |",
+        "| implementation | env-steps/s | jaxport ratio | ratio by CPU time | target |",
+        "|---|---|---|---|---|",
+        f"| jaxport `PortfolioEnv` | {rate(r['jax_steps_per_s'])} | | | |",
     ]
     for key, label, need in REFS:
         if f"{key}_steps_per_s" in r:
             lines.append(
                 f"| {label} | {rate(r[f'{key}_steps_per_s'])} | {ratio(r[f'vs_{key}'])} "
-                f"| ≥ {need:g}× |"
+                f"| {ratio(r.get(f'cpu_vs_{key}'))} | ≥ {need:g}× |"
             )
-    return "\n".join(lines)
+    if "cartpole_ynn_off_steps_per_s" in r:
+        lines.append(
+            f"| gymnax CartPole-v1, compiled with jaxport's options | "
+            f"{rate(r['cartpole_ynn_off_steps_per_s'])} | "
+            f"{ratio(r['ynn_off_vs_cartpole_ynn_off'])} "
+            f"| {ratio(r['cartpole_ynn_off_cpu_ns'] / r['jax_cpu_ns'])} | |"
+        )
+    note = load_note(env["machine"])
+    return "\n".join(lines + (["", note.strip()] if note else []))
 
 
 def block_env_grid(results: Path) -> str:
@@ -200,12 +231,13 @@ def block_ynn(results: Path) -> str:
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        default = r.get("jax_xla_default_steps_per_s", r["jax_steps_per_s"])  # new JSONs / old
         lines.append(
-            f"| {envs(r['num_envs'])} | {r['num_assets']} | {rate(r['jax_steps_per_s'])} "
+            f"| {envs(r['num_envs'])} | {r['num_assets']} | {rate(default)} "
             f"| {rate(r['jax_ynn_off_steps_per_s'])} | {ratio(r['ynn_off_speedup'])} "
             f"| {ratio(r.get('ynn_off_cpu_speedup'))} |"
         )
-    lines += ["", ynn_verdict(rows)]
+    lines += ["", ynn_verdict(rows) + load_note(env["machine"])]
     return "\n".join(lines)
 
 
@@ -252,11 +284,19 @@ def block_ppo(results: Path) -> str:
             f"{rate(bd['portfolio_step_autoreset_steps_per_s'])} steps/s, CartPole's "
             f"{rate(bd['cartpole_step_autoreset_steps_per_s'])} steps/s.",
         ]
+    if ppo.get("ratio_xla_default") is not None:
+        opts = ppo.get("compiler_options") or {}
+        lines += [
+            "",
+            f"Both programs compiled with {_options_label(opts)} (per compile). The same pair at "
+            f"XLA defaults in the same run: ratio {ratio(ppo['ratio_xla_default'])}; jaxport's "
+            f"options speed portfolio PPO up {ratio(ppo.get('ynn_off_speedup'))}.",
+        ]
     lines += [
         "",
         f"Settings: {s['num_steps']} steps per rollout, {s['update_epochs']} epochs × "
         f"{s['num_minibatches']} minibatches, 64×64 tanh MLPs, {s['num_assets']} assets; "
-        f"{_machine(ppo['machine'])} (`results/{PPO_JSON}`).",
+        f"{_machine(ppo['machine'])} (`results/{PPO_JSON}`).{load_note(ppo['machine'])}",
     ]
     return "\n".join(lines)
 
@@ -360,7 +400,9 @@ def block_readme_table(results: Path) -> str:
         label = f"env steps/s, {b:,} envs × {n} assets (`benchmarks/env_throughput.py`)"
         lines.append(
             f"| {label} | {rate(r['jax_steps_per_s'])} | gymnax CartPole "
-            f"{rate(r.get('cartpole_steps_per_s'))} | {ratio(r.get('vs_cartpole'))} |"
+            f"{rate(r.get('cartpole_steps_per_s'))} | {ratio(r.get('vs_cartpole'))}"
+            + (f" ({ratio(r['cpu_vs_cartpole'])} by CPU time)" if "cpu_vs_cartpole" in r else "")
+            + " |"
         )
         for key, text in (
             ("torch_compile", "the same step as batched Torch under `torch.compile`"),
@@ -396,7 +438,7 @@ def block_readme_table(results: Path) -> str:
         lines += [
             "",
             f"Measured on: {_machine(machine, (env or {}).get('torch'))}; the env "
-            f"column uses {_headline_label(env) if env else 'XLA defaults'}.",
+            f"column uses {_headline_label(env) if env else 'XLA defaults'}." + load_note(machine),
         ]
     when = [
         f"{label} {provenance(r)}{_load_avg((r or {}).get('machine') or {})}"
@@ -666,7 +708,66 @@ def block_stress_throughput(results: Path) -> str:
 
 
 #: (file relative to the repository root, block name) -> renderer(results_dir)
+LIQUIDATION_JSON = "env_liquidation_cost.json"
+RL_OPTIONS_JSON = "rl_xla_options.json"
+
+
+def block_liquidation(results: Path) -> str:
+    """``env_liquidation_cost.py``: the env step with and without the bankruptcy liquidation."""
+    liq = _load(LIQUIDATION_JSON, results)
+    if liq is None:
+        return _missing(LIQUIDATION_JSON, "python benchmarks/env_liquidation_cost.py")
+    lines = [
+        "| envs | assets | XLA options | shipped step | without liquidation | cost | CartPole "
+        "| shipped / CartPole |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in liq["rows"]:
+        for tag, label in (("default", "XLA defaults"), ("tuned", "jaxport's")):
+            if f"library_{tag}_steps_per_s" not in r:
+                continue
+            lines.append(
+                f"| {envs(r['num_envs'])} | {r['num_assets']} | {label} "
+                f"| {rate(r[f'library_{tag}_steps_per_s'])} "
+                f"| {rate(r[f'no_liquidation_{tag}_steps_per_s'])} "
+                f"| {100 * r[f'liquidation_cost_{tag}']:.0f} % "
+                f"| {rate(r[f'cartpole_{tag}_steps_per_s'])} "
+                f"| {ratio(r[f'library_vs_cartpole_{tag}'])} |"
+            )
+    lines += [
+        "",
+        f"Cost = 1 - shipped / without (negative: within noise). {_machine(liq['machine'])}; "
+        f"{provenance(liq)} (`results/{LIQUIDATION_JSON}`).{load_note(liq['machine'])}",
+    ]
+    return "\n".join(lines)
+
+
+def block_rl_options(results: Path) -> str:
+    """``rl_xla_options.py``: training programs at XLA defaults vs jaxport's options."""
+    rl = _load(RL_OPTIONS_JSON, results)
+    if rl is None:
+        return _missing(RL_OPTIONS_JSON, "python benchmarks/rl_xla_options.py")
+    lines = [
+        "| program | XLA defaults | jaxport's options | speed-up (wall) | speed-up (CPU time) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rl["rows"]:
+        lines.append(
+            f"| {r['program']} | {rate(r['default_steps_per_s'])} "
+            f"| {rate(r['tuned_steps_per_s'])} | {ratio(r['tuned_speedup'])} "
+            f"| {ratio(r['tuned_cpu_speedup'])} |"
+        )
+    lines += [
+        "",
+        f"Env-steps/s of one training call. {_machine(rl['machine'])}; {provenance(rl)} "
+        f"(`results/{RL_OPTIONS_JSON}`).{load_note(rl['machine'])}",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[tuple[str, str], Callable[[Path], str]] = {
+    ("benchmarks/README.md", "env-liquidation"): block_liquidation,
+    ("benchmarks/README.md", "rl-xla-options"): block_rl_options,
     ("benchmarks/README.md", "env-cpu"): block_env_cpu,
     ("benchmarks/README.md", "env-grid"): block_env_grid,
     ("benchmarks/README.md", "xla-ynn"): block_ynn,

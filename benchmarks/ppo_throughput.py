@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cartpole_ppo_reference as ref  # noqa: E402
 from common import interleaved_best, write_results  # noqa: E402
+from jaxport import xla_options  # noqa: E402
 from jaxport.bench import DEFAULT_NUM_FEATURES, machine_info, synthetic_arrays  # noqa: E402
 from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
 from jaxport.rl.ppo import PPOConfig, make_train  # noqa: E402
@@ -80,10 +81,11 @@ def log(msg: str) -> None:
     print(f"[ppo_throughput {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def compile_fn(fn, args_):
-    """``(compiled, compile_s)``; one warm-up call is made so the first timed rep is steady."""
+def compile_fn(fn, args_, compiler_options=None):
+    """``(compiled, compile_s)`` with exactly ``compiler_options`` (per compile; ``None``/``{}``:
+    XLA defaults); one warm-up call is made so the first timed rep is steady."""
     t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args_).compile()
+    compiled = jax.jit(fn).lower(*args_).compile(compiler_options or None)
     compile_s = time.perf_counter() - t0
     jax.block_until_ready(compiled(*args_))
     return compiled, compile_s
@@ -123,17 +125,34 @@ def measure_pair(args, num_envs: int, num_seeds: int = 1) -> dict:
         "num_updates": cfg.num_updates,
     }
     fns = {}
-    log(
-        f"compiling portfolio PPO: {num_envs} envs x {num_seeds} seed(s), {cfg.num_updates} updates"
-    )
-    port_c, out["compile_s"] = compile_fn(port_fn, port_args)
-    fns["portfolio"] = lambda i: jax.block_until_ready(port_c(*port_args))
-    if not args.skip_reference:
-        log("compiling CartPole reference")
-        ref_c, out["reference_compile_s"] = compile_fn(ref_fn, ref_args)
-        fns = {"reference": lambda i: jax.block_until_ready(ref_c(*ref_args)), **fns}
+    # headline: jaxport's per-compile options for both programs (ynn-off on CPU); with
+    # --xla both, the same two programs at XLA defaults too (suffix _xla_default)
+    tuned = xla_options.compiler_options(jax.default_backend(), ignore_env=True)
+    variants = {"": {} if args.xla == "default" else tuned}
+    if args.xla == "both" and tuned:
+        variants["_xla_default"] = {}
+    out["compiler_options"] = variants[""]
+    for sfx, opts in variants.items():
+        log(f"compiling portfolio PPO{sfx}: {num_envs} envs x {num_seeds} seed(s)")
+        port_c, out[f"compile_s{sfx}"] = compile_fn(port_fn, port_args, opts)
+        fns[f"portfolio{sfx}"] = (lambda c: lambda i: jax.block_until_ready(c(*port_args)))(port_c)
+        if not args.skip_reference:
+            log(f"compiling CartPole reference{sfx}")
+            ref_c, out[f"reference_compile_s{sfx}"] = compile_fn(ref_fn, ref_args, opts)
+            fns[f"reference{sfx}"] = (lambda c: lambda i: jax.block_until_ready(c(*ref_args)))(
+                ref_c
+            )
     log(f"timing {list(fns)} round-robin x {args.repeats}")
     t = interleaved_best(fns, args.repeats)
+    if "portfolio_xla_default" in t:
+        d = t["portfolio_xla_default"]
+        out["xla_default_env_steps_per_s"] = steps / d["best_s"]
+        out["ynn_off_speedup"] = d["best_s"] / t["portfolio"]["best_s"]
+        if "reference_xla_default" in t:
+            rd = t["reference_xla_default"]
+            out["reference_xla_default_env_steps_per_s"] = steps / rd["best_s"]
+            out["ratio_xla_default"] = rd["best_s"] / d["best_s"]
+            out["reference_ynn_off_speedup"] = rd["best_s"] / t["reference"]["best_s"]
     out.update(
         run_s=t["portfolio"]["best_s"],
         cpu_s=t["portfolio"]["cpu_best_s"],
@@ -251,6 +270,13 @@ def main(argv=None) -> dict:
     )
     p.add_argument("--breakdown", action="store_true", help="also time env-only step costs")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument(
+        "--xla",
+        choices=("tuned", "default", "both"),
+        default="both",
+        help="XLA options of BOTH programs: jaxport's per-compile options (tuned, the headline),"
+        " XLA defaults, or both (tuned headline + a like-for-like defaults pair)",
+    )
     p.add_argument("--output", type=str, default=str(RESULTS))
     args = p.parse_args(argv)
 
@@ -292,6 +318,9 @@ def main(argv=None) -> dict:
         "reference_env_steps_per_s": main_row.get("reference_env_steps_per_s"),
         "ratio": main_row.get("ratio"),
         "cpu_time_ratio": main_row.get("cpu_time_ratio"),
+        "compiler_options": main_row.get("compiler_options"),
+        "ratio_xla_default": main_row.get("ratio_xla_default"),
+        "ynn_off_speedup": main_row.get("ynn_off_speedup"),
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "rows": rows,
         "env_breakdown": breakdown,
@@ -302,7 +331,14 @@ def main(argv=None) -> dict:
         json.dumps(
             {
                 k: result[k]
-                for k in ("env_steps_per_s", "reference_env_steps_per_s", "ratio", "cpu_time_ratio")
+                for k in (
+                    "env_steps_per_s",
+                    "reference_env_steps_per_s",
+                    "ratio",
+                    "cpu_time_ratio",
+                    "ratio_xla_default",
+                    "ynn_off_speedup",
+                )
             }
             | {"num_envs": args.num_envs, "device": result["machine"]["devices"][0]}
         )

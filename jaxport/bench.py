@@ -19,12 +19,15 @@ import platform
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxport.xla_options import tuned_jit
 
 #: env-steps per timed call are ~``TARGET_ENV_STEPS`` (``num_steps`` clipped to [50, 2000]).
 TARGET_ENV_STEPS = 2_000_000
@@ -157,13 +160,28 @@ def portfolio_setup(
 
 
 # ------------------------------------------------------------------------------------ harness
-def make_scan_runner(env, params, sample_action: Callable, num_envs: int, num_steps: int):
+def make_scan_runner(
+    env,
+    params,
+    sample_action: Callable,
+    num_envs: int,
+    num_steps: int,
+    compiler_options: dict[str, Any] | None = None,
+):
     """``(run, init)``: ``run(key, obs, state) -> (obs, state, return_sums)`` jitted, and ``init``
-    = a batched ``(obs, state)`` from ``vmap(env.reset)``. See the module docstring."""
-    vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    vreset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
+    = a batched ``(obs, state)`` from ``vmap(env.reset)``. See the module docstring.
 
-    @jax.jit
+    ``run`` is compiled with jaxport's per-compile XLA options (:mod:`jaxport.xla_options`), or
+    exactly with ``compiler_options`` when given (``{}``: XLA's defaults, for A/B timings)."""
+    vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    vreset = tuned_jit(jax.vmap(env.reset, in_axes=(0, None)))
+    jit = (
+        tuned_jit
+        if compiler_options is None
+        else partial(jax.jit, compiler_options=compiler_options or None)
+    )
+
+    @jit
     def run(key, obs, state):
         def body(carry, k):
             obs, state, ret = carry

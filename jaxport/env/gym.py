@@ -22,7 +22,6 @@ env reset with seed ``s`` replays a single env reset with seed ``s + i``, across
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +39,7 @@ from jaxport.env.params import EnvParams
 from jaxport.env.portfolio_env import PortfolioEnv
 from jaxport.env.state import EnvState
 from jaxport.errors import ConfigError
+from jaxport.xla_options import tuned_jit
 
 FEATURE_MODES = ("stat", "none")
 
@@ -214,14 +214,14 @@ def box_spaces(env: PortfolioEnv, params: EnvParams) -> tuple[spaces.Box, spaces
 
 
 # ---------------------------------------------------------------------------------- jitted kernels
-@jax.jit
+@tuned_jit
 def _keys_from_seeds(seeds: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(reset_keys, chain_keys)`` for uint32 seeds ``[B]``: ``PRNGKey(s)``, ``fold_in(., 1)``."""
     keys = jax.vmap(jax.random.PRNGKey)(seeds)
     return keys, jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
 
-@jax.jit
+@tuned_jit
 def _split_chain(keys: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(reset_keys, next_chain_keys)`` from chain keys ``[B, 2]``."""
     pairs = jax.vmap(jax.random.split)(keys)
@@ -266,16 +266,16 @@ def _step_core(env: PortfolioEnv, state: EnvState, action, params: EnvParams):
     return obs, state, reward, terminated, truncated, info
 
 
-_reset_one = jax.jit(_reset_core, static_argnums=0)
-_step_one = jax.jit(_step_core, static_argnums=0)
+_reset_one = tuned_jit(_reset_core, static_argnums=0)
+_step_one = tuned_jit(_step_core, static_argnums=0)
 
 
-@partial(jax.jit, static_argnums=0)
+@tuned_jit(static_argnums=0)
 def _reset_batch(env: PortfolioEnv, keys, params: EnvParams, starts):
     return jax.vmap(_reset_core, in_axes=(None, 0, None, 0))(env, keys, params, starts)
 
 
-@partial(jax.jit, static_argnums=0)
+@tuned_jit(static_argnums=0)
 def _step_batch(
     env: PortfolioEnv, state: EnvState, chain_keys, autoreset, actions, params: EnvParams
 ):

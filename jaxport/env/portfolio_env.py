@@ -9,8 +9,7 @@ trade's net profit is tracked per asset. All of it is differentiable in the acti
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from gymnax.environments import environment, spaces
 
 from jaxport.env.params import EnvParams
 from jaxport.env.state import EnvState
+from jaxport.xla_options import tuned_jit
 
 REWARD_MODES = ("log_return", "net_profit")
 RETURN_MODES = ("close_to_close", "open_to_close")
@@ -53,6 +53,112 @@ def _mulhi_u32(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
     mid = (p00 >> 16) + (p01 & lo) + (p10 & lo)
     return p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
+
+
+#: up to this many assets, sums over the asset axis are unrolled adds (see :func:`_sum_assets`);
+#: measured (benchmarks/README.md, CPU, 1k-4k envs): faster at 2 assets, slower at 4 and 8
+UNROLL_MAX_ASSETS = 2
+
+
+def _sum_assets(x: jnp.ndarray) -> jnp.ndarray:
+    """Sum over the last (asset) axis. Up to ``UNROLL_MAX_ASSETS`` assets it is a chain of adds
+    (left to right): under ``vmap`` XLA CPU fuses them into the step's elementwise loops, where a
+    reduce over a 2-wide axis is its own kernel (a YNNPACK call at XLA's defaults)."""
+    n = x.shape[-1]
+    if n > UNROLL_MAX_ASSETS or n == 0:
+        return jnp.sum(x, axis=-1)
+    out = x[..., 0]
+    for i in range(1, n):
+        out = out + x[..., i]
+    return out
+
+
+class _Flows(NamedTuple):
+    """Money flows of one step in currency (``[N]`` per asset, ``sum_*`` their totals)."""
+
+    cost_rate: jnp.ndarray  # fee + slippage, fraction of traded notional
+    financing: jnp.ndarray  # total financing of the step
+    financing_i: jnp.ndarray  # [N] its share per asset (pro rata to |w_new|)
+    borrow: jnp.ndarray  # [N] short borrow
+    pnl: jnp.ndarray  # [N] E * w_new * r, before costs
+    step_net: jnp.ndarray  # [N] pnl - costs; sums to E' - E
+    held: jnp.ndarray  # [N] notional at day t+1's close, in units of E
+    loss_if_liquidated: jnp.ndarray  # [N] loss of the step if liquidated (exit cost included)
+    sum_net: jnp.ndarray
+    sum_pnl: jnp.ndarray
+    sum_cost: jnp.ndarray
+    sum_borrow: jnp.ndarray
+    sum_turnover: jnp.ndarray  # fraction of E
+    sum_held: jnp.ndarray  # sum |held|, fraction of E
+    sum_loss: jnp.ndarray
+
+
+def _step_flows(E, w_old, w_new, abs_new, gross, r, params: EnvParams) -> _Flows:
+    """Per-asset flows of the step from ``w_old`` to ``w_new`` and all their totals in ONE
+    reduction (fewer passes over ``[B, N]`` under vmap)."""
+    cost_rate = params.fee_rate + params.slippage_rate
+    turnover = jnp.abs(w_new - w_old)
+    cost = E * cost_rate * turnover
+    financing = (
+        E * jnp.maximum(0.0, gross - 1.0) * params.annual_financing_rate / params.periods_per_year
+    )
+    financing_i = financing * abs_new / jnp.maximum(gross, _TINY)
+    borrow = E * jnp.maximum(0.0, -w_new) * params.short_borrow_rate / params.periods_per_year
+    pnl = E * w_new * r
+    step_net = pnl - cost - financing_i - borrow
+    held = w_new * (1.0 + r)
+    abs_held = jnp.abs(held)
+    loss = jnp.maximum(0.0, E * cost_rate * abs_held - step_net)
+    totals = _sum_assets(jnp.stack([step_net, pnl, cost, borrow, turnover, abs_held, loss]))
+    return _Flows(cost_rate, financing, financing_i, borrow, pnl, step_net, held, loss, *totals)
+
+
+def _liquidate(E, new_equity, terminated, flows: _Flows, params: EnvParams):
+    """``(equity, written_off, liquidation_cost)`` of the step (per-env scalars): at a
+    bankruptcy the equity after the exit costs, floored at ``1e-6 * E0`` (the write-off)."""
+    liquidation_cost = E * flows.cost_rate * flows.sum_held
+    liquidated_equity = new_equity - liquidation_cost
+    min_equity = _MIN_EQUITY_FRACTION * params.initial_equity
+    equity = jnp.where(terminated, jnp.maximum(liquidated_equity, min_equity), new_equity)
+    written_off = jnp.where(terminated, equity - liquidated_equity, 0.0)  # > 0 below 1e-6 E0
+    return equity, written_off, liquidation_cost
+
+
+class _Trades(NamedTuple):
+    """Per-trade bookings of one step."""
+
+    open_pnl: jnp.ndarray  # [N] net profit of each open trade (before a bankruptcy close)
+    closed_pnl: jnp.ndarray  # [N] net profit booked by trades closed on the step
+    num_closed: jnp.ndarray  # int32
+    num_won: jnp.ndarray  # int32, closed with net profit > 0
+
+
+def _close_trades(state: EnvState, w_new, terminated, written_off, flows: _Flows) -> _Trades:
+    """A trade closes when its sign changes (to zero or across zero), and every open trade
+    closes at a bankruptcy, sharing the write-off pro rata to its loss on the step.
+
+    An asset can close two trades in one step (the old one by the action, the new one by the
+    bankruptcy): both are counted with ONE int row per count (closing + liquidated).
+    """
+    E, w_old = state.equity, state.weights
+    exit_rate = E * flows.cost_rate
+    s_old = jnp.sign(w_old)
+    has_new = w_new != 0
+    closing = (s_old != 0) & (jnp.sign(w_new) != s_old)
+    reopened = -exit_rate * jnp.abs(w_new) + flows.pnl - flows.financing_i - flows.borrow
+    open_pnl = jnp.where(closing, reopened, state.open_trade_pnl + flows.step_net)
+    # 0 unless bankrupt: one per-env factor, then one multiply per asset
+    share = (written_off / jnp.maximum(flows.sum_loss, _TINY)) * flows.loss_if_liquidated
+    pnl_old = state.open_trade_pnl - exit_rate * jnp.abs(w_old) + jnp.where(has_new, 0.0, share)
+    liquidated = terminated & has_new
+    pnl_liq = open_pnl - exit_rate * jnp.abs(flows.held) + share
+    closed_pnl = jnp.where(closing, pnl_old, 0.0) + jnp.where(liquidated, pnl_liq, 0.0)
+    closes = closing.astype(jnp.int32) + liquidated.astype(jnp.int32)
+    wins = (closing & (pnl_old > 0)).astype(jnp.int32) + (liquidated & (pnl_liq > 0)).astype(
+        jnp.int32
+    )
+    counts = _sum_assets(jnp.stack([closes, wins]))
+    return _Trades(open_pnl, closed_pnl, counts[0], counts[1])
 
 
 class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
@@ -147,7 +253,7 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         if self.long_only:
             a = jnp.maximum(a, 0.0)
         abs_a = jnp.abs(a)
-        gross = jnp.sum(abs_a)
+        gross = _sum_assets(abs_a)
         scale = jnp.minimum(1.0, params.leverage_cap / jnp.maximum(gross, _TINY))
         return a * scale, abs_a * scale, jnp.where(scale > 0, gross * scale, 0.0)
 
@@ -181,106 +287,52 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         liquidation value except to keep it positive; the written-off shortfall is credited to
         the trades that lost money on the step, pro rata to that loss, and counted in
         ``gross_pnl``), so the sum of all closed and open trade profits stays ``E_T - E_0``.
+        The liquidation is ``jnp.where`` selects on per-env scalars plus one per-asset select
+        (no ``lax.cond``: under ``vmap`` a cond on a batched flag runs both branches anyway).
         """
         del key
         E = state.equity
-        w_old = state.weights
         w_new, abs_new, gross = self._capped(action, params)
         r = self.asset_returns(state.t, params)
-
-        cost_rate = params.fee_rate + params.slippage_rate
-        turnover = jnp.abs(w_new - w_old)
-        cost = E * cost_rate * turnover  # [N]
-        financing = (
-            E
-            * jnp.maximum(0.0, gross - 1.0)
-            * params.annual_financing_rate
-            / params.periods_per_year
-        )
-        financing_i = financing * abs_new / jnp.maximum(gross, _TINY)
-        borrow = E * jnp.maximum(0.0, -w_new) * params.short_borrow_rate / params.periods_per_year
-        pnl = E * w_new * r  # [N]
-        step_net = pnl - cost - financing_i - borrow  # [N], sums to E' - E
-        held = w_new * (1.0 + r)  # notional at day t+1's close, in units of E
-        abs_held = jnp.abs(held)
-        # per-asset change of the step if everything is liquidated (the exit cost included)
-        loss_if_liquidated = jnp.maximum(0.0, E * cost_rate * abs_held - step_net)
-
-        # every per-asset total in ONE reduction (fewer passes over [B, N] under vmap)
-        totals = jnp.sum(
-            jnp.stack([step_net, pnl, cost, borrow, turnover, abs_held, loss_if_liquidated]),
-            axis=-1,
-        )
-        sum_net, sum_pnl, sum_cost, sum_borrow, sum_turnover, sum_held, sum_loss = (
-            totals[i] for i in range(7)
-        )
-        new_equity = E + sum_net
-
+        flows = _step_flows(E, state.weights, w_new, abs_new, gross, r, params)
+        new_equity = E + flows.sum_net
         floor = self.bankruptcy_floor(params)
         terminated = new_equity <= floor
-        liquidation_cost = E * cost_rate * sum_held
-        liquidated_equity = new_equity - liquidation_cost
-        min_equity = _MIN_EQUITY_FRACTION * params.initial_equity
-        equity = jnp.where(terminated, jnp.maximum(liquidated_equity, min_equity), new_equity)
-        written_off = jnp.where(
-            terminated, equity - liquidated_equity, 0.0
-        )  # > 0 only below 1e-6 E0
-        drifted = held * (E / jnp.maximum(new_equity, floor))
-        w_next = jnp.where(terminated, jnp.zeros_like(drifted), drifted)
-
-        # Per-trade accounting: a trade closes when its sign changes (to zero or across zero), and
-        # every open trade closes at a bankruptcy.
-        s_old = jnp.sign(w_old)
-        has_new = w_new != 0
-        closing = (s_old != 0) & (jnp.sign(w_new) != s_old)
-        exit_cost = E * cost_rate * jnp.abs(w_old)
-        reopened = -E * cost_rate * abs_new + pnl - financing_i - borrow
-        open_pnl = jnp.where(closing, reopened, state.open_trade_pnl + step_net)
-        share = written_off * loss_if_liquidated / jnp.maximum(sum_loss, _TINY)  # 0 unless bankrupt
-        pnl_old = (
-            state.open_trade_pnl - exit_cost + jnp.where(has_new, 0.0, share)
-        )  # closed by the action
-        liquidated = terminated & has_new
-        pnl_liq = open_pnl - E * cost_rate * abs_held + share  # closed by the bankruptcy
-        closed_pnl = jnp.where(closing, pnl_old, 0.0) + jnp.where(liquidated, pnl_liq, 0.0)
-        counts = jnp.sum(
-            jnp.stack([closing, liquidated, closing & (pnl_old > 0), liquidated & (pnl_liq > 0)]),
-            axis=-1,
-            dtype=jnp.int32,
-        )
-        num_closed = counts[0] + counts[1]
-        num_won = counts[2] + counts[3]
+        equity, written_off, liquidation_cost = _liquidate(E, new_equity, terminated, flows, params)
+        drifted = flows.held * (E / jnp.maximum(new_equity, floor))
+        trades = _close_trades(state, w_new, terminated, written_off, flows)
 
         if self.reward_mode == "log_return":
             reward = jnp.log(equity / E)
         else:
             reward = (equity - E) / params.initial_equity
 
-        fees = sum_cost + jnp.where(terminated, liquidation_cost, 0.0)
-        step_gross = sum_pnl + written_off
+        fees = flows.sum_cost + jnp.where(terminated, liquidation_cost, 0.0)
+        step_gross = flows.sum_pnl + written_off
+        financing = flows.financing + flows.sum_borrow
         new_state = EnvState(
             t=state.t + 1,
             time=state.time + 1,
             equity=equity,
-            weights=w_next,
-            open_trade_pnl=jnp.where(terminated, jnp.zeros_like(open_pnl), open_pnl),
+            weights=jnp.where(terminated, 0.0, drifted),
+            open_trade_pnl=jnp.where(terminated, 0.0, trades.open_pnl),
             gross_pnl=state.gross_pnl + step_gross,
             fees=state.fees + fees,
-            financing=state.financing + financing + sum_borrow,
-            num_trades=state.num_trades + num_closed,
-            winning_trades=state.winning_trades + num_won,
+            financing=state.financing + financing,
+            num_trades=state.num_trades + trades.num_closed,
+            winning_trades=state.winning_trades + trades.num_won,
             last_reward=reward,
         )
         info = {
             "equity": equity,
             "leverage": gross,
-            "turnover": sum_turnover + jnp.where(terminated, sum_held, 0.0),
+            "turnover": flows.sum_turnover + jnp.where(terminated, flows.sum_held, 0.0),
             "fees": fees,
-            "financing": financing + sum_borrow,
+            "financing": financing,
             "gross_pnl": step_gross,
             "portfolio_return": equity / E - 1.0,
-            "closed_trade_pnl": closed_pnl,
-            "num_closed": num_closed,
+            "closed_trade_pnl": trades.closed_pnl,
+            "num_closed": trades.num_closed,
         }
         return self.get_obs(new_state, params), new_state, reward, terminated, info
 
@@ -323,7 +375,7 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
             last_reward=zero,
         )
 
-    @partial(jax.jit, static_argnames=("self",))
+    @tuned_jit(static_argnames=("self",))
     def step(
         self,
         key: jax.Array,
@@ -367,7 +419,7 @@ class PortfolioEnv(environment.Environment[EnvState, EnvParams]):
         w = state.weights
         # one reduction for both sums, and [1]-pieces instead of a stacked tail: under vmap a stack
         # becomes a [3, B] -> [B, 3] transpose inside the concat fusion (slower on CPU)
-        sums = jnp.sum(jnp.stack([w, jnp.abs(w)]), axis=-1)
+        sums = _sum_assets(jnp.stack([w, jnp.abs(w)]))
         tail = [1.0 - sums[0:1], sums[1:2], (state.equity / params.initial_equity - 1.0)[None]]
         return jnp.concatenate([window.reshape(-1), w] + tail).astype(jnp.float32)
 

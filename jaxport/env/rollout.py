@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 import jax
@@ -12,6 +11,7 @@ from flax import struct
 from jaxport.env.params import EnvParams
 from jaxport.env.portfolio_env import PortfolioEnv
 from jaxport.env.state import EnvState
+from jaxport.xla_options import tuned_jit
 
 PolicyFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]  # (key, obs[obs_dim]) -> action[N]
 
@@ -68,7 +68,7 @@ def scan_steps(
     return RolloutResult(trajectory=traj, final_obs=obs, final_state=state)
 
 
-@partial(jax.jit, static_argnames=("env", "policy_fn", "num_envs", "num_steps"))
+@tuned_jit(static_argnames=("env", "policy_fn", "num_envs", "num_steps"))
 def rollout(
     env: PortfolioEnv,
     params: EnvParams,

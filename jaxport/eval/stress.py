@@ -36,6 +36,7 @@ from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval.allocators import ALLOCATOR_KINDS, Allocator
 from jaxport.eval.bootstrap import _one_path
 from jaxport.rl.codec import Policy
+from jaxport.xla_options import tuned_jit
 
 PATH_METRICS = ("total_return", "log_growth", "sharpe", "max_drawdown")
 QUANTILES = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
@@ -63,7 +64,7 @@ def path_days(key: jax.Array, path_ids, rows, block_length, length: int) -> jnp.
     return _path_days(key, jnp.asarray(path_ids, jnp.int32), rows, block_length, length)
 
 
-@partial(jax.jit, static_argnums=(4,))
+@tuned_jit(static_argnums=(4,))
 def _path_days(key, path_ids, rows, block_length, length):
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, path_ids)
     n = rows.shape[0]
@@ -188,7 +189,7 @@ def path_metrics(equity: jnp.ndarray, periods_per_year) -> dict[str, jnp.ndarray
     }
 
 
-@partial(jax.jit, static_argnums=(0, 1, 5, 6, 7, 8))
+@tuned_jit(static_argnums=(0, 1, 5, 6, 7, 8))
 def _rollout_chunk(env, policies, trees, params, days, horizon, warmup, needs_prices, fan):
     """``policies``: a tuple of Allocators, or one learned (kind, config) pair."""
     if isinstance(policies[0], Allocator):
