@@ -104,7 +104,7 @@ FULL = dict(
 )
 SMOKE = dict(
     num_envs=(64,),
-    num_assets=(2, 3),
+    num_assets=(2,),
     model_assets=(2,),
     model_envs=(64, 256),
     torch_envs=(64,),

@@ -603,7 +603,7 @@ def block_default_selection(results: Path) -> str:
             f"{', '.join(inner['baskets'])}; the first reported test day is "
             f"{run['protocol']['reported_test_start']}. {provenance(run).capitalize()}.",
             "",
-            "| inner run | setting changed from today's defaults | learned candidate: pooled gap "
+            "| inner run | setting changed from the previous defaults | learned candidate: pooled gap "
             "[95 % CI] | median gap | PBO | test turnover/day | test gross |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -625,7 +625,7 @@ def block_default_selection(results: Path) -> str:
         for name, g in run["gate_variants"].items():
             mark = "**" if name == run["chosen_gate"] else ""
             lines.append(
-                f"| {mark}{name}{mark} | {g['mean_gap']:+.3f} | {g['median_gap']:+.3f} | "
+                f"| {mark}{name}{mark} | {g['mean_gap']:+.4f} | {g['median_gap']:+.3f} | "
                 f"{g['share_ge_0']:.0%} | {g['learned_share']:.0%} | {g['n']} |"
             )
     return "\n".join(lines)

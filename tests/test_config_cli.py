@@ -221,8 +221,8 @@ def test_help_shows_the_resolved_defaults(cli_runner):
     cli_runner_wide = cli_runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
     text = " ".join(cli_runner_wide.output.split())
     for flag, value in (
-        ("--turnover-penalty", "0.01"),
-        ("--rebalance-rate", "0.25"),
+        ("--turnover-penalty", "0.002"),
+        ("--rebalance-rate", "1.0"),
         ("--feature-noise", "0.3"),
     ):
         tail = text[text.index(flag) :]

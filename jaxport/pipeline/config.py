@@ -370,13 +370,13 @@ class RLConfig:
         "validation is kept.",
     )
     turnover_penalty: float = setting(
-        0.01,
+        0.002,
         flag="--turnover-penalty",
         acts=universe_scope_only,
         help="Penalty x mean daily turnover sum|dw| (fraction of equity) in the universe objective.",
     )
     rebalance_rate: float = setting(
-        0.25,
+        1.0,
         flag="--rebalance-rate",
         acts=universe_scope_only,
         help="Fraction of the gap to the target weights traded per day, in (0, 1] (universe).",

@@ -75,6 +75,7 @@ def device_description(rl: RLConfig | None = None, *, check: bool = True) -> dic
     import jax
 
     from jaxport.distributed import check_batch, rl_mesh
+    from jaxport.xla_options import applied_options
 
     available = jax.devices()
     if rl is None:
@@ -92,6 +93,8 @@ def device_description(rl: RLConfig | None = None, *, check: bool = True) -> dic
         "num_processes": jax.process_count(),
         "host": platform.node(),
         "processor": platform.machine(),
+        # per-compile XLA options of jaxport's CPU programs (jaxport.xla_options)
+        "xla_options": applied_options()["compiler_options"],
     }
 
 

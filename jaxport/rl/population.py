@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxport.errors import ConfigError
+from jaxport.xla_options import tuned_jit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +163,7 @@ def vmap_members(member_fn: Callable, shared: tuple, hp: dict, keys: jax.Array, 
     return sharded(*shared, hp, keys)
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 7))
+@partial(tuned_jit, static_argnums=(0, 1, 2, 3, 7))
 def train_population(make_algorithm, config, env, static_aux, shared: tuple, hp, keys, mesh=None):
     """Every member of a population in ONE jitted program (compiled once per ``make_algorithm``,
     static ``config``, ``env``, ``static_aux`` and shapes): member ``m`` runs :func:`train_member`

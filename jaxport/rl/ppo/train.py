@@ -47,6 +47,7 @@ from jaxport.rl.ppo.config import PPOConfig
 from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
 from jaxport.rl.ppo.policy import make_network
 from jaxport.rl.ppo.rollout import chained_keys, explained_variance, ppo_update
+from jaxport.xla_options import tuned_jit
 
 METRIC_KEYS = (
     "env_steps",  # cumulative env steps after this update (all envs)
@@ -118,8 +119,9 @@ def make_train(
 
 @lru_cache(maxsize=16)
 def _compiled_train(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
-    """``jax.jit(train_fn)`` per ``(config, env)``: env params are traced arguments."""
-    return jax.jit(build_train_fn(config, env))
+    """``jax.jit(train_fn)`` per ``(config, env)`` with jaxport's per-compile XLA options
+    (:func:`jaxport.xla_options.tuned_jit`): env params are traced arguments."""
+    return tuned_jit(build_train_fn(config, env))
 
 
 def _lr_schedule(config: PPOConfig) -> Callable | float:
