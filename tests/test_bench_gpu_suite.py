@@ -103,7 +103,7 @@ def test_sizes_that_do_not_fit_are_skipped(tmp_path, monkeypatch):
             "3": {"bytes_per_env": 400.0, "fixed_bytes": 0.0},
         }
     }
-    cfg = dict(gpu_suite.SMOKE, cpu_memory_gb=8.0)
+    cfg = dict(gpu_suite.SMOKE, num_assets=(2, 3), cpu_memory_gb=8.0)
     gpu_suite.section_env(cfg, budget, sec, lambda: None, model)
     assert sec["rows"] == []
     assert {(r["num_envs"], r["num_assets"]) for r in sec["skipped"]} == {(64, 2), (64, 3)}

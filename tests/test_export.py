@@ -454,3 +454,12 @@ def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
     ref = evaluate_policy(env.jax_env, env.params, policy.with_env(env.jax_env))["metrics"]
     assert equity == pytest.approx(1.0 + ref["total_return"], rel=1e-5)
     assert equity != 1.0
+
+
+def test_torch_allocator_kinds_mirror_the_core():
+    """torch_compat.models imports only torch, so it keeps its own copy of the allocator kinds:
+    the copy must stay equal to the core's."""
+    from jaxport.eval.allocators import ALLOCATOR_KINDS
+    from torch_compat import models
+
+    assert models.ALLOCATOR_KINDS == ALLOCATOR_KINDS
