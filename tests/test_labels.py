@@ -76,3 +76,16 @@ def test_redirected_console_writes_whole_lines():
     )
     width, wanted = proc.stdout.split()
     assert int(width) == int(wanted) >= 200
+
+
+def test_every_allocator_the_gate_compares_has_a_label_and_a_place_in_tables():
+    """The report's tables and equity plots list STANDARD_ALLOCATORS: it must hold every allocator
+    the gate compares (default_allocators), each with its own label, none left to a raw name."""
+    from jaxport.eval import default_allocators
+    from jaxport.pipeline.labels import POLICY_LABELS, STANDARD_ALLOCATORS
+
+    gate_names = {a.name for a in default_allocators(3) if a.kind != "buy_and_hold"}
+    assert gate_names == set(STANDARD_ALLOCATORS)
+    labels = [policy_label(name) for name in STANDARD_ALLOCATORS]
+    assert all(name in POLICY_LABELS for name in STANDARD_ALLOCATORS)
+    assert len(set(labels)) == len(labels)

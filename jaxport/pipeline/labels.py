@@ -24,6 +24,9 @@ POLICY_LABELS = {
     "inverse_volatility": "inverse volatility",
     "minimum_variance": "minimum variance",
     "risk_parity": "risk parity",
+    "volatility_timing": "volatility timing",
+    "vol_managed_equal_weight": "vol-managed 1/N",
+    "equal_minimum_variance": "1/N + min-variance mix",
     "cash": "cash",
     "universe": "learned (universe)",
     "gradient": "learned (gradient)",
@@ -35,6 +38,9 @@ STANDARD_ALLOCATORS = (
     "inverse_volatility",
     "minimum_variance",
     "risk_parity",
+    "volatility_timing",
+    "vol_managed_equal_weight",
+    "equal_minimum_variance",
     "cash",
 )
 #: Suffix of a learned candidate that the gate did not ship.

@@ -128,7 +128,17 @@ def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any
 
 
 #: baseline colours: none is black (shipped) or red (learned)
-_BASELINE_COLOURS = ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:cyan"]
+_BASELINE_COLOURS = [
+    "tab:blue",
+    "tab:green",
+    "tab:orange",
+    "tab:purple",
+    "tab:brown",
+    "tab:cyan",
+    "tab:olive",
+    "tab:pink",
+    "tab:gray",
+]
 _STYLE = {
     "shipped": dict(lw=2.4, color="black", zorder=5),
     "learned": dict(lw=1.6, color="tab:red", zorder=6),  # on top: it often tracks 1/N
