@@ -19,7 +19,7 @@ from jaxport.data import DataError, MarketData
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
 from jaxport.features.risk import ANCHOR_FEATURE_NAMES, anchor_features
-from jaxport.pipeline.config import RLConfig, effective_objective, uses_anchor
+from jaxport.pipeline.config import GATE_RULES, RLConfig, effective_objective, uses_anchor
 from jaxport.pipeline.tracking import per_update
 from jaxport.pipeline.trainer_configs import gradient_config, ppo_config
 from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
@@ -450,8 +450,8 @@ def baseline_gate(
         v = d.get(k, float("-inf"))
         return float(v) if v is not None and np.isfinite(v) else float("-inf")
 
-    if rule not in ("every_baseline", "fallback"):
-        raise ValueError(f"gate rule {rule!r}: expected every_baseline or fallback")
+    if rule not in GATE_RULES:
+        raise ValueError(f"gate rule {rule!r}: expected one of {', '.join(GATE_RULES)}")
     best_base = max(baselines, key=lambda n: key(baselines[n], "objective")) if baselines else None
     # the bar: every baseline, or the fallback alone (when it was evaluated)
     bar = (
