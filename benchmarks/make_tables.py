@@ -493,12 +493,18 @@ def block_walk_forward(results: Path) -> str:
     lines = [
         "| run | rl (scope, algo, seeds; objective, anchor) | policy | pair-folds | median gap "
         "| mean gap | share ≥ 0 | learned shipped (share; test mean gap, win rate) "
-        "| pooled gap [95 % CI] | PBO | DSR (median) | test turnover/day | test gross | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pooled gap [95 % CI] | pooled gap to its anchor rule [95 % CI] | PBO | DSR (median) "
+        "| test turnover/day | test gross | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(x, fmt):
         return "—" if x is None else format(x, fmt)
+
+    def interval(pool):
+        return (
+            f"{pool['mean']:+.3f} [{pool['ci95'][0]:+.3f}, {pool['ci95'][1]:+.3f}]" if pool else "—"
+        )
 
     for run in runs:
         agg, cfg, pooled = run["aggregate"], run["config"], run.get("pooled") or {}
@@ -516,6 +522,7 @@ def block_walk_forward(results: Path) -> str:
         shipped_extra = (
             f"{ls['share']:.0%}; {cell(ls['mean_gap'], '+.3f')}, {cell(ls['win_rate'], '.0%')}"
         )
+        vs_rules = pooled.get("candidates_vs_baselines") or {}
         rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
         rows += [
             (a, c["test_gap"], c["test_turnover"], c.get("test_leverage"),
@@ -526,15 +533,13 @@ def block_walk_forward(results: Path) -> str:
             if st is None:
                 continue
             is_shipped = name == "shipped"
-            gap = (
-                f"{pool['mean']:+.3f} [{pool['ci95'][0]:+.3f}, {pool['ci95'][1]:+.3f}]"
-                if pool
-                else "—"
-            )
+            # the learned candidate against the rule it starts from (anchored policies only)
+            vs_anchor = (vs_rules.get(name) or {}).get(proto.get("anchor") or "none")
+            anchor_gap = "" if is_shipped else interval(vs_anchor)
             lines.append(
                 f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
                 f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | "
-                f"{shipped_extra if is_shipped else ''} | {gap} | "
+                f"{shipped_extra if is_shipped else ''} | {interval(pool)} | {anchor_gap} | "
                 f"{cell(pooled.get('pbo_mean'), '.2f') if not is_shipped else ''} | "
                 f"{cell(pooled.get('dsr_median'), '.2f') if is_shipped else ''} | "
                 f"{cell(to and to['median'], '.3f') if to else ''} | "

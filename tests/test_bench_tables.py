@@ -35,6 +35,28 @@ def test_ppo_block_quotes_the_json():
     assert mt.rate(ppo["reference_env_steps_per_s"]) in block
 
 
+def test_walk_forward_block_shows_each_candidate_against_its_anchor():
+    """Every anchored run's candidate row quotes its pooled gap to its own anchor rule from the
+    JSON (the learned tilt's worth), so a tilt that loses to the rule it starts from shows."""
+    block = mt.block_walk_forward(mt.RESULTS)
+    checked = 0
+    for path in sorted(mt.RESULTS.glob(mt.WALK_FORWARD_GLOB)):
+        run = json.loads(path.read_text())
+        pooled = run.get("pooled") or {}
+        anchor = (pooled.get("protocol") or {}).get("anchor")
+        for name, rules in (pooled.get("candidates_vs_baselines") or {}).items():
+            if anchor not in rules:
+                continue
+            p = rules[anchor]
+            want = f"{p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+            row = next(
+                r for r in block.splitlines() if f"| {run['label']} |" in r and f"| {name} |" in r
+            )
+            assert want in row, (run["label"], name, want, row)
+            checked += 1
+    assert checked >= 3  # the committed anchored runs (d, e, f, g)
+
+
 def test_replace_block_roundtrip_and_errors():
     text = "a\n<!-- make_tables:x begin -->\nold\n<!-- make_tables:x end -->\nb\n"
     new = mt.replace_block(text, "x", "| new |")
