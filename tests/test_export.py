@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -456,10 +458,24 @@ def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
     assert equity != 1.0
 
 
-def test_torch_allocator_kinds_mirror_the_core():
-    """torch_compat.models imports only torch, so it keeps its own copy of the allocator kinds:
-    the copy must stay equal to the core's."""
-    from jaxport.eval.allocators import ALLOCATOR_KINDS
+def test_allocator_kinds_have_one_source_that_needs_no_jax():
+    """torch_compat.models and the core read the allocator names from jaxport.allocator_kinds,
+    and importing the Torch twins (with those names) does not import JAX."""
+    from jaxport import allocator_kinds
+    from jaxport.eval import allocators
+    from jaxport.pipeline import labels
     from torch_compat import models
 
-    assert models.ALLOCATOR_KINDS == ALLOCATOR_KINDS
+    assert models.ALLOCATOR_KINDS is allocators.ALLOCATOR_KINDS is allocator_kinds.ALLOCATOR_KINDS
+    assert labels.STANDARD_ALLOCATORS == tuple(
+        k for k in allocators.ALLOCATOR_KINDS if k != "buy_and_hold"
+    )
+    script = (
+        "import sys, torch_compat.models as m\n"
+        "print(len(m.ALLOCATOR_KINDS), sorted(k for k in ('jax', 'jaxlib') if k in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(len(allocators.ALLOCATOR_KINDS)), "[]"]

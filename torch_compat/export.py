@@ -2,7 +2,7 @@
 
 Every exported model is a Torch ``state_dict`` plus its architecture ``{"format", "kind", "config",
 ...}``, where ``config`` are the constructor arguments of the matching module in
-:mod:`torch_compat.models` (which imports only torch), written by
+:mod:`torch_compat.models` (which imports torch, not JAX), written by
 :func:`torch_compat.serialization.save_exported` as ``NAME.safetensors`` (architecture in its
 metadata) and/or ``NAME.pt`` + ``NAME.json``; ``torch_compat.models.load_exported`` rebuilds the
 module and loads it with ``strict=True``.
