@@ -28,6 +28,7 @@ import torch_compat as tc
 from env_reference import reference_reset_state, reference_step
 from helpers import random_walk_market
 from jaxport.data import DataError, load_market
+from jaxport.errors import JaxportError
 from jaxport.features import STAT_FEATURE_NAMES, warmup_days
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,3 +404,38 @@ def test_batched_episode_and_done_mask(venv):
     )
     with pytest.raises(DataError, match="action"):
         tc.differentiable_episode_reward(venv, torch.zeros(H, N))
+
+
+@pytest.mark.parametrize(
+    "name, own",
+    [
+        ("TorchPortfolioEnv", ["device", "action_transfer"]),
+        ("TorchPortfolioVectorEnv", ["num_envs", "device", "action_transfer"]),
+        ("TorchRLPortfolioEnv", ["num_envs", "device", "requires_grad", "action_transfer"]),
+    ],
+)
+def test_torch_env_constructors_share_the_source_keywords(name, own):
+    """Every Torch env constructor reads jax_env/params/symbols/dates/feature_names through one
+    EnvSource, and its public signature still spells each keyword out (inspect, help)."""
+    import inspect
+
+    from torch_compat.env import SOURCE_KEYWORDS
+
+    cls = getattr(tc, name)
+    params = inspect.signature(cls.__init__).parameters
+    assert list(params) == ["self", "prices", "features", *own, *SOURCE_KEYWORDS, "options"]
+    assert all(params[k].default is None for k in SOURCE_KEYWORDS)
+    assert params["options"].kind is inspect.Parameter.VAR_KEYWORD
+    jax_env, env_params = tc.build_jax_env(PRICES, FEATS, **OPTS)
+    made = cls(
+        jax_env=jax_env,
+        params=env_params,
+        symbols=["A", "B", "C"],
+        dates=["d"] * T,
+    )
+    assert made.jax_env is jax_env and made.params is env_params
+    assert tuple(made.symbols) == ("A", "B", "C") and made.dates == ["d"] * T
+    with pytest.raises(JaxportError, match=f"{name}: pass either arrays"):
+        cls(PRICES, jax_env=jax_env, params=env_params)
+    with pytest.raises(DataError, match="unknown env option"):
+        cls(PRICES, FEATS, windw=2)

@@ -25,6 +25,8 @@ Copies (checked in tests/test_torch_compat.py with ``data_ptr`` / ``unsafe_buffe
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -81,6 +83,60 @@ def load_csv_arrays(
 
 def _csv_env_args(data_dir, symbols, features, options: dict) -> tuple[dict, dict]:
     return jax_gym.env_args_from_csv(data_dir, symbols, _host(features), options)
+
+
+# ---------------------------------------------------------------------------------- env source
+#: Keywords every Torch env constructor takes after its own (``device``, ``num_envs``, ...): a ready
+#: JAX env (``jax_env=`` with ``params=``, instead of arrays) and the labels of its data. Any other
+#: keyword is an option of the JAX env (:func:`build_jax_env`).
+SOURCE_KEYWORDS = ("jax_env", "params", "symbols", "dates", "feature_names")
+LABEL_KEYWORDS = ("symbols", "dates", "feature_names")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSource:
+    """What a Torch env steps: the JAX env and its params, and the labels of its data
+    (``symbols``, ``dates``, ``feature_names``; ``None`` when not given)."""
+
+    jax_env: PortfolioEnv
+    params: EnvParams
+    labels: dict[str, Any]
+
+    @classmethod
+    def resolve(cls, owner: str, prices, features, keywords: dict[str, Any]) -> EnvSource:
+        """From a constructor's ``prices``, ``features`` and ``**keywords`` (:data:`SOURCE_KEYWORDS`
+        plus the JAX env's options); one-line ``ConfigError`` naming ``owner`` when both or neither
+        of arrays and ``jax_env=``/``params=`` are given."""
+        options = dict(keywords)
+        jax_env, params = options.pop("jax_env", None), options.pop("params", None)
+        labels = {k: options.pop(k, None) for k in LABEL_KEYWORDS}
+        jax_env, params = resolve_jax_env(
+            owner, prices, features, jax_env, params, options, build=build_jax_env
+        )
+        return cls(jax_env, params, labels)
+
+
+_SOURCE_PARAMETERS = (
+    inspect.Parameter(
+        "jax_env", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="PortfolioEnv | None"
+    ),
+    inspect.Parameter(
+        "params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="EnvParams | None"
+    ),
+    *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in LABEL_KEYWORDS),
+    inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD),
+)
+
+
+def with_source_keywords(init):
+    """Decorator of a Torch env ``__init__(self, prices=None, features=None, *, <own keywords>,
+    **source)`` (``source`` read by :meth:`EnvSource.resolve`): its signature, as
+    ``inspect.signature`` and ``help`` show it, spells out :data:`SOURCE_KEYWORDS` and then
+    ``**options``."""
+    signature = inspect.signature(init)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    init.__signature__ = signature.replace(parameters=[*own, *_SOURCE_PARAMETERS])
+    return init
 
 
 # ---------------------------------------------------------------------------------- Torch envs
@@ -194,26 +250,12 @@ class TorchPortfolioEnv(TorchEnvConstructors, _UnwrappedAccess, JaxToTorch):
     Not auto-resetting: call ``reset()`` after ``terminated or truncated`` (else ``ResetNeeded``).
     """
 
+    @with_source_keywords
     def __init__(
-        self,
-        prices=None,
-        features=None,
-        *,
-        device=None,
-        action_transfer: str = "auto",
-        jax_env: PortfolioEnv | None = None,
-        params: EnvParams | None = None,
-        symbols=None,
-        dates=None,
-        feature_names=None,
-        **options,
+        self, prices=None, features=None, *, device=None, action_transfer: str = "auto", **source
     ):
-        jax_env, params = resolve_jax_env(
-            "TorchPortfolioEnv", prices, features, jax_env, params, options, build=build_jax_env
-        )
-        inner = JaxPortfolioGymEnv(
-            jax_env, params, symbols=symbols, dates=dates, feature_names=feature_names
-        )
+        env = EnvSource.resolve("TorchPortfolioEnv", prices, features, source)
+        inner = JaxPortfolioGymEnv(env.jax_env, env.params, **env.labels)
         super().__init__(inner, device=_torch_device(device))
         self.action_transfer = _check_transfer(action_transfer)
 
@@ -232,6 +274,7 @@ class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxT
 
     CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "action_transfer")
 
+    @with_source_keywords
     def __init__(
         self,
         prices=None,
@@ -240,25 +283,10 @@ class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxT
         num_envs: int = 1,
         device=None,
         action_transfer: str = "auto",
-        jax_env: PortfolioEnv | None = None,
-        params: EnvParams | None = None,
-        symbols=None,
-        dates=None,
-        feature_names=None,
-        **options,
+        **source,
     ):
-        jax_env, params = resolve_jax_env(
-            "TorchPortfolioVectorEnv",
-            prices,
-            features,
-            jax_env,
-            params,
-            options,
-            build=build_jax_env,
-        )
-        inner = JaxPortfolioVectorGymEnv(
-            jax_env, params, num_envs, symbols=symbols, dates=dates, feature_names=feature_names
-        )
+        env = EnvSource.resolve("TorchPortfolioVectorEnv", prices, features, source)
+        inner = JaxPortfolioVectorGymEnv(env.jax_env, env.params, num_envs, **env.labels)
         super().__init__(inner, device=_torch_device(device))
         self.action_transfer = _check_transfer(action_transfer)
 
@@ -328,6 +356,9 @@ __all__ = [
     "ENV_KWARGS",
     "FEATURE_MODES",
     "PARAM_KWARGS",
+    "SOURCE_KEYWORDS",
     "STEP_INFO_KEYS",
+    "EnvSource",
     "register_envs",
+    "with_source_keywords",
 ]

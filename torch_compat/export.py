@@ -67,6 +67,13 @@ def _linear(sd: dict, prefix: str, dense: dict) -> None:
         sd[f"{prefix}.bias"] = torch.from_numpy(np.ascontiguousarray(dense["bias"]))
 
 
+def _stored(cfg: Mapping, **defaults) -> dict:
+    """``{name: cfg.get(name, default)}`` for each ``name=default``, cast to the default's type
+    (``float``, ``int``, ``bool``, ``str``): the twin's constructor arguments that a stored policy
+    config may leave out (the Flax module's defaults)."""
+    return {name: type(default)(cfg.get(name, default)) for name, default in defaults.items()}
+
+
 def _config_dict(config) -> dict:
     if isinstance(config, Mapping):
         return dict(config)
@@ -100,11 +107,14 @@ def _export_actor_critic(policy: Policy) -> tuple[dict, dict]:
         obs_dim=obs_dim,
         action_dim=int(p["log_std"].shape[-1]),
         hidden=hidden,
-        activation=str(cfg.get("activation", "tanh")),
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
-        normalize_obs=bool(cfg.get("normalize_obs", True)),
-        obs_clip=float(cfg.get("obs_clip", 10.0)),
-        init_log_std=float(cfg.get("init_log_std", 0.0)),
+        **_stored(
+            cfg,
+            activation="tanh",
+            leverage_cap=2.0,
+            normalize_obs=True,
+            obs_clip=10.0,
+            init_log_std=0.0,
+        ),
     )
     return sd, config
 
@@ -145,7 +155,7 @@ def _export_mlp_allocator(policy: Policy) -> tuple[dict, dict]:
         obs_dim=obs_dim,
         num_assets=int(p["out"]["kernel"].shape[1]),
         hidden_sizes=hidden,
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
+        **_stored(cfg, leverage_cap=2.0),
         observe_equity=observe_equity,
     )
     return sd, config
@@ -168,15 +178,18 @@ def _export_universe_allocator(policy: Policy) -> tuple[dict, dict]:
         window=int(policy.env.window),
         num_features=int(policy.env.num_features),
         hidden_sizes=hidden,
-        head_size=int(cfg.get("head_size", 32)),
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
-        observe_equity=bool(cfg.get("observe_equity", False)),
         rebalance_rate=float(np.asarray(policy.tree["rebalance_rate"])),
-        anchor=str(cfg.get("anchor", "none")),
-        anchor_eta=float(cfg.get("anchor_eta", 1.0)),
-        anchor_vol_managed=bool(cfg.get("anchor_vol_managed", False)),
-        max_gross=float(cfg.get("max_gross", 1.0)),
-        init_gross=float(cfg.get("init_gross", 1.0)),
+        **_stored(
+            cfg,
+            head_size=32,
+            leverage_cap=2.0,
+            observe_equity=False,
+            anchor="none",
+            anchor_eta=1.0,
+            anchor_vol_managed=False,
+            max_gross=1.0,
+            init_gross=1.0,
+        ),
     )
     return sd, config
 
@@ -190,13 +203,16 @@ def _export_allocator_policy(policy: Policy) -> tuple[dict, dict]:
             num_assets=int(policy.env.num_assets),
             lookback=int(cfg["lookback"]),
             rebalance_every=int(cfg["rebalance_every"]),
-            asset=int(cfg.get("asset", -1)),
-            shrinkage=float(cfg.get("shrinkage", 0.1)),
-            eta=float(cfg.get("eta", 1.0)),
-            long_lookback=int(cfg.get("long_lookback", 252)),
-            max_gross=float(cfg.get("max_gross", 1.0)),
-            mix=float(cfg.get("mix", 0.5)),
-            name=str(cfg.get("name", "")),
+            **_stored(
+                cfg,
+                asset=-1,
+                shrinkage=0.1,
+                eta=1.0,
+                long_lookback=252,
+                max_gross=1.0,
+                mix=0.5,
+                name="",
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"policy export: bad allocator config ({exc})") from None

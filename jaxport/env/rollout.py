@@ -83,8 +83,25 @@ def rollout(
     ``policy_fn(key, obs) -> action`` acts on ONE observation; it is vmapped over envs. Must be
     hashable (a module-level function or ``functools.partial`` of one): it is a static argument.
     """
+    return reset_and_scan(env, params, policy_fn, key, num_envs, num_steps)
+
+
+def reset_and_scan(
+    env: PortfolioEnv,
+    params: EnvParams,
+    policy_fn: PolicyFn,
+    key: jax.Array,
+    num_envs: int,
+    num_steps: int,
+    place_batch: Callable | None = None,
+) -> RolloutResult:
+    """The program of :func:`rollout` (to trace inside a jit): reset ``num_envs`` envs, then
+    :func:`scan_steps`. ``place_batch((obs, state)) -> (obs, state)``, if given, places the fresh
+    batch first (e.g. a sharding constraint: :func:`jaxport.distributed.sharded_rollout`)."""
     k_reset, k_run = jax.random.split(key)
     obs, state = batch_reset(env, params, k_reset, num_envs)
+    if place_batch is not None:
+        obs, state = place_batch((obs, state))
     return scan_steps(env, params, policy_fn, k_run, obs, state, num_steps)
 
 
