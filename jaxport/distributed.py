@@ -192,12 +192,13 @@ def to_host(tree) -> Any:
 def _rollout_program(
     env: PortfolioEnv, policy_fn: PolicyFn, num_envs: int, num_steps: int, mesh: Mesh
 ):
-    from jaxport.env.rollout import RolloutResult, reset_and_scan
+    from jaxport.env.rollout import RolloutResult, rollout
+
+    place = partial(shard_env_batch, mesh=mesh)  # one object per cached program: a stable static
 
     def run(params: EnvParams, key: jax.Array) -> RolloutResult:
-        # jaxport.env.rollout's program, with the env batch sharded over the mesh
-        place = partial(shard_env_batch, mesh=mesh)
-        return reset_and_scan(env, params, policy_fn, key, num_envs, num_steps, place)
+        # jaxport.env.rollout (nested in this program), with the env batch sharded over the mesh
+        return rollout(env, params, policy_fn, key, num_envs, num_steps, place_batch=place)
 
     traj_sh = lambda x: env_sharding(mesh, 1, len(x.shape))  # noqa: E731  [S, B, ...]
     batch_sh = lambda x: env_sharding(mesh, 0, len(x.shape))  # noqa: E731  [B, ...]

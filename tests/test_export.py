@@ -8,6 +8,7 @@ max ~1e-6). Parameters are perturbed away from their init so every layer matters
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import runpy
 import subprocess
@@ -86,6 +87,9 @@ def test_actor_critic_parity(activation):
     json.dumps(arch)
     model = _to_torch(sd, arch)
     assert isinstance(model, ActorCritic) and arch["config"]["obs_dim"] == OBS_DIM
+    # every twin argument is spelled out: read from the stored config or the twin's default
+    assert set(arch["config"]) == set(inspect.signature(ActorCritic).parameters)
+    assert arch["config"]["activation"] == activation and arch["config"]["obs_clip"] == 10.0
     assert arch["policy_kind"] == "ppo" and policy.torch_twin == "ActorCritic"
     x = np.random.default_rng(5).normal(0.0, 2.0, (NUM, OBS_DIM)).astype(np.float32)
     mean, log_std, value = jax.jit(make_network(cfg, len(SYMBOLS)).apply)(params, jnp.asarray(x))
@@ -114,6 +118,8 @@ def test_mlp_allocator_parity():
     sd, arch = export_policy(make_policy("gradient_mlp", cfg, env, params=params))
     model = _to_torch(sd, arch)
     assert isinstance(model, MLPAllocator) and arch["config"]["obs_dim"] == env.obs_dim
+    assert set(arch["config"]) == set(inspect.signature(MLPAllocator).parameters)
+    assert type(arch["config"]["leverage_cap"]) is float and arch["config"]["leverage_cap"] == 1.5
     x = np.random.default_rng(6).normal(0.0, 2.0, (NUM, env.obs_dim)).astype(np.float32)
     want = jax.jit(make_policy_network(cfg, env).apply)(params, jnp.asarray(x))
     with torch.no_grad():

@@ -68,25 +68,8 @@ def scan_steps(
     return RolloutResult(trajectory=traj, final_obs=obs, final_state=state)
 
 
-@tuned_jit(static_argnames=("env", "policy_fn", "num_envs", "num_steps"))
+@tuned_jit(static_argnames=("env", "policy_fn", "num_envs", "num_steps", "place_batch"))
 def rollout(
-    env: PortfolioEnv,
-    params: EnvParams,
-    policy_fn: PolicyFn,
-    key: jax.Array,
-    num_envs: int,
-    num_steps: int,
-) -> RolloutResult:
-    """Reset ``num_envs`` envs and roll ``policy_fn`` for ``num_steps`` steps, as one jitted
-    program.
-
-    ``policy_fn(key, obs) -> action`` acts on ONE observation; it is vmapped over envs. Must be
-    hashable (a module-level function or ``functools.partial`` of one): it is a static argument.
-    """
-    return reset_and_scan(env, params, policy_fn, key, num_envs, num_steps)
-
-
-def reset_and_scan(
     env: PortfolioEnv,
     params: EnvParams,
     policy_fn: PolicyFn,
@@ -95,9 +78,15 @@ def reset_and_scan(
     num_steps: int,
     place_batch: Callable | None = None,
 ) -> RolloutResult:
-    """The program of :func:`rollout` (to trace inside a jit): reset ``num_envs`` envs, then
-    :func:`scan_steps`. ``place_batch((obs, state)) -> (obs, state)``, if given, places the fresh
-    batch first (e.g. a sharding constraint: :func:`jaxport.distributed.sharded_rollout`)."""
+    """Reset ``num_envs`` envs and roll ``policy_fn`` for ``num_steps`` steps, as one jitted
+    program.
+
+    ``policy_fn(key, obs) -> action`` acts on ONE observation; it is vmapped over envs. Must be
+    hashable (a module-level function or ``functools.partial`` of one): it is a static argument.
+    ``place_batch((obs, state)) -> (obs, state)``, if given (static, hashable), places the fresh
+    batch before the scan: :func:`jaxport.distributed.sharded_rollout` passes its sharding
+    constraint.
+    """
     k_reset, k_run = jax.random.split(key)
     obs, state = batch_reset(env, params, k_reset, num_envs)
     if place_batch is not None:
