@@ -409,22 +409,25 @@ def test_batched_episode_and_done_mask(venv):
 @pytest.mark.parametrize(
     "name, own",
     [
-        ("TorchPortfolioEnv", ["device", "action_transfer"]),
-        ("TorchPortfolioVectorEnv", ["num_envs", "device", "action_transfer"]),
-        ("TorchRLPortfolioEnv", ["num_envs", "device", "requires_grad", "action_transfer"]),
+        ("TorchPortfolioEnv", []),
+        ("TorchPortfolioVectorEnv", ["num_envs"]),
+        ("TorchRLPortfolioEnv", ["num_envs", "requires_grad"]),
     ],
 )
-def test_torch_env_constructors_share_the_source_keywords(name, own):
-    """Every Torch env constructor reads jax_env/params/symbols/dates/feature_names through one
-    EnvSource, and its public signature still spells each keyword out (inspect, help)."""
+def test_torch_env_constructors_share_their_common_keywords(name, own):
+    """Every Torch env constructor reads device/action_transfer/jax_env/params/symbols/dates/
+    feature_names through one TorchEnvArgs, and its public signature still spells each keyword out
+    with its default (inspect, help)."""
     import inspect
 
-    from torch_compat.env import SOURCE_KEYWORDS
+    from torch_compat.env import SHARED_KEYWORDS
 
     cls = getattr(tc, name)
     params = inspect.signature(cls.__init__).parameters
-    assert list(params) == ["self", "prices", "features", *own, *SOURCE_KEYWORDS, "options"]
-    assert all(params[k].default is None for k in SOURCE_KEYWORDS)
+    assert list(params) == ["self", "prices", "features", *own, *SHARED_KEYWORDS, "options"]
+    assert {k: params[k].default for k in SHARED_KEYWORDS} == SHARED_KEYWORDS
+    assert params["action_transfer"].default == "auto" and params["device"].default is None
+    assert all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in [*own, *SHARED_KEYWORDS])
     assert params["options"].kind is inspect.Parameter.VAR_KEYWORD
     jax_env, env_params = tc.build_jax_env(PRICES, FEATS, **OPTS)
     made = cls(

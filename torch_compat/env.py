@@ -85,57 +85,70 @@ def _csv_env_args(data_dir, symbols, features, options: dict) -> tuple[dict, dic
     return jax_gym.env_args_from_csv(data_dir, symbols, _host(features), options)
 
 
-# ---------------------------------------------------------------------------------- env source
-#: Keywords every Torch env constructor takes after its own (``device``, ``num_envs``, ...): a ready
-#: JAX env (``jax_env=`` with ``params=``, instead of arrays) and the labels of its data. Any other
-#: keyword is an option of the JAX env (:func:`build_jax_env`).
-SOURCE_KEYWORDS = ("jax_env", "params", "symbols", "dates", "feature_names")
+# ---------------------------------------------------------------------------------- shared keywords
+#: The keywords, with their defaults, that every Torch env constructor takes after its own
+#: (``num_envs``, ``requires_grad``): the Torch side (``device`` of the tensors, ``action_transfer``
+#: one of :data:`ACTION_TRANSFERS`), a ready JAX env (``jax_env=`` with ``params=``, instead of
+#: arrays) and the labels of its data. Any other keyword is an option of the JAX env
+#: (:func:`build_jax_env`).
+SHARED_KEYWORDS: dict[str, Any] = {
+    "device": None,
+    "action_transfer": "auto",
+    "jax_env": None,
+    "params": None,
+    "symbols": None,
+    "dates": None,
+    "feature_names": None,
+}
 LABEL_KEYWORDS = ("symbols", "dates", "feature_names")
+_ANNOTATIONS = {
+    "action_transfer": "str",
+    "jax_env": "PortfolioEnv | None",
+    "params": "EnvParams | None",
+}
 
 
 @dataclasses.dataclass(frozen=True)
-class EnvSource:
-    """What a Torch env steps: the JAX env and its params, and the labels of its data
-    (``symbols``, ``dates``, ``feature_names``; ``None`` when not given)."""
+class TorchEnvArgs:
+    """The shared keywords of a Torch env constructor, resolved: ``device`` and
+    ``action_transfer`` as given (each class checks them), the JAX env and its params, and the
+    labels of its data (``symbols``, ``dates``, ``feature_names``; ``None`` when not given)."""
 
+    device: Any
+    action_transfer: str
     jax_env: PortfolioEnv
     params: EnvParams
     labels: dict[str, Any]
 
     @classmethod
-    def resolve(cls, owner: str, prices, features, keywords: dict[str, Any]) -> EnvSource:
-        """From a constructor's ``prices``, ``features`` and ``**keywords`` (:data:`SOURCE_KEYWORDS`
+    def resolve(cls, owner: str, prices, features, keywords: dict[str, Any]) -> TorchEnvArgs:
+        """From a constructor's ``prices``, ``features`` and ``**keywords`` (:data:`SHARED_KEYWORDS`
         plus the JAX env's options); one-line ``ConfigError`` naming ``owner`` when both or neither
         of arrays and ``jax_env=``/``params=`` are given."""
         options = dict(keywords)
-        jax_env, params = options.pop("jax_env", None), options.pop("params", None)
-        labels = {k: options.pop(k, None) for k in LABEL_KEYWORDS}
+        given = {k: options.pop(k, default) for k, default in SHARED_KEYWORDS.items()}
+        labels = {k: given.pop(k) for k in LABEL_KEYWORDS}
+        jax_env, params = given.pop("jax_env"), given.pop("params")
         jax_env, params = resolve_jax_env(
             owner, prices, features, jax_env, params, options, build=build_jax_env
         )
-        return cls(jax_env, params, labels)
+        return cls(jax_env=jax_env, params=params, labels=labels, **given)
 
 
-_SOURCE_PARAMETERS = (
-    inspect.Parameter(
-        "jax_env", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="PortfolioEnv | None"
-    ),
-    inspect.Parameter(
-        "params", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="EnvParams | None"
-    ),
-    *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in LABEL_KEYWORDS),
-    inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD),
-)
-
-
-def with_source_keywords(init):
+def with_shared_keywords(init):
     """Decorator of a Torch env ``__init__(self, prices=None, features=None, *, <own keywords>,
-    **source)`` (``source`` read by :meth:`EnvSource.resolve`): its signature, as
-    ``inspect.signature`` and ``help`` show it, spells out :data:`SOURCE_KEYWORDS` and then
+    **keywords)`` (``keywords`` read by :meth:`TorchEnvArgs.resolve`): its signature, as
+    ``inspect.signature`` and ``help`` show it, spells out :data:`SHARED_KEYWORDS` and then
     ``**options``."""
     signature = inspect.signature(init)
-    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    init.__signature__ = signature.replace(parameters=[*own, *_SOURCE_PARAMETERS])
+    kinds = inspect.Parameter
+    own = [p for p in signature.parameters.values() if p.kind is not kinds.VAR_KEYWORD]
+    shared = [
+        kinds(k, kinds.KEYWORD_ONLY, default=d, annotation=_ANNOTATIONS.get(k, kinds.empty))
+        for k, d in SHARED_KEYWORDS.items()
+    ]
+    options = kinds("options", kinds.VAR_KEYWORD)
+    init.__signature__ = signature.replace(parameters=[*own, *shared, options])
     return init
 
 
@@ -250,14 +263,12 @@ class TorchPortfolioEnv(TorchEnvConstructors, _UnwrappedAccess, JaxToTorch):
     Not auto-resetting: call ``reset()`` after ``terminated or truncated`` (else ``ResetNeeded``).
     """
 
-    @with_source_keywords
-    def __init__(
-        self, prices=None, features=None, *, device=None, action_transfer: str = "auto", **source
-    ):
-        env = EnvSource.resolve("TorchPortfolioEnv", prices, features, source)
-        inner = JaxPortfolioGymEnv(env.jax_env, env.params, **env.labels)
-        super().__init__(inner, device=_torch_device(device))
-        self.action_transfer = _check_transfer(action_transfer)
+    @with_shared_keywords
+    def __init__(self, prices=None, features=None, **keywords):
+        args = TorchEnvArgs.resolve("TorchPortfolioEnv", prices, features, keywords)
+        inner = JaxPortfolioGymEnv(args.jax_env, args.params, **args.labels)
+        super().__init__(inner, device=_torch_device(args.device))
+        self.action_transfer = _check_transfer(args.action_transfer)
 
     def step(self, action):
         return _convert_step(self, action, single=True)
@@ -274,21 +285,12 @@ class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxT
 
     CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "action_transfer")
 
-    @with_source_keywords
-    def __init__(
-        self,
-        prices=None,
-        features=None,
-        *,
-        num_envs: int = 1,
-        device=None,
-        action_transfer: str = "auto",
-        **source,
-    ):
-        env = EnvSource.resolve("TorchPortfolioVectorEnv", prices, features, source)
-        inner = JaxPortfolioVectorGymEnv(env.jax_env, env.params, num_envs, **env.labels)
-        super().__init__(inner, device=_torch_device(device))
-        self.action_transfer = _check_transfer(action_transfer)
+    @with_shared_keywords
+    def __init__(self, prices=None, features=None, *, num_envs: int = 1, **keywords):
+        args = TorchEnvArgs.resolve("TorchPortfolioVectorEnv", prices, features, keywords)
+        inner = JaxPortfolioVectorGymEnv(args.jax_env, args.params, num_envs, **args.labels)
+        super().__init__(inner, device=_torch_device(args.device))
+        self.action_transfer = _check_transfer(args.action_transfer)
 
     def step(self, actions):
         return _convert_step(self, actions, single=False)
@@ -356,9 +358,9 @@ __all__ = [
     "ENV_KWARGS",
     "FEATURE_MODES",
     "PARAM_KWARGS",
-    "SOURCE_KEYWORDS",
+    "SHARED_KEYWORDS",
     "STEP_INFO_KEYS",
-    "EnvSource",
+    "TorchEnvArgs",
     "register_envs",
-    "with_source_keywords",
+    "with_shared_keywords",
 ]

@@ -56,9 +56,9 @@ from jaxport.env import EnvParams, EnvState, PortfolioEnv
 from jaxport.errors import ConfigError, DataError
 from torch_compat.env import (
     ACTION_TRANSFERS,
-    EnvSource,
+    TorchEnvArgs,
     TorchEnvConstructors,
-    with_source_keywords,
+    with_shared_keywords,
 )
 
 
@@ -121,20 +121,19 @@ class TorchRLPortfolioEnv(TorchEnvConstructors, EnvBase):
     _supports_set_state = False
     CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "requires_grad", "action_transfer")
 
-    @with_source_keywords
+    @with_shared_keywords
     def __init__(
         self,
         prices=None,
         features=None,
         *,
         num_envs: int = 1,
-        device=None,
         requires_grad: bool = False,
-        action_transfer: str = "auto",
-        **source,
+        **keywords,
     ):
-        env = EnvSource.resolve("TorchRLPortfolioEnv", prices, features, source)
-        jax_env, params, labels = env.jax_env, env.params, env.labels
+        args = TorchEnvArgs.resolve("TorchRLPortfolioEnv", prices, features, keywords)
+        jax_env, params, labels = args.jax_env, args.params, args.labels
+        device, action_transfer = args.device, args.action_transfer
         if int(num_envs) < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         if action_transfer not in ACTION_TRANSFERS:
