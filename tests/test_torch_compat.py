@@ -253,6 +253,12 @@ def test_gym_registration():
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (3, N * F + N + 3)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    data = ROOT / "trainingdata"  # the data_dir= route: from_csv_dir, stat features by default
+    venv = gym.make_vec(tc.ENV_ID, num_envs=2, data_dir=data, symbols=["AAPL"], episode_length=3)
+    assert venv.num_envs == 2 and venv.symbols == ("AAPL",)
+    assert venv.observation_space.shape == (2, len(STAT_FEATURE_NAMES) + 1 + 3)
+    with pytest.raises(DataError, match="either data_dir= or prices="):
+        gym.make(tc.ENV_ID, data_dir=data, prices=PRICES)
 
 
 def test_from_csv_dir():

@@ -297,6 +297,17 @@ class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxT
 
 
 # ---------------------------------------------------------------------------------- registration
+def _make_env(cls, prices, features, data_dir, symbols, **keywords):
+    """``cls`` over ``prices``/``features`` arrays, or over the CSVs in ``data_dir`` (features
+    ``"stat"`` by default) via ``cls.from_csv_dir``; ``keywords`` go to either."""
+    if data_dir is None:
+        return cls(prices, features, symbols=symbols, **keywords)
+    if prices is not None:
+        raise DataError("pass either data_dir= or prices=, not both")
+    features = "stat" if features is None else features
+    return cls.from_csv_dir(data_dir, symbols, features=features, **keywords)
+
+
 def make_portfolio_env(
     prices=None, features=None, *, data_dir=None, symbols=None, device=None, **options
 ):
@@ -305,17 +316,9 @@ def make_portfolio_env(
     Either ``prices=``/``features=`` arrays or ``data_dir=`` (+ ``symbols=``, ``features="stat"|
     "none"|array``), plus the JAX env's options.
     """
-    if data_dir is not None:
-        if prices is not None:
-            raise DataError("pass either data_dir= or prices=, not both")
-        return TorchPortfolioEnv.from_csv_dir(
-            data_dir,
-            symbols,
-            features="stat" if features is None else features,
-            device=device,
-            **options,
-        )
-    return TorchPortfolioEnv(prices, features, device=device, symbols=symbols, **options)
+    return _make_env(
+        TorchPortfolioEnv, prices, features, data_dir, symbols, device=device, **options
+    )
 
 
 def make_portfolio_vector_env(
@@ -329,20 +332,8 @@ def make_portfolio_vector_env(
     **options,
 ):
     """Vector entry point (``gymnasium.make_vec("jaxport/Portfolio-v0", num_envs=B, ...)``)."""
-    if data_dir is not None:
-        if prices is not None:
-            raise DataError("pass either data_dir= or prices=, not both")
-        return TorchPortfolioVectorEnv.from_csv_dir(
-            data_dir,
-            symbols,
-            num_envs=num_envs,
-            features="stat" if features is None else features,
-            device=device,
-            **options,
-        )
-    return TorchPortfolioVectorEnv(
-        prices, features, num_envs=num_envs, device=device, symbols=symbols, **options
-    )
+    keywords = dict(num_envs=num_envs, device=device, **options)
+    return _make_env(TorchPortfolioVectorEnv, prices, features, data_dir, symbols, **keywords)
 
 
 def register_envs() -> None:
