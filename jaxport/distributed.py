@@ -29,7 +29,7 @@ members instead (``jaxport.rl.universe.train_universe(..., mesh=rl_mesh(n))``).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Callable
 
 import jax
@@ -192,14 +192,13 @@ def to_host(tree) -> Any:
 def _rollout_program(
     env: PortfolioEnv, policy_fn: PolicyFn, num_envs: int, num_steps: int, mesh: Mesh
 ):
-    from jaxport.env.rollout import RolloutResult, batch_reset, scan_steps
+    from jaxport.env.rollout import RolloutResult, rollout
+
+    place = partial(shard_env_batch, mesh=mesh)  # one object per cached program: a stable static
 
     def run(params: EnvParams, key: jax.Array) -> RolloutResult:
-        # identical to jaxport.env.rollout, plus the sharding of the env batch
-        k_reset, k_run = jax.random.split(key)
-        obs, state = batch_reset(env, params, k_reset, num_envs)
-        obs, state = shard_env_batch((obs, state), mesh)
-        return scan_steps(env, params, policy_fn, k_run, obs, state, num_steps)
+        # jaxport.env.rollout (nested in this program), with the env batch sharded over the mesh
+        return rollout(env, params, policy_fn, key, num_envs, num_steps, place_batch=place)
 
     traj_sh = lambda x: env_sharding(mesh, 1, len(x.shape))  # noqa: E731  [S, B, ...]
     batch_sh = lambda x: env_sharding(mesh, 0, len(x.shape))  # noqa: E731  [B, ...]

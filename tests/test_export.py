@@ -8,8 +8,11 @@ max ~1e-6). Parameters are perturbed away from their init so every layer matters
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -84,6 +87,9 @@ def test_actor_critic_parity(activation):
     json.dumps(arch)
     model = _to_torch(sd, arch)
     assert isinstance(model, ActorCritic) and arch["config"]["obs_dim"] == OBS_DIM
+    # every twin argument is spelled out: read from the stored config or the twin's default
+    assert set(arch["config"]) == set(inspect.signature(ActorCritic).parameters)
+    assert arch["config"]["activation"] == activation and arch["config"]["obs_clip"] == 10.0
     assert arch["policy_kind"] == "ppo" and policy.torch_twin == "ActorCritic"
     x = np.random.default_rng(5).normal(0.0, 2.0, (NUM, OBS_DIM)).astype(np.float32)
     mean, log_std, value = jax.jit(make_network(cfg, len(SYMBOLS)).apply)(params, jnp.asarray(x))
@@ -112,6 +118,8 @@ def test_mlp_allocator_parity():
     sd, arch = export_policy(make_policy("gradient_mlp", cfg, env, params=params))
     model = _to_torch(sd, arch)
     assert isinstance(model, MLPAllocator) and arch["config"]["obs_dim"] == env.obs_dim
+    assert set(arch["config"]) == set(inspect.signature(MLPAllocator).parameters)
+    assert type(arch["config"]["leverage_cap"]) is float and arch["config"]["leverage_cap"] == 1.5
     x = np.random.default_rng(6).normal(0.0, 2.0, (NUM, env.obs_dim)).astype(np.float32)
     want = jax.jit(make_policy_network(cfg, env).apply)(params, jnp.asarray(x))
     with torch.no_grad():
@@ -456,10 +464,24 @@ def test_export_run_with_shipped_baseline_replays_torch_only(tmp_path):
     assert equity != 1.0
 
 
-def test_torch_allocator_kinds_mirror_the_core():
-    """torch_compat.models imports only torch, so it keeps its own copy of the allocator kinds:
-    the copy must stay equal to the core's."""
-    from jaxport.eval.allocators import ALLOCATOR_KINDS
+def test_allocator_kinds_have_one_source_that_needs_no_jax():
+    """torch_compat.models and the core read the allocator names from jaxport.allocator_kinds,
+    and importing the Torch twins (with those names) does not import JAX."""
+    from jaxport import allocator_kinds
+    from jaxport.eval import allocators
+    from jaxport.pipeline import labels
     from torch_compat import models
 
-    assert models.ALLOCATOR_KINDS == ALLOCATOR_KINDS
+    assert models.ALLOCATOR_KINDS is allocators.ALLOCATOR_KINDS is allocator_kinds.ALLOCATOR_KINDS
+    assert labels.STANDARD_ALLOCATORS == tuple(
+        k for k in allocators.ALLOCATOR_KINDS if k != "buy_and_hold"
+    )
+    script = (
+        "import sys, torch_compat.models as m\n"
+        "print(len(m.ALLOCATOR_KINDS), sorted(k for k in ('jax', 'jaxlib') if k in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(len(allocators.ALLOCATOR_KINDS)), "[]"]

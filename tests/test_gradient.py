@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv
@@ -263,3 +265,37 @@ def test_config_validation():
         make_train(CFG, ENV)(jax.random.PRNGKey(0))
     cfg = GradientConfig(hidden_sizes=[8, 4], turnover_penalty=0.01)
     assert cfg.hidden_sizes == (8, 4) and GradientConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    policy=st.sampled_from(["mlp", "transformer"]),
+    hidden=st.lists(st.integers(1, 64), min_size=1, max_size=3),
+    width=st.integers(1, 16).map(lambda k: 4 * k),
+    cap=st.integers(1, 4),
+    observe_equity=st.booleans(),
+)
+def test_policy_network_takes_every_shared_field_of_the_config(
+    policy, hidden, width, cap, observe_equity
+):
+    """make_policy_network (rl.networks.module_from_config) copies each module field the config
+    names, cast to the field's type (an int leverage_cap arrives as a float), plus the env shapes."""
+    from jaxport.rl.gradient import make_policy_network
+
+    config = GradientConfig(
+        policy=policy,
+        hidden_sizes=tuple(hidden),
+        hidden_size=width,
+        leverage_cap=cap,
+        observe_equity=observe_equity,
+    )
+    env = PortfolioEnv(num_assets=3, num_features=2, window=2)
+    network = make_policy_network(config, env)
+    fields = {f.name for f in dataclasses.fields(network) if f.name not in ("parent", "name")}
+    shared = {name for name in fields if hasattr(config, name)}
+    assert shared >= {"leverage_cap", "observe_equity", "output_init_scale"}
+    for name in shared:
+        assert getattr(network, name) == getattr(config, name), name
+    assert type(network.leverage_cap) is float and network.num_assets == 3
+    if policy == "transformer":
+        assert (network.window, network.num_features) == (2, 2)

@@ -28,6 +28,7 @@ import torch_compat as tc
 from env_reference import reference_reset_state, reference_step
 from helpers import random_walk_market
 from jaxport.data import DataError, load_market
+from jaxport.errors import JaxportError
 from jaxport.features import STAT_FEATURE_NAMES, warmup_days
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,6 +253,12 @@ def test_gym_registration():
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (3, N * F + N + 3)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    data = ROOT / "trainingdata"  # the data_dir= route: from_csv_dir, stat features by default
+    venv = gym.make_vec(tc.ENV_ID, num_envs=2, data_dir=data, symbols=["AAPL"], episode_length=3)
+    assert venv.num_envs == 2 and venv.symbols == ("AAPL",)
+    assert venv.observation_space.shape == (2, len(STAT_FEATURE_NAMES) + 1 + 3)
+    with pytest.raises(DataError, match="either data_dir= or prices="):
+        gym.make(tc.ENV_ID, data_dir=data, prices=PRICES)
 
 
 def test_from_csv_dir():
@@ -403,3 +410,41 @@ def test_batched_episode_and_done_mask(venv):
     )
     with pytest.raises(DataError, match="action"):
         tc.differentiable_episode_reward(venv, torch.zeros(H, N))
+
+
+@pytest.mark.parametrize(
+    "name, own",
+    [
+        ("TorchPortfolioEnv", []),
+        ("TorchPortfolioVectorEnv", ["num_envs"]),
+        ("TorchRLPortfolioEnv", ["num_envs", "requires_grad"]),
+    ],
+)
+def test_torch_env_constructors_share_their_common_keywords(name, own):
+    """Every Torch env constructor reads device/action_transfer/jax_env/params/symbols/dates/
+    feature_names through one TorchEnvArgs, and its public signature still spells each keyword out
+    with its default (inspect, help)."""
+    import inspect
+
+    from torch_compat.env import SHARED_KEYWORDS
+
+    cls = getattr(tc, name)
+    params = inspect.signature(cls.__init__).parameters
+    assert list(params) == ["self", "prices", "features", *own, *SHARED_KEYWORDS, "options"]
+    assert {k: params[k].default for k in SHARED_KEYWORDS} == SHARED_KEYWORDS
+    assert params["action_transfer"].default == "auto" and params["device"].default is None
+    assert all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in [*own, *SHARED_KEYWORDS])
+    assert params["options"].kind is inspect.Parameter.VAR_KEYWORD
+    jax_env, env_params = tc.build_jax_env(PRICES, FEATS, **OPTS)
+    made = cls(
+        jax_env=jax_env,
+        params=env_params,
+        symbols=["A", "B", "C"],
+        dates=["d"] * T,
+    )
+    assert made.jax_env is jax_env and made.params is env_params
+    assert tuple(made.symbols) == ("A", "B", "C") and made.dates == ["d"] * T
+    with pytest.raises(JaxportError, match=f"{name}: pass either arrays"):
+        cls(PRICES, jax_env=jax_env, params=env_params)
+    with pytest.raises(DataError, match="unknown env option"):
+        cls(PRICES, FEATS, windw=2)

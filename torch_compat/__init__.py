@@ -5,14 +5,14 @@ export of trained JAX models to plain PyTorch modules. Needs the ``torch`` extra
 * :mod:`torch_compat.env` -- ``TorchPortfolioEnv`` / ``TorchPortfolioVectorEnv``: Gymnasium's
   ``JaxToTorch`` (DLPack) over the JAX-array envs of :mod:`jaxport.env.gym`.
 * :mod:`torch_compat.autograd` -- ``differentiable_reward`` / ``differentiable_episode_reward``.
-* :mod:`torch_compat.models` -- torch twins of the Flax models (imports only torch).
+* :mod:`torch_compat.models` -- torch twins of the Flax models (imports torch, not JAX).
 * :mod:`torch_compat.export` -- ``export_policy``, ``export_forecaster``, ``export_run``.
 * :mod:`torch_compat.torchrl_env` -- ``TorchRLPortfolioEnv`` (TorchRL ``EnvBase``, one JAX step).
 * :mod:`torch_compat.serialization` -- ``save_exported`` files: ``.safetensors`` and/or ``.pt``.
 
 Importing this package registers the Gymnasium id ``"jaxport/Portfolio-v0"`` (entry points given as
 strings, so nothing heavy is imported until an env is made). Names are loaded lazily:
-``import torch_compat.models`` needs neither JAX nor jaxport.
+``import torch_compat.models`` does not import JAX.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ Copies (checked in tests/test_torch_compat.py with ``data_ptr`` / ``unsafe_buffe
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -81,6 +83,73 @@ def load_csv_arrays(
 
 def _csv_env_args(data_dir, symbols, features, options: dict) -> tuple[dict, dict]:
     return jax_gym.env_args_from_csv(data_dir, symbols, _host(features), options)
+
+
+# ---------------------------------------------------------------------------------- shared keywords
+#: The keywords, with their defaults, that every Torch env constructor takes after its own
+#: (``num_envs``, ``requires_grad``): the Torch side (``device`` of the tensors, ``action_transfer``
+#: one of :data:`ACTION_TRANSFERS`), a ready JAX env (``jax_env=`` with ``params=``, instead of
+#: arrays) and the labels of its data. Any other keyword is an option of the JAX env
+#: (:func:`build_jax_env`).
+SHARED_KEYWORDS: dict[str, Any] = {
+    "device": None,
+    "action_transfer": "auto",
+    "jax_env": None,
+    "params": None,
+    "symbols": None,
+    "dates": None,
+    "feature_names": None,
+}
+LABEL_KEYWORDS = ("symbols", "dates", "feature_names")
+_ANNOTATIONS = {
+    "action_transfer": "str",
+    "jax_env": "PortfolioEnv | None",
+    "params": "EnvParams | None",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchEnvArgs:
+    """The shared keywords of a Torch env constructor, resolved: ``device`` and
+    ``action_transfer`` as given (each class checks them), the JAX env and its params, and the
+    labels of its data (``symbols``, ``dates``, ``feature_names``; ``None`` when not given)."""
+
+    device: Any
+    action_transfer: str
+    jax_env: PortfolioEnv
+    params: EnvParams
+    labels: dict[str, Any]
+
+    @classmethod
+    def resolve(cls, owner: str, prices, features, keywords: dict[str, Any]) -> TorchEnvArgs:
+        """From a constructor's ``prices``, ``features`` and ``**keywords`` (:data:`SHARED_KEYWORDS`
+        plus the JAX env's options); one-line ``ConfigError`` naming ``owner`` when both or neither
+        of arrays and ``jax_env=``/``params=`` are given."""
+        options = dict(keywords)
+        given = {k: options.pop(k, default) for k, default in SHARED_KEYWORDS.items()}
+        labels = {k: given.pop(k) for k in LABEL_KEYWORDS}
+        jax_env, params = given.pop("jax_env"), given.pop("params")
+        jax_env, params = resolve_jax_env(
+            owner, prices, features, jax_env, params, options, build=build_jax_env
+        )
+        return cls(jax_env=jax_env, params=params, labels=labels, **given)
+
+
+def with_shared_keywords(init):
+    """Decorator of a Torch env ``__init__(self, prices=None, features=None, *, <own keywords>,
+    **keywords)`` (``keywords`` read by :meth:`TorchEnvArgs.resolve`): its signature, as
+    ``inspect.signature`` and ``help`` show it, spells out :data:`SHARED_KEYWORDS` and then
+    ``**options``."""
+    signature = inspect.signature(init)
+    kinds = inspect.Parameter
+    own = [p for p in signature.parameters.values() if p.kind is not kinds.VAR_KEYWORD]
+    shared = [
+        kinds(k, kinds.KEYWORD_ONLY, default=d, annotation=_ANNOTATIONS.get(k, kinds.empty))
+        for k, d in SHARED_KEYWORDS.items()
+    ]
+    options = kinds("options", kinds.VAR_KEYWORD)
+    init.__signature__ = signature.replace(parameters=[*own, *shared, options])
+    return init
 
 
 # ---------------------------------------------------------------------------------- Torch envs
@@ -194,28 +263,12 @@ class TorchPortfolioEnv(TorchEnvConstructors, _UnwrappedAccess, JaxToTorch):
     Not auto-resetting: call ``reset()`` after ``terminated or truncated`` (else ``ResetNeeded``).
     """
 
-    def __init__(
-        self,
-        prices=None,
-        features=None,
-        *,
-        device=None,
-        action_transfer: str = "auto",
-        jax_env: PortfolioEnv | None = None,
-        params: EnvParams | None = None,
-        symbols=None,
-        dates=None,
-        feature_names=None,
-        **options,
-    ):
-        jax_env, params = resolve_jax_env(
-            "TorchPortfolioEnv", prices, features, jax_env, params, options, build=build_jax_env
-        )
-        inner = JaxPortfolioGymEnv(
-            jax_env, params, symbols=symbols, dates=dates, feature_names=feature_names
-        )
-        super().__init__(inner, device=_torch_device(device))
-        self.action_transfer = _check_transfer(action_transfer)
+    @with_shared_keywords
+    def __init__(self, prices=None, features=None, **keywords):
+        args = TorchEnvArgs.resolve("TorchPortfolioEnv", prices, features, keywords)
+        inner = JaxPortfolioGymEnv(args.jax_env, args.params, **args.labels)
+        super().__init__(inner, device=_torch_device(args.device))
+        self.action_transfer = _check_transfer(args.action_transfer)
 
     def step(self, action):
         return _convert_step(self, action, single=True)
@@ -232,41 +285,29 @@ class TorchPortfolioVectorEnv(TorchEnvConstructors, _UnwrappedAccess, VectorJaxT
 
     CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "action_transfer")
 
-    def __init__(
-        self,
-        prices=None,
-        features=None,
-        *,
-        num_envs: int = 1,
-        device=None,
-        action_transfer: str = "auto",
-        jax_env: PortfolioEnv | None = None,
-        params: EnvParams | None = None,
-        symbols=None,
-        dates=None,
-        feature_names=None,
-        **options,
-    ):
-        jax_env, params = resolve_jax_env(
-            "TorchPortfolioVectorEnv",
-            prices,
-            features,
-            jax_env,
-            params,
-            options,
-            build=build_jax_env,
-        )
-        inner = JaxPortfolioVectorGymEnv(
-            jax_env, params, num_envs, symbols=symbols, dates=dates, feature_names=feature_names
-        )
-        super().__init__(inner, device=_torch_device(device))
-        self.action_transfer = _check_transfer(action_transfer)
+    @with_shared_keywords
+    def __init__(self, prices=None, features=None, *, num_envs: int = 1, **keywords):
+        args = TorchEnvArgs.resolve("TorchPortfolioVectorEnv", prices, features, keywords)
+        inner = JaxPortfolioVectorGymEnv(args.jax_env, args.params, num_envs, **args.labels)
+        super().__init__(inner, device=_torch_device(args.device))
+        self.action_transfer = _check_transfer(args.action_transfer)
 
     def step(self, actions):
         return _convert_step(self, actions, single=False)
 
 
 # ---------------------------------------------------------------------------------- registration
+def _make_env(cls, prices, features, data_dir, symbols, **keywords):
+    """``cls`` over ``prices``/``features`` arrays, or over the CSVs in ``data_dir`` (features
+    ``"stat"`` by default) via ``cls.from_csv_dir``; ``keywords`` go to either."""
+    if data_dir is None:
+        return cls(prices, features, symbols=symbols, **keywords)
+    if prices is not None:
+        raise DataError("pass either data_dir= or prices=, not both")
+    features = "stat" if features is None else features
+    return cls.from_csv_dir(data_dir, symbols, features=features, **keywords)
+
+
 def make_portfolio_env(
     prices=None, features=None, *, data_dir=None, symbols=None, device=None, **options
 ):
@@ -275,17 +316,9 @@ def make_portfolio_env(
     Either ``prices=``/``features=`` arrays or ``data_dir=`` (+ ``symbols=``, ``features="stat"|
     "none"|array``), plus the JAX env's options.
     """
-    if data_dir is not None:
-        if prices is not None:
-            raise DataError("pass either data_dir= or prices=, not both")
-        return TorchPortfolioEnv.from_csv_dir(
-            data_dir,
-            symbols,
-            features="stat" if features is None else features,
-            device=device,
-            **options,
-        )
-    return TorchPortfolioEnv(prices, features, device=device, symbols=symbols, **options)
+    return _make_env(
+        TorchPortfolioEnv, prices, features, data_dir, symbols, device=device, **options
+    )
 
 
 def make_portfolio_vector_env(
@@ -299,20 +332,8 @@ def make_portfolio_vector_env(
     **options,
 ):
     """Vector entry point (``gymnasium.make_vec("jaxport/Portfolio-v0", num_envs=B, ...)``)."""
-    if data_dir is not None:
-        if prices is not None:
-            raise DataError("pass either data_dir= or prices=, not both")
-        return TorchPortfolioVectorEnv.from_csv_dir(
-            data_dir,
-            symbols,
-            num_envs=num_envs,
-            features="stat" if features is None else features,
-            device=device,
-            **options,
-        )
-    return TorchPortfolioVectorEnv(
-        prices, features, num_envs=num_envs, device=device, symbols=symbols, **options
-    )
+    keywords = dict(num_envs=num_envs, device=device, **options)
+    return _make_env(TorchPortfolioVectorEnv, prices, features, data_dir, symbols, **keywords)
 
 
 def register_envs() -> None:
@@ -328,6 +349,9 @@ __all__ = [
     "ENV_KWARGS",
     "FEATURE_MODES",
     "PARAM_KWARGS",
+    "SHARED_KEYWORDS",
     "STEP_INFO_KEYS",
+    "TorchEnvArgs",
     "register_envs",
+    "with_shared_keywords",
 ]

@@ -2,7 +2,7 @@
 
 Every exported model is a Torch ``state_dict`` plus its architecture ``{"format", "kind", "config",
 ...}``, where ``config`` are the constructor arguments of the matching module in
-:mod:`torch_compat.models` (which imports only torch), written by
+:mod:`torch_compat.models` (which imports torch, not JAX), written by
 :func:`torch_compat.serialization.save_exported` as ``NAME.safetensors`` (architecture in its
 metadata) and/or ``NAME.pt`` + ``NAME.json``; ``torch_compat.models.load_exported`` rebuilds the
 module and loads it with ``strict=True``.
@@ -18,6 +18,7 @@ module and loads it with ``strict=True``.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -67,6 +68,19 @@ def _linear(sd: dict, prefix: str, dense: dict) -> None:
         sd[f"{prefix}.bias"] = torch.from_numpy(np.ascontiguousarray(dense["bias"]))
 
 
+def _twin_config(cfg: Mapping, twin: type, **computed) -> dict:
+    """The constructor arguments of the Torch ``twin``: ``computed`` (what the exporter reads off
+    the parameter tree or the env), then every other argument with a default, read from the stored
+    policy config ``cfg`` by name (else the twin's default) and cast to the default's type
+    (``float``, ``int``, ``bool``, ``str``)."""
+    stored = {}
+    for name, param in inspect.signature(twin).parameters.items():
+        default = param.default
+        if name not in computed and default is not inspect.Parameter.empty:
+            stored[name] = type(default)(cfg.get(name, default))
+    return {**computed, **stored}
+
+
 def _config_dict(config) -> dict:
     if isinstance(config, Mapping):
         return dict(config)
@@ -96,15 +110,12 @@ def _export_actor_critic(policy: Policy) -> tuple[dict, dict]:
     norm = _float32_tree(policy.tree["obs_norm"])
     sd["obs_mean"] = torch.from_numpy(np.ascontiguousarray(norm["mean"].reshape(obs_dim)))
     sd["obs_var"] = torch.from_numpy(np.ascontiguousarray(norm["var"].reshape(obs_dim)))
-    config = dict(
+    config = _twin_config(
+        cfg,
+        models.ActorCritic,
         obs_dim=obs_dim,
         action_dim=int(p["log_std"].shape[-1]),
         hidden=hidden,
-        activation=str(cfg.get("activation", "tanh")),
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
-        normalize_obs=bool(cfg.get("normalize_obs", True)),
-        obs_clip=float(cfg.get("obs_clip", 10.0)),
-        init_log_std=float(cfg.get("init_log_std", 0.0)),
     )
     return sd, config
 
@@ -141,11 +152,12 @@ def _export_mlp_allocator(policy: Policy) -> tuple[dict, dict]:
         raise CheckpointError(
             f"policy export: MLPAllocator input {in_dim} does not fit obs_dim={policy.env.obs_dim}"
         )
-    config = dict(
+    config = _twin_config(
+        cfg,
+        models.MLPAllocator,
         obs_dim=obs_dim,
         num_assets=int(p["out"]["kernel"].shape[1]),
         hidden_sizes=hidden,
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
         observe_equity=observe_equity,
     )
     return sd, config
@@ -164,19 +176,13 @@ def _export_universe_allocator(policy: Policy) -> tuple[dict, dict]:
     _linear(sd, "head.2", p["head_out"])
     _linear(sd, "gross.0", p["gross_0"])
     _linear(sd, "gross.2", p["gross_out"])
-    config = dict(
+    config = _twin_config(
+        cfg,
+        models.UniverseAllocator,
         window=int(policy.env.window),
         num_features=int(policy.env.num_features),
         hidden_sizes=hidden,
-        head_size=int(cfg.get("head_size", 32)),
-        leverage_cap=float(cfg.get("leverage_cap", 2.0)),
-        observe_equity=bool(cfg.get("observe_equity", False)),
         rebalance_rate=float(np.asarray(policy.tree["rebalance_rate"])),
-        anchor=str(cfg.get("anchor", "none")),
-        anchor_eta=float(cfg.get("anchor_eta", 1.0)),
-        anchor_vol_managed=bool(cfg.get("anchor_vol_managed", False)),
-        max_gross=float(cfg.get("max_gross", 1.0)),
-        init_gross=float(cfg.get("init_gross", 1.0)),
     )
     return sd, config
 
@@ -185,18 +191,13 @@ def _export_allocator_policy(policy: Policy) -> tuple[dict, dict]:
     """A shipped baseline (``baseline:<name>``): no weights, the ``Allocator`` fields as config."""
     cfg = policy.config_dict()
     try:
-        config = dict(
+        config = _twin_config(
+            cfg,
+            models.AllocatorPolicy,
             allocator=str(cfg["kind"]),
             num_assets=int(policy.env.num_assets),
             lookback=int(cfg["lookback"]),
             rebalance_every=int(cfg["rebalance_every"]),
-            asset=int(cfg.get("asset", -1)),
-            shrinkage=float(cfg.get("shrinkage", 0.1)),
-            eta=float(cfg.get("eta", 1.0)),
-            long_lookback=int(cfg.get("long_lookback", 252)),
-            max_gross=float(cfg.get("max_gross", 1.0)),
-            mix=float(cfg.get("mix", 0.5)),
-            name=str(cfg.get("name", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"policy export: bad allocator config ({exc})") from None

@@ -1,7 +1,8 @@
 """Plain PyTorch twins of jaxport's Flax models, for checkpoints exported by ``torch_compat.export``.
 
-This module imports only ``torch`` (and the standard library; ``safetensors`` for ``.safetensors``
-files): copy it next to an exported model and it loads without JAX::
+This module imports only ``torch``, the standard library (``safetensors`` for ``.safetensors``
+files) and the stdlib-only :mod:`jaxport.allocator_kinds` (the allocator names it shares with the
+core): an exported model loads without JAX::
 
     model = load_exported("out/portfolio_AAPL_MSFT.safetensors")  # no pickle; arch in its metadata
     model = load_exported("out/portfolio_AAPL_MSFT.pt")  # reads the sibling .json, strict load
@@ -28,6 +29,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from jaxport.allocator_kinds import ALLOCATOR_KINDS  # stdlib only: no JAX
 
 FORMAT = "torch_compat.export/1"
 
@@ -294,19 +297,6 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
     ) -> torch.Tensor:
         """The env action for raw observations ``[..., obs_dim]`` (``info`` is not read)."""
         return self(obs)
-
-
-ALLOCATOR_KINDS = (
-    "equal_weight",
-    "inverse_volatility",
-    "minimum_variance",
-    "risk_parity",
-    "volatility_timing",
-    "vol_managed_equal_weight",
-    "equal_minimum_variance",
-    "buy_and_hold",
-    "cash",
-)
 
 
 def _normalised_cov(cov: torch.Tensor) -> torch.Tensor:

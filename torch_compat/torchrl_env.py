@@ -53,11 +53,13 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
-from jaxport.env.gym import resolve_jax_env
 from jaxport.errors import ConfigError, DataError
-from torch_compat.env import TorchEnvConstructors
-
-ACTION_TRANSFERS = ("auto", "dlpack", "copy")
+from torch_compat.env import (
+    ACTION_TRANSFERS,
+    TorchEnvArgs,
+    TorchEnvConstructors,
+    with_shared_keywords,
+)
 
 
 # ---------------------------------------------------------------------------------- JAX kernels
@@ -119,27 +121,19 @@ class TorchRLPortfolioEnv(TorchEnvConstructors, EnvBase):
     _supports_set_state = False
     CONSTRUCTOR_KEYWORDS = ("device", "num_envs", "requires_grad", "action_transfer")
 
+    @with_shared_keywords
     def __init__(
         self,
         prices=None,
         features=None,
         *,
         num_envs: int = 1,
-        device=None,
         requires_grad: bool = False,
-        action_transfer: str = "auto",
-        jax_env: PortfolioEnv | None = None,
-        params: EnvParams | None = None,
-        symbols=None,
-        dates=None,
-        feature_names=None,
-        **options,
+        **keywords,
     ):
-        from torch_compat.env import build_jax_env
-
-        jax_env, params = resolve_jax_env(
-            "TorchRLPortfolioEnv", prices, features, jax_env, params, options, build=build_jax_env
-        )
+        args = TorchEnvArgs.resolve("TorchRLPortfolioEnv", prices, features, keywords)
+        jax_env, params, labels = args.jax_env, args.params, args.labels
+        device, action_transfer = args.device, args.action_transfer
         if int(num_envs) < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         if action_transfer not in ACTION_TRANSFERS:
@@ -154,13 +148,14 @@ class TorchRLPortfolioEnv(TorchEnvConstructors, EnvBase):
         self.num_envs = int(num_envs)
         self.requires_grad = bool(requires_grad)
         self.action_transfer = action_transfer
+        symbols = labels["symbols"]
         self.symbols = (
             tuple(symbols)
             if symbols is not None
             else tuple(f"asset{i}" for i in range(jax_env.num_assets))
         )
-        self.dates = dates
-        self.feature_names = tuple(feature_names or ())
+        self.dates = labels["dates"]
+        self.feature_names = tuple(labels["feature_names"] or ())
         self._make_specs()
         B = self.num_envs
         self._state: EnvState | None = None  # JAX state (requires_grad=False)

@@ -68,7 +68,7 @@ def scan_steps(
     return RolloutResult(trajectory=traj, final_obs=obs, final_state=state)
 
 
-@tuned_jit(static_argnames=("env", "policy_fn", "num_envs", "num_steps"))
+@tuned_jit(static_argnames=("env", "policy_fn", "num_envs", "num_steps", "place_batch"))
 def rollout(
     env: PortfolioEnv,
     params: EnvParams,
@@ -76,15 +76,21 @@ def rollout(
     key: jax.Array,
     num_envs: int,
     num_steps: int,
+    place_batch: Callable | None = None,
 ) -> RolloutResult:
     """Reset ``num_envs`` envs and roll ``policy_fn`` for ``num_steps`` steps, as one jitted
     program.
 
     ``policy_fn(key, obs) -> action`` acts on ONE observation; it is vmapped over envs. Must be
     hashable (a module-level function or ``functools.partial`` of one): it is a static argument.
+    ``place_batch((obs, state)) -> (obs, state)``, if given (static, hashable), places the fresh
+    batch before the scan: :func:`jaxport.distributed.sharded_rollout` passes its sharding
+    constraint.
     """
     k_reset, k_run = jax.random.split(key)
     obs, state = batch_reset(env, params, k_reset, num_envs)
+    if place_batch is not None:
+        obs, state = place_batch((obs, state))
     return scan_steps(env, params, policy_fn, k_run, obs, state, num_steps)
 
 

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxport.allocator_kinds import ALLOCATOR_KINDS
 from jaxport.data import DataError
 from jaxport.env import EnvParams, EnvState, PortfolioEnv
 from jaxport.eval.episode import _episode_report, evaluation_steps
@@ -60,17 +61,6 @@ from jaxport.features.risk import (
 )
 from jaxport.rl.codec import PolicySpec
 
-ALLOCATOR_KINDS = (
-    "equal_weight",
-    "inverse_volatility",
-    "minimum_variance",
-    "risk_parity",
-    "volatility_timing",
-    "vol_managed_equal_weight",
-    "equal_minimum_variance",
-    "buy_and_hold",
-    "cash",
-)
 #: The allocators from the out-of-sample literature (module docstring), in the gate and tables.
 LITERATURE_KINDS = ("volatility_timing", "vol_managed_equal_weight", "equal_minimum_variance")
 DEFAULT_ETA = 1.0  # volatility timing: w_i proportional to sigma_i^(-2 eta) (Kirby & Ostdiek)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from jaxport.allocator_kinds import STANDARD_ALLOCATORS
+
 #: Labels of the standard allocators and the learned candidates.
 POLICY_LABELS = {
     "equal_weight": "1/N",
@@ -32,17 +34,6 @@ POLICY_LABELS = {
     "gradient": "learned (gradient)",
     "ppo": "learned (PPO)",
 }
-#: The standard allocators the gate compares, in the order tables and legends list them.
-STANDARD_ALLOCATORS = (
-    "equal_weight",
-    "inverse_volatility",
-    "minimum_variance",
-    "risk_parity",
-    "volatility_timing",
-    "vol_managed_equal_weight",
-    "equal_minimum_variance",
-    "cash",
-)
 #: Suffix of a learned candidate that the gate did not ship.
 NOT_SHIPPED = "not shipped"
 

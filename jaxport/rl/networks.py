@@ -33,8 +33,9 @@ entropy of the pre-squash Gaussian. The deterministic action is ``cap * tanh(mea
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -178,6 +179,24 @@ class MLPAllocator(nn.Module):
 
 
 # ---------------------------------------------------------------- squashed Gaussian policy
+def module_from_config(module: type[nn.Module], config: Any, **given: Any) -> nn.Module:
+    """``module(**given, **shared)``, where ``shared`` holds every field of the flax ``module`` that
+    the static ``config`` has under the same name (and ``given`` does not), cast to the type of the
+    field's default (``leverage_cap`` -> float, ``hidden_sizes`` -> tuple, ...): a trainer's config
+    builds its network without listing each shared field twice. ``given``: what the config does not
+    hold (env shapes such as ``num_assets``, flags such as ``critic``)."""
+    shared = {}
+    for field in dataclasses.fields(module):
+        name = field.name
+        if not field.init or name in ("parent", "name") or name in given:
+            continue
+        if hasattr(config, name):
+            value = getattr(config, name)
+            default = field.default
+            shared[name] = value if default is dataclasses.MISSING else type(default)(value)
+    return module(**given, **shared)
+
+
 def gaussian_log_prob(u, mean, log_std):
     """Log density of the diagonal Gaussian at the pre-squash action ``u`` (summed, last axis)."""
     z = (u - mean) * jnp.exp(-log_std)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxport.env import PortfolioEnv
 from jaxport.rl.gradient.config import GradientConfig, split_config
-from jaxport.rl.networks import MLPAllocator
+from jaxport.rl.networks import MLPAllocator, module_from_config
 from jaxport.rl.transformer import TransformerAllocator
 
 
@@ -24,24 +24,9 @@ def make_policy_network(config: GradientConfig, env: PortfolioEnv) -> nn.Module:
     """The flax module of ``config.policy`` for ``env`` (maps one obs or a batch to actions)."""
     config.validate()
     if config.policy == "mlp":
-        return MLPAllocator(
-            num_assets=env.num_assets,
-            hidden_sizes=tuple(int(h) for h in config.hidden_sizes),
-            leverage_cap=float(config.leverage_cap),
-            output_init_scale=float(config.output_init_scale),
-            observe_equity=bool(config.observe_equity),
-        )
-    return TransformerAllocator(
-        num_assets=env.num_assets,
-        num_features=env.num_features,
-        window=env.window,
-        hidden_size=int(config.hidden_size),
-        num_layers=int(config.num_layers),
-        num_heads=int(config.num_heads),
-        leverage_cap=float(config.leverage_cap),
-        output_init_scale=float(config.output_init_scale),
-        observe_equity=bool(config.observe_equity),
-    )
+        return module_from_config(MLPAllocator, config, num_assets=env.num_assets)
+    shapes = dict(num_assets=env.num_assets, num_features=env.num_features, window=env.window)
+    return module_from_config(TransformerAllocator, config, **shapes)
 
 
 def init_policy_params(config: GradientConfig, env: PortfolioEnv, key: jax.Array):

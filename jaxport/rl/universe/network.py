@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxport.env import PortfolioEnv
+from jaxport.rl.networks import module_from_config
 from jaxport.rl.universe.config import ANCHOR_COLUMNS, UniverseConfig
 
 
@@ -137,20 +138,9 @@ def rebalance(target, w_old, rate):
 
 
 def make_network(config: UniverseConfig, env: PortfolioEnv, critic: bool = False):
-    return UniverseAllocator(
-        window=env.window,
-        num_features=env.num_features,
-        hidden_sizes=tuple(config.hidden_sizes),
-        head_size=int(config.head_size),
-        leverage_cap=float(config.leverage_cap),
-        init_gross=float(config.init_gross),
-        observe_equity=bool(config.observe_equity),
-        critic=critic,
-        anchor=str(config.anchor),
-        anchor_eta=float(config.anchor_eta),
-        anchor_vol_managed=bool(config.anchor_vol_managed),
-        max_gross=float(config.max_gross),
-    )
+    """The :class:`UniverseAllocator` of ``config`` (its fields by name) for ``env``'s shapes."""
+    shapes = dict(window=env.window, num_features=env.num_features)
+    return module_from_config(UniverseAllocator, config, **shapes, critic=critic)
 
 
 def apply_policy(network: UniverseAllocator, params, obs, rebalance_rate, leverage_cap):
