@@ -493,13 +493,20 @@ def block_walk_forward(results: Path) -> str:
     lines = [
         "| run | rl (scope, algo, seeds; objective, anchor) | policy | pair-folds | median gap "
         "| mean gap | share ≥ 0 | learned shipped (share; test mean gap, win rate) "
-        "| pooled gap [95 % CI] | pooled gap to its anchor rule [95 % CI] | PBO | DSR (median) "
+        "| pooled gap [95 % CI] | pooled gap to its anchor rule [95 % CI] "
+        "| lost > 10 % while 1/N gained (pair-folds; worst test return then) | PBO | DSR (median) "
         "| test turnover/day | test gross | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(x, fmt):
         return "—" if x is None else format(x, fmt)
+
+    def losses(lo):
+        if not lo:
+            return "—"
+        worst = "—" if lo["worst"] is None else f"{lo['worst']:+.1%}"
+        return f"{lo['count']} of {lo['pair_folds']}; {worst}"
 
     def interval(pool):
         return (
@@ -523,6 +530,7 @@ def block_walk_forward(results: Path) -> str:
             f"{ls['share']:.0%}; {cell(ls['mean_gap'], '+.3f')}, {cell(ls['win_rate'], '.0%')}"
         )
         vs_rules = pooled.get("candidates_vs_baselines") or {}
+        lost = pooled.get("losses_while_equal_weight_gains") or {}
         rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
         rows += [
             (a, c["test_gap"], c["test_turnover"], c.get("test_leverage"),
@@ -540,6 +548,7 @@ def block_walk_forward(results: Path) -> str:
                 f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
                 f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | "
                 f"{shipped_extra if is_shipped else ''} | {interval(pool)} | {anchor_gap} | "
+                f"{losses(lost.get(name))} | "
                 f"{cell(pooled.get('pbo_mean'), '.2f') if not is_shipped else ''} | "
                 f"{cell(pooled.get('dsr_median'), '.2f') if is_shipped else ''} | "
                 f"{cell(to and to['median'], '.3f') if to else ''} | "

@@ -195,26 +195,32 @@ def recompute_pooled(run_dir: Path, summary: dict) -> dict:
     """The pooled verdict recomputed from the run's evaluation files (every candidate against 1/N
     and against the literature rules; :func:`jaxport.eval.walk_forward.pooled_walk_forward`), for
     runs written before it was in the summary or with fewer comparisons."""
-    from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward
+    from jaxport.eval.walk_forward import losses_while_equal_weight_gains, pooled_walk_forward
+
+    curves = run_fold_curves(run_dir, summary)
+    ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
+    out = pooled_walk_forward(curves, periods_per_year=ppy, seed=int(summary["config"]["seed"]))
+    out["losses_while_equal_weight_gains"] = losses_while_equal_weight_gains(curves)
+    return out
+
+
+def run_fold_curves(run_dir: Path, summary: dict) -> dict:
+    """Every basket's per-fold test curves, read from the run's evaluation files."""
+    from jaxport.eval.walk_forward import fold_curves
 
     root = Path(run_dir)
-    curves = fold_curves(
+    return fold_curves(
         summary["walk_forward"]["folds"], lambda rel: json.loads((root / rel).read_text())
     )
-    ppy = float(summary["config"]["rl"].get("trading_days_per_year", 252))
-    return pooled_walk_forward(curves, periods_per_year=ppy, seed=int(summary["config"]["seed"]))
 
 
 def variant_pooled(run_dir: Path, summary: dict, rows: list[dict]) -> dict:
     """Each replayed gate variant's shipped policy, pooled like the run's own ``shipped``: its
     paired Sharpe gap to 1/N on the stitched test days, dates resampled jointly across baskets
     (the shipped test curve is the learned candidate's or the fallback allocator's)."""
-    from jaxport.eval.walk_forward import fold_curves, pooled_walk_forward
+    from jaxport.eval.walk_forward import pooled_walk_forward
 
-    root = Path(run_dir)
-    curves = fold_curves(
-        summary["walk_forward"]["folds"], lambda rel: json.loads((root / rel).read_text())
-    )
+    curves = run_fold_curves(run_dir, summary)
     order = {}  # pair -> its rows in fold order (fold_curves' order)
     for r in sorted(rows, key=lambda r: r["fold"]):
         order.setdefault(r["pair"], []).append(r)
@@ -358,6 +364,12 @@ def main(argv=None) -> int:
                 f"pooled {name} vs {base}: {p['mean']:+.3f} "
                 f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
             )
+    for name, lo in (out["pooled"].get("losses_while_equal_weight_gains") or {}).items():
+        worst = "—" if lo["worst"] is None else f"{lo['worst']:+.1%}"
+        print(
+            f"{name}: lost > {lo['max_loss']:.0%} while 1/N gained in {lo['count']} of "
+            f"{lo['pair_folds']} pair-folds (worst test return when 1/N gained: {worst})"
+        )
     print(f"PBO (mean over pair-folds): {out['pooled'].get('pbo_mean')}")
     print(f"facts: {json.dumps(out['facts'])}")
     print(f"wrote {path}")

@@ -333,3 +333,39 @@ def test_universe_training_symbols_add_the_basket_symbols_once():
     assert universe_training_symbols(cfg, ["A", "B"], pairs) == ["A", "B", "C", "Z"]
     cfg.data.universe_symbols = ["X", "Y", "B"]
     assert universe_training_symbols(cfg, ["A", "B"], pairs) == ["X", "Y", "B", "C", "Z"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    # totals off the 0 and -10 % boundaries by more than float rounding
+    ew_total=st.lists(st.integers(-50, 50).map(lambda k: k / 100 + 0.003), min_size=1, max_size=6),
+    shift=st.integers(-30, 30).map(lambda k: k / 100 + 0.001),
+)
+def test_losses_while_equal_weight_gains_counts_by_hand(ew_total, shift):
+    """The moonshot's "no basket loses more than 10 % while 1/N gains": per pair-fold, a policy's
+    total test return below -10 % in a block where 1/N's is above 0, counted by hand."""
+    from jaxport.eval.walk_forward import losses_while_equal_weight_gains
+
+    def curve(total):  # a 3-day equity curve with that total return (fraction)
+        return [1.0, 1.0 + total / 2, 1.0 + total]
+
+    folds = [
+        {
+            "equity": curve(g + shift),
+            "equal_weight": curve(g),
+            "candidates": {"universe": curve(-g)},
+        }
+        for g in ew_total
+    ]
+    out = losses_while_equal_weight_gains({"A_B": folds[:2], "C_D": folds[2:]})
+    gained = [g for g in ew_total if g > 0]
+    for name, totals in (
+        ("shipped", [g + shift for g in gained]),
+        ("universe", [-g for g in gained]),
+    ):
+        assert out[name]["pair_folds"] == len(ew_total)
+        assert out[name]["count"] == sum(t < -0.10 for t in totals)
+        if gained:
+            assert out[name]["worst"] == pytest.approx(min(totals))
+        else:
+            assert out[name]["worst"] is None

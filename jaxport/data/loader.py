@@ -338,6 +338,33 @@ def align_frames(frames: dict[str, pd.DataFrame]) -> MarketData:
     )
 
 
+def covering_symbols(
+    directory: str | Path, market: MarketData, limit: int, *, min_rows: int = 2
+) -> list[str]:
+    """Up to ``limit`` more symbols of ``directory`` (in :func:`list_symbols` order) that could join
+    ``market`` without changing it: each has a price on every one of ``market.dates`` and, when
+    ``market`` has OHLC, OHLCV columns too (a close-only file would turn the market close-only).
+    Files that do not load are passed over (logged): nobody asked for them."""
+    if limit <= 0:
+        return []
+    dates = np.asarray(market.dates)
+    out: list[str] = []
+    for sym in list_symbols(directory):
+        if sym in market.symbols:
+            continue
+        try:
+            other = load_market(directory, [sym], min_rows=min_rows)
+        except DataError as err:
+            log.info("%s: not added to the universe (%s)", sym, err)
+            continue
+        if other.has_ohlc < market.has_ohlc or not np.isin(dates, other.dates).all():
+            continue
+        out.append(sym)
+        if len(out) == limit:
+            break
+    return out
+
+
 def load_market(
     directory: str | Path,
     symbols: Iterable[str] | None = None,

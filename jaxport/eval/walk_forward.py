@@ -176,4 +176,42 @@ def pooled_walk_forward(
     return out
 
 
-__all__ = ["fold_curves", "pooled_walk_forward", "walk_forward_statistics"]
+def losses_while_equal_weight_gains(
+    fold_curves: dict[str, list[dict]], *, max_loss: float = 0.10
+) -> dict[str, dict]:
+    """The moonshot's "no basket loses more than 10 % while 1/N gains", per pair x fold test block.
+
+    For the shipped policy (``equity``) and every learned candidate (``candidates``): ``count`` of
+    pair-folds whose total test return ``E_end / E_0 - 1`` (a fraction) is below ``-max_loss``
+    while 1/N's on the same days is above 0, out of ``pair_folds``, and ``worst``: the lowest
+    total return of that policy in a pair-fold where 1/N gained (``None`` if 1/N never gained)."""
+
+    def total(curve) -> float:
+        eq = np.asarray(curve, np.float64).reshape(-1)
+        return float(eq[-1] / eq[0] - 1.0)
+
+    policies: dict[str, list[tuple[float, float]]] = {}
+    for folds in fold_curves.values():
+        for f in folds:
+            ew = total(f["equal_weight"])
+            policies.setdefault("shipped", []).append((total(f["equity"]), ew))
+            for name, curve in (f.get("candidates") or {}).items():
+                policies.setdefault(name, []).append((total(curve), ew))
+    out = {}
+    for name, pairs in policies.items():
+        gained = [r for r, ew in pairs if ew > 0]
+        out[name] = {
+            "count": sum(r < -max_loss for r in gained),
+            "pair_folds": len(pairs),
+            "worst": min(gained) if gained else None,
+            "max_loss": max_loss,
+        }
+    return out
+
+
+__all__ = [
+    "fold_curves",
+    "losses_while_equal_weight_gains",
+    "pooled_walk_forward",
+    "walk_forward_statistics",
+]

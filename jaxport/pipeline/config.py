@@ -148,7 +148,8 @@ class DataConfig:
         parse="symbols",
         acts=universe_scope_only,
         help="Symbols whose every pair trains the universe policy, with the basket symbols, "
-        "comma-separated (none: the base symbols).",
+        "comma-separated (none: the base symbols and every other symbol of the data folder that "
+        "covers their dates, 20 at most).",
     )
     split: list[float] = setting(
         factory=lambda: [0.7, 0.15, 0.15],
