@@ -43,6 +43,7 @@ from jaxport.rl.common import check_env_params
 from jaxport.rl.metrics import format_metrics, nanmean_where
 from jaxport.rl.networks import sample_action
 from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
+from jaxport.rl.population import MemberAlgorithm, train_member
 from jaxport.rl.ppo.config import PPOConfig
 from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
 from jaxport.rl.ppo.policy import make_network
@@ -101,6 +102,10 @@ def make_train(
     recompiling. ``params`` are the flax variables ``{"params": {...}}`` of :class:`ActorCritic`;
     ``obs_norm`` is a :class:`RunningMeanStd` (identity statistics when ``normalize_obs`` is off).
     ``runner_state`` is ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len, rng)``.
+    ``train.jitted`` is the jitted program it runs, shared by every ``make_train`` of the same
+    ``(config, env)`` (``train.jitted._cache_size()`` counts its compilations, one per env-params
+    shape). Training is one :func:`pair_ppo_member` run through
+    :func:`jaxport.rl.population.train_member`.
     """
     config.validate()
     if env_params is not None:
@@ -114,6 +119,7 @@ def make_train(
             raise DataError("PPO train: no env_params given (to make_train or to train)")
         return compiled(key, env_params)
 
+    train.jitted = compiled
     return train
 
 
@@ -136,15 +142,9 @@ def _lr_schedule(config: PPOConfig) -> Callable | float:
     return lr_schedule
 
 
-def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
-    """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`."""
-    config.validate()
-    obs_dim = env.obs_dim
-    network = make_network(config, env.num_actions)
-    tx = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(learning_rate=_lr_schedule(config), eps=1e-5),
-    )
+def _ppo_loss_grad(config: PPOConfig, network) -> Callable:
+    """``value_and_grad`` of :func:`~jaxport.rl.ppo.losses.ppo_loss` with ``config``'s
+    coefficients: ``grad_fn(params, transitions, advantages, targets)``."""
     loss = partial(
         ppo_loss,
         apply_fn=network.apply,
@@ -154,28 +154,63 @@ def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
         ent_coef=config.ent_coef,
         normalize_advantages=config.normalize_advantages,
     )
-    grad_fn = jax.value_and_grad(
+    return jax.value_and_grad(
         lambda params, tr, adv, targets: loss(params, batch=tr, advantages=adv, targets=targets),
         has_aux=True,
     )
 
-    def train(key: jax.Array, env_params: EnvParams) -> dict:
-        key, k_init, k_reset, k_run = jax.random.split(key, 4)
-        variables = network.init(k_init, jnp.zeros((obs_dim,), jnp.float32))
+
+def split_pair_ppo_key(key: jax.Array, num_updates: int) -> tuple[tuple, jax.Array]:
+    """PPO's member keys (:attr:`~jaxport.rl.population.MemberAlgorithm.split_key`):
+    ``_, k_init, k_reset, k_run = split(key, 4)`` for ``init``; the runner carries ``k_run`` and
+    splits it per step, so the per-update inputs are the update indices ``0..num_updates-1``."""
+    _, k_init, k_reset, k_run = jax.random.split(key, 4)
+    return (k_init, k_reset, k_run), jnp.arange(num_updates)
+
+
+def pair_ppo_member(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams) -> MemberAlgorithm:
+    """The per-pair PPO trainer as a :class:`~jaxport.rl.population.MemberAlgorithm` without
+    validation: state = the runner ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len,
+    rng)`` of ``config.num_envs`` envs of one market; one update = one rollout + PPO epochs
+    (module docstring); keys: :func:`split_pair_ppo_key`."""
+    network = make_network(config, env.num_actions)
+    tx = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(learning_rate=_lr_schedule(config), eps=1e-5),
+    )
+
+    def init(k_init, k_reset, k_run):
+        variables = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
         train_state = TrainState.create(apply_fn=network.apply, params=variables, tx=tx)
         reset = jax.vmap(env.reset, in_axes=(0, None))
         obs, env_state = reset(jax.random.split(k_reset, config.num_envs), env_params)
         zeros_b = jnp.zeros((config.num_envs,), jnp.float32)
         ep_len0 = jnp.zeros((config.num_envs,), jnp.int32)
-        stats = RunningMeanStd.create(obs_dim)
-        runner = (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
-        update = partial(_update_step, config, env, network, grad_fn, env_params)
-        runner, metrics = jax.lax.scan(update, runner, jnp.arange(config.num_updates))
+        stats = RunningMeanStd.create(env.obs_dim)
+        return (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
+
+    grad_fn = _ppo_loss_grad(config, network)
+    update = partial(_update_step, config, env, network, grad_fn, env_params)
+    return MemberAlgorithm(
+        init=init, update=update, mark_members=False, split_key=split_pair_ppo_key
+    )
+
+
+def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
+    """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`: one
+    :func:`pair_ppo_member` run through :func:`jaxport.rl.population.train_member`."""
+    config.validate()
+
+    def train(key: jax.Array, env_params: EnvParams) -> dict:
+        out = train_member(
+            pair_ppo_member(config, env, env_params), config.num_updates, None, None, key
+        )
+        runner = out["final_state"]
         return {
             "runner_state": runner,
             "params": runner[0].params,
             "obs_norm": runner[1],
-            "metrics": metrics,
+            "metrics": out["metrics"],
         }
 
     return train
