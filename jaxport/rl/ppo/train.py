@@ -45,7 +45,7 @@ from jaxport.rl.networks import sample_action
 from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
 from jaxport.rl.population import MemberAlgorithm, train_member
 from jaxport.rl.ppo.config import PPOConfig
-from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
+from jaxport.rl.ppo.losses import Transition, ppo_loss_grad, shaped_reward, step_transition
 from jaxport.rl.ppo.policy import make_network
 from jaxport.rl.ppo.rollout import chained_keys, explained_variance, ppo_update
 from jaxport.xla_options import tuned_jit
@@ -142,24 +142,6 @@ def _lr_schedule(config: PPOConfig) -> Callable | float:
     return lr_schedule
 
 
-def _ppo_loss_grad(config: PPOConfig, network) -> Callable:
-    """``value_and_grad`` of :func:`~jaxport.rl.ppo.losses.ppo_loss` with ``config``'s
-    coefficients: ``grad_fn(params, transitions, advantages, targets)``."""
-    loss = partial(
-        ppo_loss,
-        apply_fn=network.apply,
-        clip_eps=config.clip_eps,
-        vf_clip=config.vf_clip,
-        vf_coef=config.vf_coef,
-        ent_coef=config.ent_coef,
-        normalize_advantages=config.normalize_advantages,
-    )
-    return jax.value_and_grad(
-        lambda params, tr, adv, targets: loss(params, batch=tr, advantages=adv, targets=targets),
-        has_aux=True,
-    )
-
-
 def split_pair_ppo_key(key: jax.Array, num_updates: int) -> tuple[tuple, jax.Array]:
     """PPO's member keys (:attr:`~jaxport.rl.population.MemberAlgorithm.split_key`):
     ``_, k_init, k_reset, k_run = split(key, 4)`` for ``init``; the runner carries ``k_run`` and
@@ -189,7 +171,8 @@ def pair_ppo_member(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams)
         stats = RunningMeanStd.create(env.obs_dim)
         return (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
 
-    grad_fn = _ppo_loss_grad(config, network)
+    coefficients = ("clip_eps", "vf_clip", "vf_coef", "ent_coef", "normalize_advantages")
+    grad_fn = ppo_loss_grad(network.apply, **{k: getattr(config, k) for k in coefficients})
     update = partial(_update_step, config, env, network, grad_fn, env_params)
     return MemberAlgorithm(
         init=init, update=update, mark_members=False, split_key=split_pair_ppo_key
@@ -244,7 +227,6 @@ def _env_step(config: PPOConfig, env: PortfolioEnv, network, env_params, carry, 
             lambda: network.apply(ts.params, _norm_obs(config, stats, final_obs), value_only=True),
             lambda: boot,
         )
-        boot = jnp.where(need, boot, 0.0)
     ep_ret_new = ep_ret + reward
     ep_len_new = ep_len + 1
     step_info = {
@@ -259,17 +241,7 @@ def _env_step(config: PPOConfig, env: PortfolioEnv, network, env_params, carry, 
     }
     if config.risk_penalty > 0 or config.turnover_penalty > 0:
         step_info["portfolio_return"] = info["portfolio_return"]
-    tr = Transition(
-        obs=obs_n,
-        u=u,
-        log_prob=log_prob,
-        value=value,
-        reward=reward,
-        terminated=terminated,
-        done=done,
-        bootstrap=boot,
-        info=step_info,
-    )
+    tr = step_transition(obs_n, u, log_prob, value, reward, terminated, truncated, boot, step_info)
     ep_ret = jnp.where(done, 0.0, ep_ret_new)
     ep_len = jnp.where(done, 0, ep_len_new)
     return (ts, stats, env_state, next_obs, ep_ret, ep_len, rng), tr
