@@ -12,6 +12,10 @@ next chunk with ``stop_gradient``. Env ``i`` is re-drawn (new random start day) 
 Unlike the original's stage 3 (whose loss sign rewarded a LOW Sharpe), a larger ``risk_penalty``
 here always means less variance.
 
+The trainer is :func:`pair_gradient_member` (its ``init`` / ``update``); the loop over updates is
+:func:`jaxport.rl.population.train_member`'s, one member without validation (as the universe
+trainers' members, which differ in the env batch and the network).
+
 Same builder as PPO (PureJaxRL style, one jitted program)::
 
     train = make_train(GradientConfig(...), env, env_params)

@@ -25,6 +25,9 @@ One update = one rollout + ``update_epochs`` x ``num_minibatches`` Adam steps:
 Metrics: ``train(key)["metrics"]`` maps each of :data:`METRIC_KEYS` to a ``[num_updates]`` array
 (``[seeds, num_updates]`` under vmap); log them after the run with
 :func:`jaxport.rl.metrics.metrics_per_update`. Host callbacks: only with ``debug_callback``.
+
+The trainer is :func:`pair_ppo_member` (its ``init`` / ``update`` / key split); the loop over
+updates is :func:`jaxport.rl.population.train_member`'s, one member without validation.
 """
 
 from __future__ import annotations
