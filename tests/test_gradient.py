@@ -31,7 +31,6 @@ from jaxport.rl.gradient import (
     make_policy_fn,
     make_train,
 )
-from jaxport.rl.gradient.train import _train
 
 T, SPLIT = 1000, 800  # days; training uses days [0, SPLIT], the test episode runs SPLIT -> T - 1
 K_SIGNAL, SIGNAL_NOISE = 0.01, 0.002  # r_{t+1} = K * z_t + noise (per step)
@@ -122,8 +121,9 @@ def test_financing_keeps_leverage_near_one():
     lev, compiled = {}, []
     for rate in (0.5, 0.0):
         train_p, test_p = split_params("drift", 1, annual_financing_rate=rate)
-        out = make_train(CFG, ENV, train_p)(jax.random.PRNGKey(1))
-        compiled.append(_train._cache_size())
+        train = make_train(CFG, ENV, train_p)
+        out = train(jax.random.PRNGKey(1))
+        compiled.append(train.jitted._cache_size())
         lev[rate] = evaluate_trained(out, test_p)["metrics"]["mean_leverage"]
     assert compiled[0] == compiled[1]  # env params are traced: the second market reuses the program
     assert lev[0.5] <= 1.05, lev
@@ -147,10 +147,11 @@ def test_turnover_penalty_lowers_turnover(signal):
     """The same training with a turnover penalty trades less on the unseen test days (and, like
     every MLP run here, reuses the compiled program: penalties are traced)."""
     train_p, test_p, out = signal
-    before = _train._cache_size()
     config = dataclasses.replace(CFG, turnover_penalty=0.05)
-    penalised = make_train(config, ENV)(jax.random.PRNGKey(0), train_p)
-    assert _train._cache_size() == before
+    train = make_train(config, ENV)
+    before = train.jitted._cache_size()
+    penalised = train(jax.random.PRNGKey(0), train_p)
+    assert train.jitted._cache_size() == before
     turnover = {
         name: evaluate_trained(o, test_p, c)["metrics"]["turnover_mean"]
         for name, o, c in (("free", out, CFG), ("penalised", penalised, config))

@@ -1,6 +1,8 @@
 """The population trainer (jaxport.rl.population) on toy member algorithms: keep-best selects the
 best validation checkpoint, seeds give different members, one-device sharding equals the plain
-vmap, and both universe trainers (gradient and PPO) run through it.
+vmap, both universe trainers (gradient and PPO) run through it, and so do both per-pair trainers
+(one member without validation: their ``make_train`` output equals the documented key split and
+update order replayed by hand, and ``jax.vmap(train)`` over seeds equals single runs).
 
 The toy algorithm's "params" is a scalar counter; validation reads a score table at it, so the
 expected selection is a numpy argmax.
@@ -122,6 +124,120 @@ def test_sharding_over_one_device_equals_unsharded():
     sharded = jax.jit(partial(vmap_members, member, mesh=mesh))((table,), hp, keys)
     chex.assert_trees_all_equal(plain, sharded)
     assert population.member_mesh(mesh, 4, 2, "test") is None  # one device: not sharded
+
+
+def counter_algorithm(noise, split_key=population.split_member_key):
+    """:func:`counter_member` without validation (the per-pair form)."""
+    algo = counter_member(jnp.zeros((1,)), {"noise": noise})
+    return MemberAlgorithm(init=algo.init, update=algo.update, split_key=split_key)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 7), st.floats(0.0, 2.0, width=32), st.integers(0, 2**31 - 1))
+def test_member_without_validation_runs_every_update_in_order(num_updates, noise, seed):
+    """``validate=None``: ``{final_state, metrics}`` of ``num_updates`` updates, update ``i`` fed
+    ``split(k_loop, num_updates)[i]`` with ``k_init, k_env, k_loop = split(key, 3)``."""
+    key = jax.random.PRNGKey(seed)
+    out = jax.jit(lambda k: train_member(counter_algorithm(noise), num_updates, None, None, k))(key)
+    assert set(out) == {"final_state", "metrics"}
+    chex.assert_shape(out["metrics"]["p"], (num_updates,))
+    k_init, _, k_loop = jax.random.split(key, 3)
+    p = float(jax.random.uniform(k_init) * jnp.float32(noise))
+    want = []
+    for k in jax.random.split(k_loop, num_updates):
+        p = p + 1.0 + np.float32(noise) * float(jax.random.normal(k))
+        want.append(p)
+    np.testing.assert_allclose(np.asarray(out["metrics"]["p"]), want, rtol=1e-5, atol=1e-5)
+    p_final, n_final = out["final_state"]
+    assert float(n_final) == num_updates
+    np.testing.assert_allclose(float(p_final), want[-1], rtol=1e-5, atol=1e-5)
+
+
+def test_member_split_key_feeds_the_updates():
+    """An algorithm's own ``split_key`` decides ``init``'s keys and each update's input."""
+
+    def by_index(key, num_updates):
+        return (key, key), jnp.arange(num_updates, dtype=jnp.float32) * 10.0
+
+    algo = counter_algorithm(0.0, split_key=by_index)
+    algo = MemberAlgorithm(
+        init=algo.init,
+        update=lambda st, x: ((st[0] + x, st[1] + 1.0), {"x": x}),
+        split_key=by_index,
+    )
+    out = train_member(algo, 4, None, None, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(out["metrics"]["x"]), [0.0, 10.0, 20.0, 30.0])
+    assert float(out["final_state"][0]) == 60.0
+
+
+def _pair_market():
+    from jaxport.env import EnvParams, PortfolioEnv
+
+    rng = np.random.default_rng(1)
+    prices = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, (80, 2)), axis=0))
+    feats = rng.normal(size=(80, 2, 1)).astype(np.float32)
+    return PortfolioEnv(2, 1), EnvParams.from_arrays(prices, feats, episode_length=12)
+
+
+def _by_hand(algo, num_updates, key):
+    """The population loop replayed with a Python loop: ``(final_state, metrics [num_updates])``."""
+    init_keys, xs = algo.split_key(key, num_updates)
+    state, rows = algo.init(*init_keys), []
+    for i in range(num_updates):
+        state, m = algo.update(state, xs[i])
+        rows.append(m)
+    return state, {k: jnp.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+@pytest.mark.parametrize("algo", ["gradient", "ppo"])
+def test_pair_trainers_run_through_the_population_loop(algo):
+    from jaxport.rl.gradient import GradientConfig, make_gradient_train, split_config
+    from jaxport.rl.gradient.train import pair_gradient_member
+    from jaxport.rl.ppo import PPOConfig, make_train
+    from jaxport.rl.ppo.train import pair_ppo_member
+
+    env, market = _pair_market()
+    if algo == "gradient":
+        cfg = GradientConfig(
+            num_envs=4,
+            bptt_length=4,
+            num_updates=3,
+            episode_length=12,
+            hidden_sizes=(8,),
+            risk_penalty=1.0,
+        )
+        train = make_gradient_train(cfg, env, market)
+        static, hp = split_config(cfg)
+        member, num_updates = pair_gradient_member(static, env, market, hp), cfg.num_updates
+        params_of = lambda state: state[0]  # noqa: E731
+    else:
+        cfg = PPOConfig(
+            num_envs=4,
+            num_steps=8,
+            total_timesteps=4 * 8 * 3,
+            num_minibatches=2,
+            update_epochs=1,
+            hidden_sizes=(8,),
+            risk_penalty=1.0,
+        )
+        train = make_train(cfg, env, market)
+        member, num_updates = pair_ppo_member(cfg, env, market), cfg.num_updates
+        params_of = lambda state: state[0].params  # noqa: E731
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    out = train(keys[0])
+    state, metrics = jax.jit(partial(_by_hand, member, num_updates))(keys[0])
+    chex.assert_trees_all_close(out["params"], params_of(state), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(out["metrics"], metrics, rtol=1e-5, atol=1e-6)
+    # seeds: jax.vmap(train) over keys == one run per key, and the seeds differ
+    both = jax.jit(jax.vmap(train))(keys)
+    other = train(keys[1])
+    for i, single in enumerate((out, other)):
+        got = jax.tree_util.tree_map(lambda x: x[i], both["params"])
+        chex.assert_trees_all_close(got, single["params"], rtol=1e-5, atol=1e-6)
+    first = jax.tree_util.tree_leaves(out["params"])
+    assert any(
+        not np.allclose(a, b) for a, b in zip(first, jax.tree_util.tree_leaves(other["params"]))
+    )
 
 
 class _Routed(Exception):

@@ -42,7 +42,6 @@ from jaxport.rl import (
 )
 from jaxport.rl.networks import householder_qr, orthogonal_init
 from jaxport.rl.ppo import METRIC_KEYS
-from jaxport.rl.ppo.train import _compiled_train
 
 N_ASSETS = 2
 T_DAYS = 1024
@@ -463,7 +462,7 @@ def test_env_params_are_traced_one_compilation_per_shape():
     markets = [signal_params(3), financing_params(4)]
     key = jax.random.PRNGKey(0)
     train = make_train(TINY_CFG, ENV, markets[0])  # runs jax.jit(train_fn) cached per (config, env)
-    jitted = _compiled_train(TINY_CFG, ENV)
+    jitted = train.jitted
     direct = [train(key), train(key, markets[1])]
     assert jitted._cache_size() == 1  # the second market reused the first one's compilation
     assert not np.allclose(direct[0]["metrics"]["reward"], direct[1]["metrics"]["reward"])

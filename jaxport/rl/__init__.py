@@ -9,7 +9,8 @@ Subpackages share one layout (Brax's, with PureJaxRL's single-jit ``make_train``
 - :mod:`jaxport.rl.gradient`: deterministic policies trained by backpropagating through the env.
 - :mod:`jaxport.rl.universe`: one permutation-equivariant allocator for any basket size, trained
   on many baskets at once as a population (``train_universe``; PPO: ``universe.ppo``).
-- :mod:`jaxport.rl.population`: the population trainer both universe trainers plug into.
+- :mod:`jaxport.rl.population`: the one training loop every trainer plugs into (the universe
+  trainers as a population of members, the per-pair trainers as one member without validation).
 
 The PPO names are re-exported here unprefixed (``make_train`` is PPO's); the gradient trainer's
 as ``GradientConfig``, ``make_gradient_train`` and ``make_gradient_policy_fn``.

@@ -1,5 +1,5 @@
-"""The population trainer every universe algorithm plugs into (Brax-shaped: the algorithm gives
-``init`` / ``update`` / ``validate``, this module owns the rest).
+"""The population trainer every RL algorithm plugs into, per-pair and universe scope alike
+(Brax-shaped: the algorithm gives ``init`` / ``update`` / ``validate``, this module owns the loop).
 
 Members are the cartesian ``grid`` of traced hyperparameters x ``num_seeds`` seeds; each member is
 one :func:`train_member` run, all of them vmapped in ONE jitted program (hyperparameters are
@@ -9,12 +9,23 @@ validated and its best ones by the mean validation objective are kept (checkpoin
 the jit). With a 1-D ``mesh`` of several devices the member axis is split over it
 (``shard_map``; members are independent, so no communication).
 
-An algorithm is a :class:`MemberAlgorithm` of three pure functions built per member (they may
-close over the static config, the env and the traced ``hp``):
+The per-pair trainers (:mod:`jaxport.rl.gradient.train`, :mod:`jaxport.rl.ppo.train`) are one
+member each, without validation (``validate=None``: :func:`train_member` runs the updates and
+returns the final state); their seeds are ``jax.vmap(train)(keys)`` and their device sharding
+splits the env batch instead of the members. The two scopes differ only in the env batch (one
+market vs stacked baskets) and the network; the update loop is this module's.
 
-- ``init(key_params, key_env) -> state``: the training state; ``state[0]`` is the policy's params;
-- ``update(state, key) -> (state, metrics)``: one update (a rollout and its optimiser steps);
-- ``validate(params) -> stats``: per-basket validation numbers, ``stats["objective"] [B]`` scored.
+An algorithm is a :class:`MemberAlgorithm` of pure functions built per member (they may close over
+the static config, the env and the traced ``hp``):
+
+- ``init(*init_keys) -> state``: the training state; ``state[0]`` is the policy's params when
+  the member is validated;
+- ``update(state, x) -> (state, metrics)``: one update (a rollout and its optimiser steps);
+  ``x`` is the update's entry of the per-update inputs (by default its PRNG key);
+- ``validate(params) -> stats``: per-basket validation numbers, ``stats["objective"] [B]`` scored
+  (``None``: no validation, no checkpoint selection);
+- ``split_key(key, num_updates) -> (init_keys, xs)``: how the member's key becomes ``init``'s
+  keys and the ``[num_updates, ...]`` per-update inputs (default :func:`split_member_key`).
 """
 
 from __future__ import annotations
@@ -33,16 +44,24 @@ from jaxport.errors import ConfigError
 from jaxport.xla_options import tuned_jit
 
 
+def split_member_key(key: jax.Array, num_updates: int) -> tuple[tuple, jax.Array]:
+    """The default :attr:`MemberAlgorithm.split_key`: ``k_init, k_env, k_loop = split(key, 3)``;
+    ``init(k_init, k_env)`` and update ``i`` gets ``split(k_loop, num_updates)[i]``."""
+    k_init, k_env, k_loop = jax.random.split(key, 3)
+    return (k_init, k_env), jax.random.split(k_loop, num_updates)
+
+
 @dataclasses.dataclass(frozen=True)
 class MemberAlgorithm:
     """One member's training, as pure functions (module docstring)."""
 
-    init: Callable[[jax.Array, jax.Array], tuple]
-    update: Callable[[tuple, jax.Array], tuple[tuple, dict]]
-    validate: Callable[[Any], dict]
+    init: Callable[..., tuple]
+    update: Callable[[tuple, Any], tuple[tuple, dict]]
+    validate: Callable[[Any], dict] | None = None
     #: mark every carry per member up front (see :func:`train_member`): fewer re-traces of the
     #: nested scans under the population vmap; it may move the last float bits of the numbers
     mark_members: bool = True
+    split_key: Callable[[jax.Array, int], tuple[tuple, Any]] = split_member_key
 
 
 # ----------------------------------------------------------------------------------------- members
@@ -97,8 +116,14 @@ def keep_best(best: tuple, params, stats: dict, j):
     return best_p, jnp.where(better, score, best_obj), jnp.where(better, j, best_idx)
 
 
+def _mark_member(carry, member_marker):
+    """``carry`` with every leaf marked as varying per member (``where(m == m, a, a)``)."""
+    member = member_marker == member_marker
+    return jax.tree_util.tree_map(lambda a: jnp.where(member, a, a), carry)
+
+
 def train_member(
-    algo: MemberAlgorithm, num_updates: int, eval_every: int, member_marker, key: jax.Array
+    algo: MemberAlgorithm, num_updates: int, eval_every, member_marker, key: jax.Array
 ) -> dict:
     """One member: ``num_updates`` updates with validation every ``eval_every`` (and at 0).
 
@@ -106,29 +131,35 @@ def train_member(
     ``algo.mark_members`` every carry is marked per member with it so each nested scan's batching
     rule settles in one pass under the population vmap (compile time). Returns ``{params (best), final_params, best_eval,
     best_objective, val_curve {stat: [num_evals + 1, B]}, metrics {name: [num_updates]}}``.
+    Without validation (``algo.validate is None``; ``eval_every`` is then unused) the updates run
+    in one scan and it returns ``{final_state, metrics {name: [num_updates]}}``.
     """
+    init_keys, xs = algo.split_key(key, num_updates)
+    state = algo.init(*init_keys)
+    marked = algo.mark_members and member_marker is not None
+    if algo.validate is None:
+        state = _mark_member(state, member_marker) if marked else state
+        state, metrics = jax.lax.scan(algo.update, state, xs)
+        return dict(final_state=state, metrics=metrics)
     num_evals = num_updates // eval_every
-    k_init, k_env, k_loop = jax.random.split(key, 3)
-    state = algo.init(k_init, k_env)
 
     def period(carry, xs):
         # evaluation j validates the params after j * eval_every updates (j = 0: the untrained
         # start), then runs the next eval_every updates; the last evaluation follows the scan
         state, best = carry
-        keys, j = xs
+        update_xs, j = xs
         stats = algo.validate(state[0])
         best = keep_best(best, state[0], stats, j)
-        state, metrics = jax.lax.scan(algo.update, state, keys)
+        state, metrics = jax.lax.scan(algo.update, state, update_xs)
         jax.debug.callback(partial(_report_progress, total=num_updates), (j + 1) * eval_every)
         return (state, best), (metrics, stats)
 
-    keys = jax.random.split(k_loop, num_updates).reshape(num_evals, eval_every, -1)
+    periods = jax.tree_util.tree_map(lambda x: x.reshape((num_evals, eval_every) + x.shape[1:]), xs)
     carry = (state, (state[0], jnp.float32(-jnp.inf), jnp.zeros((), jnp.int32)))
-    if algo.mark_members:
-        member = member_marker == member_marker
-        carry = jax.tree_util.tree_map(lambda a: jnp.where(member, a, a), carry)
-    xs = (keys, jnp.arange(num_evals, dtype=jnp.int32))
-    (state, best), (metrics, curve) = jax.lax.scan(period, carry, xs)
+    carry = _mark_member(carry, member_marker) if marked else carry
+    (state, best), (metrics, curve) = jax.lax.scan(
+        period, carry, (periods, jnp.arange(num_evals, dtype=jnp.int32))
+    )
     last = algo.validate(state[0])
     best_p, best_obj, best_idx = keep_best(best, state[0], last, jnp.int32(num_evals))
     curve = jax.tree_util.tree_map(lambda c, x: jnp.concatenate([c, x[None]], 0), curve, last)
@@ -246,6 +277,7 @@ __all__ = [
     "member_mesh",
     "population_result",
     "progress_hook",
+    "split_member_key",
     "train_member",
     "train_population",
     "vmap_members",

@@ -12,6 +12,10 @@ next chunk with ``stop_gradient``. Env ``i`` is re-drawn (new random start day) 
 Unlike the original's stage 3 (whose loss sign rewarded a LOW Sharpe), a larger ``risk_penalty``
 here always means less variance.
 
+The trainer is :func:`pair_gradient_member` (its ``init`` / ``update``); the loop over updates is
+:func:`jaxport.rl.population.train_member`'s, one member without validation (as the universe
+trainers' members, which differ in the env batch and the network).
+
 Same builder as PPO (PureJaxRL style, one jitted program)::
 
     train = make_train(GradientConfig(...), env, env_params)
@@ -36,6 +40,7 @@ from jaxport.rl.gradient.config import GradientConfig, split_config
 from jaxport.rl.gradient.losses import chunk_objective, reset_envs, training_params
 from jaxport.rl.gradient.policy import make_policy_network
 from jaxport.rl.optim import cosine_adamw
+from jaxport.rl.population import MemberAlgorithm, train_member
 
 METRIC_KEYS = (
     "objective",  # per-step objective of the update's chunk (the quantity ascended)
@@ -49,26 +54,28 @@ METRIC_KEYS = (
 )
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _train(
-    config: GradientConfig,
-    env: PortfolioEnv,
-    env_params: EnvParams,
-    hp: dict[str, jnp.ndarray],
-    key: jax.Array,
-) -> dict[str, Any]:
+def pair_gradient_member(
+    config: GradientConfig, env: PortfolioEnv, env_params: EnvParams, hp: dict[str, jnp.ndarray]
+) -> MemberAlgorithm:
+    """The per-pair gradient trainer as a :class:`~jaxport.rl.population.MemberAlgorithm`
+    without validation: state ``(net_params, opt_state, obs, state, done)`` of the
+    ``config.num_envs`` envs of one market (the env batch split over the context mesh, if any);
+    one update = re-draw finished envs, one ``bptt_length`` chunk, one AdamW step (module
+    docstring). ``hp``: the traced :data:`~jaxport.rl.gradient.config.DYNAMIC_FIELDS`."""
     params = training_params(config, env_params)
     network = make_policy_network(config, env)
     tx = cosine_adamw(hp, config.num_updates, config.anneal_lr)
-    k_init, k_reset, k_loop = jax.random.split(key, 3)
-    net_params = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
-    opt_state = tx.init(net_params)
-    obs, state = reset_envs(env, params, k_reset, config.num_envs)
-    done = jnp.zeros((config.num_envs,), bool)
-    obs, state, done = constrain_batch((obs, state, done))  # env batch over the context mesh
     num_days = params.prices.shape[-2]
     objective = partial(chunk_objective, network=network, config=config, env=env, params=params)
     grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+    def init(k_init, k_reset):
+        net_params = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
+        opt_state = tx.init(net_params)
+        obs, state = reset_envs(env, params, k_reset, config.num_envs)
+        done = jnp.zeros((config.num_envs,), bool)
+        obs, state, done = constrain_batch((obs, state, done))  # env batch over the context mesh
+        return (net_params, opt_state, obs, state, done)
 
     def update(carry, step_key):
         net_params, opt_state, obs, state, done = carry
@@ -95,10 +102,21 @@ def _train(
         metrics = dict(aux["metrics"], grad_norm=optax.tree.norm(grads))
         return (net_params, opt_state, obs, state, done), metrics
 
-    carry = (net_params, opt_state, obs, state, done)
-    keys = jax.random.split(k_loop, config.num_updates)
-    (net_params, *_), metrics = jax.lax.scan(update, carry, keys)
-    return {"params": net_params, "metrics": metrics}
+    return MemberAlgorithm(init=init, update=update, mark_members=False)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _train(
+    config: GradientConfig,
+    env: PortfolioEnv,
+    env_params: EnvParams,
+    hp: dict[str, jnp.ndarray],
+    key: jax.Array,
+) -> dict[str, Any]:
+    """One :func:`pair_gradient_member` through the population loop (``train.jitted``)."""
+    algo = pair_gradient_member(config, env, env_params, hp)
+    out = train_member(algo, config.num_updates, None, None, key)
+    return {"params": out["final_state"][0], "metrics": out["metrics"]}
 
 
 def make_train(
@@ -111,7 +129,11 @@ def make_train(
     ``eval_start`` is ignored) and last ``config.episode_length`` steps. ``metrics`` maps each of
     :data:`METRIC_KEYS` to a ``[num_updates]`` array. ``jax.vmap(train)(keys)`` trains one policy
     per seed. Compiled code is shared by calls whose config differs only in
-    :data:`~jaxport.rl.gradient.config.DYNAMIC_FIELDS` and whose env params have the same shapes.
+    :data:`~jaxport.rl.gradient.config.DYNAMIC_FIELDS` and whose env params have the same shapes:
+    ``train.jitted`` is that shared jitted program (``train.jitted._cache_size()`` counts its
+    compilations). Training is one :func:`pair_gradient_member` run through
+    :func:`jaxport.rl.population.train_member` (the keys: ``k_init, k_reset, k_loop = split(key,
+    3)``, update ``i`` gets ``split(k_loop, num_updates)[i]``).
     """
     config.validate()
     if not isinstance(env, PortfolioEnv):
@@ -127,4 +149,5 @@ def make_train(
             raise DataError("gradient train: no env_params given (to make_train or to train)")
         return _train(static, env, env_params, dynamic, key)
 
+    train.jitted = _train
     return train

@@ -1,7 +1,8 @@
 """PPO for the portfolio env (PureJaxRL's single-jit ``make_train``, in Brax's module layout).
 
 - :mod:`~jaxport.rl.ppo.config`: :class:`PPOConfig`, every hyperparameter with its unit.
-- :mod:`~jaxport.rl.ppo.losses`: pure :func:`compute_gae`, :func:`ppo_loss`, :func:`shaped_reward`.
+- :mod:`~jaxport.rl.ppo.losses`: pure :func:`compute_gae`, :func:`ppo_loss` (and its
+  ``value_and_grad``, :func:`ppo_loss_grad`), :func:`shaped_reward`, :func:`step_transition`.
 - :mod:`~jaxport.rl.ppo.train`: :func:`make_train` and :data:`METRIC_KEYS`.
 - :mod:`~jaxport.rl.ppo.policy`: the network and the deterministic mean-action policy.
 
@@ -16,7 +17,14 @@ Usage::
 
 from jaxport.rl.metrics import metrics_per_update
 from jaxport.rl.ppo.config import PPOConfig
-from jaxport.rl.ppo.losses import Transition, compute_gae, ppo_loss, shaped_reward
+from jaxport.rl.ppo.losses import (
+    Transition,
+    compute_gae,
+    ppo_loss,
+    ppo_loss_grad,
+    shaped_reward,
+    step_transition,
+)
 from jaxport.rl.ppo.policy import (
     export_policy,
     import_policy,
@@ -40,5 +48,7 @@ __all__ = [
     "make_train",
     "metrics_per_update",
     "ppo_loss",
+    "ppo_loss_grad",
     "shaped_reward",
+    "step_transition",
 ]

@@ -29,6 +29,17 @@ class Transition(NamedTuple):
     info: dict  # per-step scalars for metrics (and the shaping inputs)
 
 
+def step_transition(
+    obs, u, log_prob, value, reward, terminated, truncated, final_value, info
+) -> Transition:
+    """One env step as a :class:`Transition`: ``done = terminated | truncated`` and ``bootstrap``
+    = ``final_value`` (``V`` of the final observation) where the episode was truncated but not
+    terminated, else 0."""
+    bootstrap = jnp.where(truncated & ~terminated, final_value, 0.0)
+    done = terminated | truncated
+    return Transition(obs, u, log_prob, value, reward, terminated, done, bootstrap, info)
+
+
 def shaped_reward(
     reward: jnp.ndarray,
     portfolio_return: jnp.ndarray,
@@ -150,3 +161,15 @@ def ppo_loss(
         "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
     }
     return total, aux
+
+
+def ppo_loss_grad(apply_fn: Callable, **coefficients) -> Callable:
+    """``grad_fn(params, batch, advantages, targets) -> ((total, aux), grads)``: the
+    ``value_and_grad`` of :func:`ppo_loss` with ``apply_fn`` and its keyword ``coefficients``
+    (``clip_eps``, ``vf_clip``, ``vf_coef``, ``ent_coef``, ``normalize_advantages``; Python
+    floats or traced scalars), the form :func:`jaxport.rl.ppo.rollout.ppo_update` takes."""
+
+    def loss(params, batch, advantages, targets):
+        return ppo_loss(params, apply_fn, batch, advantages, targets, **coefficients)
+
+    return jax.value_and_grad(loss, has_aux=True)

@@ -25,6 +25,9 @@ One update = one rollout + ``update_epochs`` x ``num_minibatches`` Adam steps:
 Metrics: ``train(key)["metrics"]`` maps each of :data:`METRIC_KEYS` to a ``[num_updates]`` array
 (``[seeds, num_updates]`` under vmap); log them after the run with
 :func:`jaxport.rl.metrics.metrics_per_update`. Host callbacks: only with ``debug_callback``.
+
+The trainer is :func:`pair_ppo_member` (its ``init`` / ``update`` / key split); the loop over
+updates is :func:`jaxport.rl.population.train_member`'s, one member without validation.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from jaxport.rl.common import check_env_params
 from jaxport.rl.metrics import format_metrics, nanmean_where
 from jaxport.rl.networks import sample_action
 from jaxport.rl.normalize import RunningMeanStd, normalize, update_running_stats
+from jaxport.rl.population import MemberAlgorithm, train_member
 from jaxport.rl.ppo.config import PPOConfig
-from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
+from jaxport.rl.ppo.losses import Transition, ppo_loss_grad, shaped_reward, step_transition
 from jaxport.rl.ppo.policy import make_network
 from jaxport.rl.ppo.rollout import chained_keys, explained_variance, ppo_update
 from jaxport.xla_options import tuned_jit
@@ -101,6 +105,10 @@ def make_train(
     recompiling. ``params`` are the flax variables ``{"params": {...}}`` of :class:`ActorCritic`;
     ``obs_norm`` is a :class:`RunningMeanStd` (identity statistics when ``normalize_obs`` is off).
     ``runner_state`` is ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len, rng)``.
+    ``train.jitted`` is the jitted program it runs, shared by every ``make_train`` of the same
+    ``(config, env)`` (``train.jitted._cache_size()`` counts its compilations, one per env-params
+    shape). Training is one :func:`pair_ppo_member` run through
+    :func:`jaxport.rl.population.train_member`.
     """
     config.validate()
     if env_params is not None:
@@ -114,6 +122,7 @@ def make_train(
             raise DataError("PPO train: no env_params given (to make_train or to train)")
         return compiled(key, env_params)
 
+    train.jitted = compiled
     return train
 
 
@@ -136,46 +145,58 @@ def _lr_schedule(config: PPOConfig) -> Callable | float:
     return lr_schedule
 
 
-def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
-    """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`."""
-    config.validate()
-    obs_dim = env.obs_dim
+def split_pair_ppo_key(key: jax.Array, num_updates: int) -> tuple[tuple, jax.Array]:
+    """PPO's member keys (:attr:`~jaxport.rl.population.MemberAlgorithm.split_key`):
+    ``_, k_init, k_reset, k_run = split(key, 4)`` for ``init``; the runner carries ``k_run`` and
+    splits it per step, so the per-update inputs are the update indices ``0..num_updates-1``."""
+    _, k_init, k_reset, k_run = jax.random.split(key, 4)
+    return (k_init, k_reset, k_run), jnp.arange(num_updates)
+
+
+def pair_ppo_member(config: PPOConfig, env: PortfolioEnv, env_params: EnvParams) -> MemberAlgorithm:
+    """The per-pair PPO trainer as a :class:`~jaxport.rl.population.MemberAlgorithm` without
+    validation: state = the runner ``(train_state, obs_stats, env_state, obs, ep_ret, ep_len,
+    rng)`` of ``config.num_envs`` envs of one market; one update = one rollout + PPO epochs
+    (module docstring); keys: :func:`split_pair_ppo_key`."""
     network = make_network(config, env.num_actions)
     tx = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(learning_rate=_lr_schedule(config), eps=1e-5),
     )
-    loss = partial(
-        ppo_loss,
-        apply_fn=network.apply,
-        clip_eps=config.clip_eps,
-        vf_clip=config.vf_clip,
-        vf_coef=config.vf_coef,
-        ent_coef=config.ent_coef,
-        normalize_advantages=config.normalize_advantages,
-    )
-    grad_fn = jax.value_and_grad(
-        lambda params, tr, adv, targets: loss(params, batch=tr, advantages=adv, targets=targets),
-        has_aux=True,
-    )
 
-    def train(key: jax.Array, env_params: EnvParams) -> dict:
-        key, k_init, k_reset, k_run = jax.random.split(key, 4)
-        variables = network.init(k_init, jnp.zeros((obs_dim,), jnp.float32))
+    def init(k_init, k_reset, k_run):
+        variables = network.init(k_init, jnp.zeros((env.obs_dim,), jnp.float32))
         train_state = TrainState.create(apply_fn=network.apply, params=variables, tx=tx)
         reset = jax.vmap(env.reset, in_axes=(0, None))
         obs, env_state = reset(jax.random.split(k_reset, config.num_envs), env_params)
         zeros_b = jnp.zeros((config.num_envs,), jnp.float32)
         ep_len0 = jnp.zeros((config.num_envs,), jnp.int32)
-        stats = RunningMeanStd.create(obs_dim)
-        runner = (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
-        update = partial(_update_step, config, env, network, grad_fn, env_params)
-        runner, metrics = jax.lax.scan(update, runner, jnp.arange(config.num_updates))
+        stats = RunningMeanStd.create(env.obs_dim)
+        return (train_state, stats, env_state, obs, zeros_b, ep_len0, k_run)
+
+    coefficients = ("clip_eps", "vf_clip", "vf_coef", "ent_coef", "normalize_advantages")
+    grad_fn = ppo_loss_grad(network.apply, **{k: getattr(config, k) for k in coefficients})
+    update = partial(_update_step, config, env, network, grad_fn, env_params)
+    return MemberAlgorithm(
+        init=init, update=update, mark_members=False, split_key=split_pair_ppo_key
+    )
+
+
+def build_train_fn(config: PPOConfig, env: PortfolioEnv) -> Callable[..., dict]:
+    """The un-jitted ``train_fn(key, env_params) -> dict`` of :func:`make_train`: one
+    :func:`pair_ppo_member` run through :func:`jaxport.rl.population.train_member`."""
+    config.validate()
+
+    def train(key: jax.Array, env_params: EnvParams) -> dict:
+        out = train_member(
+            pair_ppo_member(config, env, env_params), config.num_updates, None, None, key
+        )
+        runner = out["final_state"]
         return {
             "runner_state": runner,
             "params": runner[0].params,
             "obs_norm": runner[1],
-            "metrics": metrics,
+            "metrics": out["metrics"],
         }
 
     return train
@@ -209,7 +230,6 @@ def _env_step(config: PPOConfig, env: PortfolioEnv, network, env_params, carry, 
             lambda: network.apply(ts.params, _norm_obs(config, stats, final_obs), value_only=True),
             lambda: boot,
         )
-        boot = jnp.where(need, boot, 0.0)
     ep_ret_new = ep_ret + reward
     ep_len_new = ep_len + 1
     step_info = {
@@ -224,17 +244,7 @@ def _env_step(config: PPOConfig, env: PortfolioEnv, network, env_params, carry, 
     }
     if config.risk_penalty > 0 or config.turnover_penalty > 0:
         step_info["portfolio_return"] = info["portfolio_return"]
-    tr = Transition(
-        obs=obs_n,
-        u=u,
-        log_prob=log_prob,
-        value=value,
-        reward=reward,
-        terminated=terminated,
-        done=done,
-        bootstrap=boot,
-        info=step_info,
-    )
+    tr = step_transition(obs_n, u, log_prob, value, reward, terminated, truncated, boot, step_info)
     ep_ret = jnp.where(done, 0.0, ep_ret_new)
     ep_len = jnp.where(done, 0, ep_len_new)
     return (ts, stats, env_state, next_obs, ep_ret, ep_len, rng), tr

@@ -37,7 +37,10 @@ def validation_stats(
     var = jnp.sum(dev2, -1) / n
     std1 = jnp.sqrt(jnp.sum(dev2, -1) / jnp.maximum(n - 1.0, 1.0))
     mean_to = jnp.sum(turnover, -1) / n
-    sharpe = jnp.where(std1 > 1e-12, mean_ret / jnp.maximum(std1, 1e-12), 0.0) * jnp.sqrt(ppy)
+    # 0 for returns constant to float32 precision (rounding leaves std ~ 1e-7 x |mean|, which
+    # would read as a Sharpe of ~1e8)
+    flat = std1 <= 1e-5 * jnp.abs(mean_ret) + 1e-12
+    sharpe = jnp.where(flat, 0.0, mean_ret / jnp.maximum(std1, 1e-12)) * jnp.sqrt(ppy)
     if objective == "sharpe":
         score = sharpe
     elif objective == "log-growth":

@@ -44,14 +44,13 @@ from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.rl.networks import gaussian_log_prob
 from jaxport.rl.optim import adamw_with_clip
 from jaxport.rl.population import MemberAlgorithm
-from jaxport.rl.ppo.losses import Transition, ppo_loss, shaped_reward
+from jaxport.rl.ppo.losses import ppo_loss_grad, shaped_reward, step_transition
 from jaxport.rl.ppo.rollout import explained_variance, ppo_update
 from jaxport.rl.universe.baskets import nested_autoreset_step, reset_baskets, training_params
 from jaxport.rl.universe.config import DYNAMIC_FIELDS, UniverseConfig
 from jaxport.rl.universe.losses import feature_noise_mask
 from jaxport.rl.universe.network import make_network, rebalance, split_obs, target_weights
-from jaxport.rl.universe.policy import make_universe_policy
-from jaxport.rl.universe.train import make_validator, run_population
+from jaxport.rl.universe.train import best_member_policy, make_validator, run_population
 
 #: Hyperparameters that travel as traced arrays (the population axis): the universe trainer's
 #: plus PPO's.
@@ -232,19 +231,8 @@ def ppo_member(config, env, val_steps, train_params, val_params, sel, hp) -> Mem
     params = training_params(config.episode_length, train_params)
     tx = _make_optimizer(config, hp)
     dist = partial(latent_distribution, network)
-    loss = partial(ppo_loss, apply_fn=dist, vf_clip=0.0, normalize_advantages=True)
-    grad_fn = jax.value_and_grad(
-        lambda p, tr, adv, tg: loss(
-            p,
-            batch=tr,
-            advantages=adv,
-            targets=tg,
-            clip_eps=hp["clip_eps"],
-            vf_coef=hp["vf_coef"],
-            ent_coef=hp["ent_coef"],
-        ),
-        has_aux=True,
-    )
+    traced = {k: hp[k] for k in ("clip_eps", "vf_coef", "ent_coef")}
+    grad_fn = ppo_loss_grad(dist, vf_clip=0.0, normalize_advantages=True, **traced)
     env_step = partial(_env_step, config, env, dist, params, feature_noise_mask(config, env), hp)
 
     def init(k_init, k_reset):
@@ -318,21 +306,9 @@ def _env_step(config, env, dist, params, noise_mask, hp, p, carry, k):
     n_obs, n_state, reward, term, trunc, info = nested_autoreset_step(env)(
         keys, state, action, params
     )
-    need = trunc & ~term
-    boot = jnp.where(need, dist(p, info["final_observation"])[2], 0.0)
-    tr = Transition(
-        obs=obs_n,
-        u=z,
-        log_prob=log_prob,
-        value=value,
-        reward=reward,
-        terminated=term,
-        done=term | trunc,
-        bootstrap=boot,
-        info=dict(
-            ret=info["portfolio_return"], turnover=info["turnover"], leverage=info["leverage"]
-        ),
-    )
+    final_value = dist(p, info["final_observation"])[2]
+    kept = dict(ret=info["portfolio_return"], turnover=info["turnover"], leverage=info["leverage"])
+    tr = step_transition(obs_n, z, log_prob, value, reward, term, trunc, final_value, kept)
     return (n_obs, n_state), tr
 
 
@@ -367,10 +343,9 @@ def train_universe_ppo(
     )
     best = result["best_member"]
     stacked = actor_params(out["params"])
-    best_params = jax.tree_util.tree_map(lambda x: x[best], stacked)
     chosen = {k: members[best][0][k] for k in DYNAMIC_FIELDS}
     ucfg = config.universe_config(**chosen, grid=())
-    policy = make_universe_policy(ucfg, env, best_params, rebalance_rate=chosen["rebalance_rate"])
+    policy = best_member_policy(ucfg, env, members, stacked, best)
     return dict(
         result,
         policy=policy,

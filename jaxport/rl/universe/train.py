@@ -102,6 +102,14 @@ def run_population(make_algorithm, config, env, train_params, val_params, key, f
     return members, out, population_result(config.eval_every, members, out)
 
 
+def best_member_policy(config, env, members, params, best: int):
+    """Member ``best``'s checkpoint in the member-stacked ``params`` as a ``"universe"``
+    :class:`~jaxport.rl.codec.Policy` of ``config``, at that member's ``rebalance_rate``."""
+    best_params = jax.tree_util.tree_map(lambda x: x[best], params)
+    rate = members[best][0]["rebalance_rate"]
+    return make_universe_policy(config, env, best_params, rebalance_rate=rate)
+
+
 # ----------------------------------------------------------------------------------------- gradient
 def gradient_member(config, env, val_steps, train_params, val_params, sel, hp) -> MemberAlgorithm:
     """The gradient trainer as a :class:`~jaxport.rl.population.MemberAlgorithm`: state
@@ -216,16 +224,13 @@ def train_universe(
     members, out, result = run_population(
         gradient_member, config, env, train_params, val_params, key, DYNAMIC_FIELDS, mesh
     )
-    best = result["best_member"]
-    best_params = jax.tree_util.tree_map(lambda x: x[best], out["params"])
-    policy = make_universe_policy(
-        config, env, best_params, rebalance_rate=members[best][0]["rebalance_rate"]
-    )
+    policy = best_member_policy(config, env, members, out["params"], result["best_member"])
     return dict(result, policy=policy, params=out["params"], final_params=out["final_params"])
 
 
 __all__ = [
     "METRIC_KEYS",
+    "best_member_policy",
     "gradient_member",
     "make_validator",
     "population_inputs",
