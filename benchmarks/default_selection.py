@@ -36,7 +36,14 @@ from jaxport.pipeline.provenance import git_commit  # noqa: E402
 from jaxport.pipeline.summary import read_summary  # noqa: E402
 
 #: the settings an inner run may change from the baseline
-POLICY_SETTINGS = ("objective", "anchor", "turnover_penalty", "rebalance_rate", "feature_noise")
+POLICY_SETTINGS = (
+    "objective",
+    "anchor",
+    "turnover_penalty",
+    "rebalance_rate",
+    "feature_noise",
+    "universe_size",  # symbols whose every pair trains the universe policy (--universe-symbols)
+)
 
 
 def inner_dates(run_dir: Path) -> dict:

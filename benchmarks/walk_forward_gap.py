@@ -284,6 +284,9 @@ def run_config(summary: dict) -> dict:
     universe stage actually used (runs from before ``stages.universe.trainer`` existed trained
     with the gradient method only); pair scope trains one seed."""
     cfg = {k: summary["config"]["rl"].get(k) for k in RUN_CONFIG_KEYS}
+    # how many symbols' pairs trained the universe policy (None: pair scope, or an older run)
+    trained_on = summary["config"].get("universe_symbols")
+    cfg["universe_size"] = len(trained_on) if trained_on else None
     if cfg["scope"] != "universe":
         cfg["seeds"] = 1  # pair scope trains one seed per algorithm
     else:

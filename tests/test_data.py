@@ -377,3 +377,30 @@ def test_cli_help_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_covering_symbols_adds_only_files_that_keep_the_market_as_it_is(tmp_path):
+    """The default universe's extra symbols: every other file that has a price on each of the
+    market's dates and its OHLC columns; shorter histories, close-only and broken files are passed
+    over, and ``limit`` caps the list."""
+    import pandas as pd
+
+    from jaxport.data import covering_symbols, load_market, write_synthetic_csvs
+
+    paths = write_synthetic_csvs(tmp_path, num_symbols=6, num_days=120, seed=3)
+    names = sorted(p.stem for p in paths)
+    core, late, close_only, broken = names[0], names[1], names[2], names[3]
+    frame = pd.read_csv(tmp_path / f"{late}.csv")
+    frame.iloc[10:].to_csv(tmp_path / f"{late}.csv", index=False)  # starts 10 days late
+    frame = pd.read_csv(tmp_path / f"{close_only}.csv")
+    frame[["Date", "Close"]].to_csv(tmp_path / f"{close_only}.csv", index=False)
+    (tmp_path / f"{broken}.csv").write_text("Date,Close\nnot-a-date,1\n")
+    market = load_market(tmp_path, [core, names[4]])
+    got = covering_symbols(tmp_path, market, limit=10)
+    assert got == [names[5]]
+    assert covering_symbols(tmp_path, market, limit=0) == []
+    # a close-only market may take the close-only file; the late one never
+    close_market = load_market(tmp_path, [close_only])
+    assert core in covering_symbols(tmp_path, close_market, limit=10)
+    assert late not in covering_symbols(tmp_path, close_market, limit=10)
+    assert len(covering_symbols(tmp_path, close_market, limit=1)) == 1

@@ -294,7 +294,7 @@ class RLConfig:
     # --- trainer
     scope: str = setting(
         "universe",
-        help="universe: one policy trained on every pair of the base symbols at once | pair: one "
+        help="universe: one policy trained on every pair of the universe symbols at once | pair: one "
         "policy per --pair.",
     )
     algo: str = setting(

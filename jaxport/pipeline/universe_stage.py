@@ -1,5 +1,5 @@
-"""Stage 3 with ``rl.scope = "universe"``: ONE allocator trained on every pair of the base symbols at
-once, then evaluated and gated on each requested basket.
+"""Stage 3 with ``rl.scope = "universe"``: ONE allocator trained on every pair of the universe symbols
+(``data.universe_symbols``, resolved by the run) at once, then evaluated and gated on each basket.
 
 The universe policy (:mod:`jaxport.rl.universe`) is symbol-agnostic and permutation-equivariant, so
 the same parameters act in any basket of any size. Training sees only each basket's train rows,
