@@ -479,6 +479,12 @@ def block_readme_gpu(results: Path) -> str:
 
 
 WALK_FORWARD_GLOB = "walk_forward_gap-*.json"
+#: today's default (--gate-rule, --gate-fallback)
+DEFAULT_GATE = ("fallback", "equal_weight")
+
+
+def variant_name_default() -> str:
+    return "/".join(DEFAULT_GATE)
 
 
 def block_walk_forward(results: Path) -> str:
@@ -520,18 +526,30 @@ def block_walk_forward(results: Path) -> str:
         rl += f"; {proto.get('objective') or 'mean-variance'}, {proto.get('anchor') or 'none'}"
         wall = run["facts"].get("total_s")
         minutes = f"{wall / 60:.0f} min" if wall else ""
-        learned = [r["shipped_gap"] for r in run["rows"] if not r["shipped"].startswith("baseline")]
-        ls = {
-            "share": len(learned) / max(len(run["rows"]), 1),
-            "mean_gap": sum(learned) / len(learned) if learned else None,
-            "win_rate": sum(g > 0 for g in learned) / len(learned) if learned else None,
-        }
-        shipped_extra = (
-            f"{ls['share']:.0%}; {cell(ls['mean_gap'], '+.3f')}, {cell(ls['win_rate'], '.0%')}"
-        )
+
+        def shipped_extra(pairs):  # [(shipped name, test gap)] of every pair-fold
+            learned = [g for name, g in pairs if not name.startswith("baseline")]
+            share = len(learned) / max(len(pairs), 1)
+            mean = sum(learned) / len(learned) if learned else None
+            wins = sum(g > 0 for g in learned) / len(learned) if learned else None
+            return f"{share:.0%}; {cell(mean, '+.3f')}, {cell(wins, '.0%')}"
+
+        extra = {"shipped": shipped_extra([(r["shipped"], r["shipped_gap"]) for r in run["rows"]])}
         vs_rules = pooled.get("candidates_vs_baselines") or {}
         lost = pooled.get("losses_while_equal_weight_gains") or {}
         rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
+        # today's default gate replayed on the run's own gate rows, where the run used another
+        replay = variant_name_default()
+        if proto.get("gate_rule", "every_baseline") != DEFAULT_GATE[0] and replay in (
+            agg.get("gate_variants") or {}
+        ):
+            name = f"shipped by the {replay} gate (replayed)"
+            extra[name] = shipped_extra(
+                [(r["gate_variants"][replay]["shipped"], r["gate_variants"][replay]["gap"])
+                 for r in run["rows"]]
+            )  # fmt: skip
+            pool = (pooled.get("gate_variants") or {}).get(replay)
+            rows.append((name, agg["gate_variants"][replay], None, None, pool))
         rows += [
             (a, c["test_gap"], c["test_turnover"], c.get("test_leverage"),
              (pooled.get("candidates") or {}).get(a))
@@ -540,17 +558,17 @@ def block_walk_forward(results: Path) -> str:
         for name, st, to, lev, pool in rows:
             if st is None:
                 continue
-            is_shipped = name == "shipped"
+            is_shipped = name in extra
             # the learned candidate against the rule it starts from (anchored policies only)
             vs_anchor = (vs_rules.get(name) or {}).get(proto.get("anchor") or "none")
             anchor_gap = "" if is_shipped else interval(vs_anchor)
             lines.append(
                 f"| {run['label']} | {rl} | {name} | {st['n']} | {st['median']:+.3f} | "
                 f"{st['mean']:+.3f} | {st['share_ge_0']:.0%} | "
-                f"{shipped_extra if is_shipped else ''} | {interval(pool)} | {anchor_gap} | "
+                f"{extra.get(name, '')} | {interval(pool)} | {anchor_gap} | "
                 f"{losses(lost.get(name))} | "
                 f"{cell(pooled.get('pbo_mean'), '.2f') if not is_shipped else ''} | "
-                f"{cell(pooled.get('dsr_median'), '.2f') if is_shipped else ''} | "
+                f"{cell(pooled.get('dsr_median'), '.2f') if name == 'shipped' else ''} | "
                 f"{cell(to and to['median'], '.3f') if to else ''} | "
                 f"{cell(lev and lev['median'], '.2f') if lev else ''} | {minutes} |"
             )

@@ -444,7 +444,8 @@ class RLConfig:
         "them); 0 = gate on the selection rows.",
     )
     gate_rule: str = setting(
-        "every_baseline",
+        # chosen on inner walk-forward folds (benchmarks/default_selection.py; a near tie)
+        "fallback",
         flag="--gate-rule",
         help="What a learned policy must beat on the gate rows (objective and Sharpe) to ship: "
         "every_baseline (every standard allocator) | fallback (only the --gate-fallback rule).",
