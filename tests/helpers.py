@@ -25,6 +25,28 @@ BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 QUICK_START_MODULES = ("tests/test_pipeline.py", "tests/test_readme.py")
 
 
+#: The units of work (``xdist_scope``) that take longest, longest first (end-to-end runs; from
+#: ``pytest --durations=0`` on 2 cores): ``pytest -n N`` hands them out before the rest, so no
+#: worker starts a long module while the other has run out of work.
+EXPENSIVE_SCOPES = (
+    "quick_start",
+    "tests/test_stress.py",
+    "tests/test_walk_forward.py",
+    "tests/test_ppo.py",
+    "tests/test_universe.py",
+    "tests/test_universe_ppo.py",
+    "tests/test_gate.py",
+    "tests/test_distributed.py",
+    "tests/test_gradient.py",
+    "tests/test_export.py",
+    "tests/test_train_devices.py",
+    "tests/test_bench_gpu_suite.py",
+    "tests/test_universe_anchor.py",
+    "tests/test_env.py",
+    "tests/test_forecast.py",
+)
+
+
 def xdist_scope(nodeid: str) -> str:
     """The unit of work ``pytest -n N`` gives one worker for the test ``nodeid``: its module, or
     ``"quick_start"`` for every module of :data:`QUICK_START_MODULES`."""

@@ -9,7 +9,13 @@ import ast
 
 import pytest
 
-from helpers import QUICK_START_MODULES, REPO_ROOT, load_benchmark, xdist_scope
+from helpers import (
+    EXPENSIVE_SCOPES,
+    QUICK_START_MODULES,
+    REPO_ROOT,
+    load_benchmark,
+    xdist_scope,
+)
 
 
 def _modules_requesting(fixture: str) -> set[str]:
@@ -35,6 +41,15 @@ def test_each_module_is_one_unit_and_the_quick_start_modules_share_one():
     assert scopes == {"quick_start"}
     assert xdist_scope("tests/test_env.py::test_x[a::b]") == "tests/test_env.py"
     assert xdist_scope("tests/test_env.py::Case::test_y") == "tests/test_env.py"
+
+
+def test_expensive_scopes_name_existing_units():
+    units = {
+        xdist_scope(f"{p.relative_to(REPO_ROOT).as_posix()}::t")
+        for p in (REPO_ROOT / "tests").glob("test_*.py")
+    }
+    assert len(set(EXPENSIVE_SCOPES)) == len(EXPENSIVE_SCOPES)
+    assert set(EXPENSIVE_SCOPES) <= units, set(EXPENSIVE_SCOPES) - units
 
 
 def test_load_benchmark_imports_a_script_once():
