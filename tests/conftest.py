@@ -25,11 +25,11 @@ REAL_ROWS = 2768
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook; without xdist it is never called
 def pytest_xdist_make_scheduler(config, log):
-    """``pytest -n N`` (``--dist loadfile`` from pyproject's addopts): each test module runs on
+    """``pytest -n N`` (xdist's default ``load`` or ``--dist loadfile``): each test module runs on
     one worker (its module fixtures, e.g. a pipeline run, and the programs it compiles are built
     once), and the modules of ``helpers.QUICK_START_MODULES`` run on the same worker
     (``helpers.xdist_scope``); the longest units (``helpers.EXPENSIVE_SCOPES``) go out first."""
-    if config.getvalue("dist") != "loadfile":
+    if config.getvalue("dist") not in ("load", "loadfile"):
         return None
     from xdist.scheduler import LoadFileScheduling
 

@@ -168,7 +168,6 @@ def run_policy_episode(env, params, act, policy_params, key, num_steps, stateful
     return _scan_episode(env, params, fn, key, num_steps, stateful)
 
 
-_run_policy = run_policy_episode  # former private name, until tests/test_ppo.py uses the public one
 
 
 def _baseline_act(env: PortfolioEnv, target: jnp.ndarray, hold: jnp.ndarray, key, obs):
