@@ -168,8 +168,6 @@ def run_policy_episode(env, params, act, policy_params, key, num_steps, stateful
     return _scan_episode(env, params, fn, key, num_steps, stateful)
 
 
-
-
 def _baseline_act(env: PortfolioEnv, target: jnp.ndarray, hold: jnp.ndarray, key, obs):
     """``target`` on the first step; afterwards the current drifted weights if ``hold`` (shares are
     held, no rebalancing, no turnover), else ``target`` again (daily rebalance)."""
