@@ -13,6 +13,7 @@ _CACHE_DIR = Path(__import__("tempfile").mkdtemp(prefix="jaxport-jit-cache-"))
 jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
+from helpers import EXPENSIVE_SCOPES, xdist_scope
 from jaxport.data import load_market
 from jaxport.data.synth import generate_synthetic_market
 
@@ -20,6 +21,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DATA_DIR = REPO_ROOT / "trainingdata"
 REAL_SYMBOLS = ("AAPL", "AMZN", "GOOGL", "META", "MSFT", "NVDA", "TSLA")
 REAL_ROWS = 2768
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook; without xdist it is never called
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` (xdist's default ``load`` or ``--dist loadfile``): each test module runs on
+    one worker (its module fixtures, e.g. a pipeline run, and the programs it compiles are built
+    once), and the modules of ``helpers.QUICK_START_MODULES`` run on the same worker
+    (``helpers.xdist_scope``); the longest units (``helpers.EXPENSIVE_SCOPES``) go out first."""
+    if config.getvalue("dist") not in ("load", "loadfile"):
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            # longest first (helpers.EXPENSIVE_SCOPES), then xdist's order (most tests first)
+            for scope in reversed(EXPENSIVE_SCOPES):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,21 +3,9 @@ reported test day."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "default_selection", REPO / "benchmarks" / "default_selection.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import load_benchmark
 
 
 def _run(label, cfg, pooled, variant_gaps):
@@ -40,7 +28,7 @@ def _run(label, cfg, pooled, variant_gaps):
 
 
 def test_rules_pick_the_best_pooled_candidate_and_the_best_mean_gate():
-    mod = _module()
+    mod = load_benchmark("default_selection")
     base = {"objective": "sharpe", "turnover_penalty": 0.002}
     runs = [
         _run("a", base, -0.2, [{"strict": 0.0, "loose": 0.1}, {"strict": 0.0, "loose": -0.3}]),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_suite  # noqa: E402
+gpu_suite = load_benchmark("gpu_suite")
 
 
 def _args(tmp_path, **kw) -> argparse.Namespace:

@@ -9,20 +9,19 @@ are checked separately), and every output and state field must agree to float32 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from helpers import ENV_STATE_FIELDS, load_benchmark
+from jaxport.env import EnvParams, PortfolioEnv
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from helpers import ENV_STATE_FIELDS  # noqa: E402
-from jaxport.env import EnvParams, PortfolioEnv  # noqa: E402
-from torch_reference import TorchPortfolioReference, draw_starts, portfolio_step  # noqa: E402
+torch = pytest.importorskip("torch")
+torch_reference = load_benchmark("torch_reference")
+TorchPortfolioReference = torch_reference.TorchPortfolioReference
+draw_starts, portfolio_step = torch_reference.draw_starts, torch_reference.portfolio_step
 
 T, N, F, B, STEPS = 60, 3, 2, 24, 40
 STATE_FIELDS = ENV_STATE_FIELDS

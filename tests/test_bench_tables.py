@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import make_tables as mt  # noqa: E402
+mt = load_benchmark("make_tables")
 
 
 def test_docs_tables_equal_generated_from_committed_json():

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "walk_forward_gap", REPO / "benchmarks" / "walk_forward_gap.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import load_benchmark
 
 
 def _entry(shipped, learned_val, ew_val, learned_test, ew_test, best_base_val):
@@ -43,7 +31,7 @@ def _entry(shipped, learned_val, ew_val, learned_test, ew_test, best_base_val):
 
 
 def test_gaps_and_gate_rules():
-    mod = _module()
+    mod = load_benchmark("walk_forward_gap")
     summary = {
         "walk_forward": {
             "folds": [
@@ -89,7 +77,7 @@ def test_gaps_and_gate_rules():
 def test_gate_variants_replay_the_pipeline_gate_on_gate_rows():
     """Every (rule, fallback) variant is decided by the pipeline's own gate on the gate numbers;
     its gap is the shipped thing's TEST gap (the candidate's or the fallback allocator's)."""
-    mod = _module()
+    mod = load_benchmark("walk_forward_gap")
     entry = _entry("baseline:equal_weight", (2e-4, 1.0), (1e-4, 0.5), 0.7, 0.9, (5e-4, 2.0))
     entry["gate"]["baselines"]["vol_managed_equal_weight"] = {"objective": 3e-4, "sharpe": 1.5}
     entry["metrics"]["baselines"]["vol_managed_equal_weight"] = {"sharpe": 1.1}

@@ -232,7 +232,7 @@ def test_registered_prefix_kind_with_empty_tree(tmp_path):
 
 
 def test_evaluating_policies_of_one_architecture_compiles_once():
-    from jaxport.eval.episode import _run_policy
+    from jaxport.eval.episode import run_policy_episode
 
     rng = np.random.default_rng(1)
     prices = 50 * np.cumprod(1 + 0.01 * rng.standard_normal((60, 2)), axis=0)
@@ -241,9 +241,9 @@ def test_evaluating_policies_of_one_architecture_compiles_once():
     )
     first, second = _ppo_policy(0), _ppo_policy(5)
     a = evaluate_policy(ENV, params, first)
-    size = _run_policy._cache_size()
+    size = run_policy_episode._cache_size()
     b = evaluate_policy(ENV, params, second)
-    assert _run_policy._cache_size() == size
+    assert run_policy_episode._cache_size() == size
     assert a["equity_curve"] != b["equity_curve"]
     closure = evaluate_policy(ENV, params, first.policy_fn)
     np.testing.assert_allclose(closure["equity_curve"], a["equity_curve"], rtol=1e-6)

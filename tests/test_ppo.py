@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from jaxport.data import DataError
 from jaxport.env import EnvParams, PortfolioEnv, rollout
 from jaxport.eval import evaluate_policy
-from jaxport.eval.episode import _run_policy
+from jaxport.eval.episode import run_policy_episode
 from jaxport.rl import (
     ActorCritic,
     PPOConfig,
@@ -408,11 +408,11 @@ def test_evaluator_compiles_once_for_policies_and_markets_of_one_shape(runs):
         )
         for s in (7, 8)
     ]
-    before = _run_policy._cache_size()
+    before = run_policy_episode._cache_size()
     results = [
         evaluate_policy(ENV, m, p)["metrics"]["total_return"] for p in policies for m in markets
     ]
-    assert _run_policy._cache_size() - before <= 1
+    assert run_policy_episode._cache_size() - before <= 1
     assert results[0] != results[1] and results[0] != results[2]  # other market / other policy
 
 

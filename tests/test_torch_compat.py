@@ -224,14 +224,14 @@ def test_zero_copy_dlpack(venv):
     for key in ("equity", "leverage", "closed_trade_pnl"):
         assert info[key].data_ptr() == raw.last_info[key].unsafe_buffer_pointer()
     # "dlpack" (the default off-CPU): the JAX array aliases an aligned contiguous tensor ...
-    from torch_compat.env import _env_action
+    from torch_compat.env import env_action
 
-    as_jax = _env_action(A, "dlpack", jnp, None)
+    as_jax = env_action(A, "dlpack", jnp, None)
     assert isinstance(as_jax, jax.Array) and as_jax.unsafe_buffer_pointer() == A.data_ptr()
     # ... but JAX copies a tensor at an unaligned offset
     view = torch.zeros(3 * N + 1)[1:].reshape(3, N)
-    assert _env_action(view, "dlpack", jnp, None).unsafe_buffer_pointer() != view.data_ptr()
-    assert isinstance(_env_action(A, "auto", jnp, None), np.ndarray)  # CPU tensor, CPU JAX
+    assert env_action(view, "dlpack", jnp, None).unsafe_buffer_pointer() != view.data_ptr()
+    assert isinstance(env_action(A, "auto", jnp, None), np.ndarray)  # CPU tensor, CPU JAX
     with pytest.raises(DataError, match="action_transfer"):
         tc.TorchPortfolioVectorEnv(PRICES, FEATS, num_envs=3, action_transfer="pinned", **OPTS)
     # editing returned tensors in place cannot touch the env state

@@ -166,7 +166,7 @@ def _check_transfer(action_transfer: str) -> str:
     return action_transfer
 
 
-def _env_action(action, transfer: str, env_xp, env_device):
+def env_action(action, transfer: str, env_xp, env_device):
     """Torch action -> what the JAX-array env takes (module docstring, "Copies").
 
     ``"copy"`` (and ``"auto"`` when the tensor and JAX are both on CPU): a NumPy view of the tensor,
@@ -183,8 +183,8 @@ def _env_action(action, transfer: str, env_xp, env_device):
 
 
 def _convert_step(wrapper, action, single: bool):
-    """``ArrayConversion.step`` with :func:`_env_action` for the action."""
-    action = _env_action(action, wrapper.action_transfer, wrapper._env_xp, wrapper._env_device)
+    """``ArrayConversion.step`` with :func:`env_action` for the action."""
+    action = env_action(action, wrapper.action_transfer, wrapper._env_xp, wrapper._env_device)
     obs, reward, terminated, truncated, info = wrapper.env.step(action)
     to_torch = partial(array_conversion, xp=wrapper._target_xp, device=wrapper._target_device)
     if single:

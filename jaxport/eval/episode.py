@@ -158,7 +158,12 @@ def _scan_episode(
 
 
 @partial(jax.jit, static_argnums=(0, 2, 5, 6))
-def _run_policy(env, params, act, policy_params, key, num_steps, stateful=False):
+def run_policy_episode(env, params, act, policy_params, key, num_steps, stateful=False):
+    """The jitted episode behind :func:`evaluate_policy`: ``(final state, done, trajectory)`` of
+    ``num_steps`` steps of ``act`` (``act(policy_params, key, obs)``, or ``act(key, obs)`` when
+    ``policy_params`` is None) from ``params.eval_start``. ``env``, ``act``, ``num_steps`` and
+    ``stateful`` are static: one compilation per (env, policy function, length); its
+    ``_cache_size()`` counts them."""
     fn = act if policy_params is None else partial(act, policy_params)
     return _scan_episode(env, params, fn, key, num_steps, stateful)
 
@@ -272,7 +277,9 @@ def evaluate_policy(
     num_steps = evaluation_steps(params)
     key = jax.random.PRNGKey(0) if key is None else key
     policy_fn, policy_params, stateful = _as_traced(policy_fn, policy_params)
-    state, done, traj = _run_policy(env, params, policy_fn, policy_params, key, num_steps, stateful)
+    state, done, traj = run_policy_episode(
+        env, params, policy_fn, policy_params, key, num_steps, stateful
+    )
     report = _episode_report(state, done, traj, params)
     report.update(start_index=int(params.eval_start), num_steps=num_steps)
     return report
