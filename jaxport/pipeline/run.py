@@ -172,7 +172,7 @@ def universe_training_symbols(
 DEFAULT_UNIVERSE_MAX_SYMBOLS = 20
 
 
-def broaden_universe(config: PipelineConfig, data_dir: Path, market, base: list[str], say):
+def broaden_universe(config: PipelineConfig, data_dir: Path, market, base: list[str]):
     """The default universe (``data.universe_symbols`` unset): the base symbols plus every other
     symbol of the data folder that covers the run's dates (:func:`covering_symbols`), up to
     :data:`DEFAULT_UNIVERSE_MAX_SYMBOLS` in all; returns the market with them and the config with
@@ -183,7 +183,7 @@ def broaden_universe(config: PipelineConfig, data_dir: Path, market, base: list[
     extra = covering_symbols(data_dir, market, room, min_rows=min_rows_needed(config))
     if extra:
         market = load_market(data_dir, [*market.symbols, *extra], min_rows=min_rows_needed(config))
-        say(f"universe policy: also trains on {', '.join(extra)} (every symbol of the data folder)")
+        log.info("universe policy: also trains on %s (the data folder's symbols)", ", ".join(extra))
     symbols = list(dict.fromkeys([*base, *extra]))
     data = dataclasses.replace(config.data, universe_symbols=symbols)
     return market, dataclasses.replace(config, data=data)
@@ -255,7 +255,7 @@ class Pipeline:
             )
         market = load_market(data_dir, all_syms, min_rows=min_rows_needed(cfg))
         if cfg.rl.scope == "universe" and cfg.data.universe_symbols is None:
-            market, cfg = broaden_universe(cfg, data_dir, market, base_syms, self.reporter.say)
+            market, cfg = broaden_universe(cfg, data_dir, market, base_syms)
         cfg = self.config = fit_config_to_data(cfg, market, self.reporter.say)
         if self.resume:  # compared after fitting: a degraded default is what the first run stored
             self._check_resumable(previous)

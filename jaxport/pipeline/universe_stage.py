@@ -117,7 +117,10 @@ def run_universe_stage(
         policy, _ = load_policy_checkpoint(ckpt, env=data[0].env)
         return UniverseOutcome.restore(policy, previous, population), True
     symbols = dict.fromkeys(s for b in baskets for s in b)
-    io.say(f"universe policy: {len(baskets)} baskets of {len(symbols)} symbols, {rl.seeds} seed(s)")
+    io.say(
+        f"universe policy: {len(baskets)} baskets of {len(symbols)} symbols "
+        f"({', '.join(symbols)}), {rl.seeds} seed(s)"
+    )
     key = jax.random.PRNGKey(stage_seed(config.seed, "universe"))
     mesh = rl_mesh(rl.devices, batch=sharded_batch(rl)[0])
     from jaxport.rl.universe import progress_hook
