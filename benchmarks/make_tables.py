@@ -479,12 +479,17 @@ def block_readme_gpu(results: Path) -> str:
 
 
 WALK_FORWARD_GLOB = "walk_forward_gap-*.json"
-#: today's default (--gate-rule, --gate-fallback)
-DEFAULT_GATE = ("fallback", "equal_weight")
 
 
-def variant_name_default() -> str:
-    return "/".join(DEFAULT_GATE)
+def default_gate_variant() -> str:
+    """Today's default gate as ``walk_forward_gap`` names its replays (``<rule>/<fallback>``), read
+    from the config so the table follows the default (the config module imports no JAX)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from jaxport.pipeline.config import RLConfig
+
+    rl = RLConfig()
+    return f"{rl.gate_rule}/{rl.gate_fallback}"
 
 
 def block_walk_forward(results: Path) -> str:
@@ -539,10 +544,10 @@ def block_walk_forward(results: Path) -> str:
         lost = pooled.get("losses_while_equal_weight_gains") or {}
         rows = [("shipped", agg["shipped_gap"], None, None, pooled.get("shipped"))]
         # today's default gate replayed on the run's own gate rows, where the run used another
-        replay = variant_name_default()
-        if proto.get("gate_rule", "every_baseline") != DEFAULT_GATE[0] and replay in (
-            agg.get("gate_variants") or {}
-        ):
+        replay = default_gate_variant()
+        # runs from before --gate-rule / --gate-fallback gated like every_baseline/equal_weight
+        ran = f"{proto.get('gate_rule') or 'every_baseline'}/{proto.get('gate_fallback') or 'equal_weight'}"
+        if ran != replay and replay in (agg.get("gate_variants") or {}):
             name = f"shipped by the {replay} gate (replayed)"
             extra[name] = shipped_extra(
                 [(r["gate_variants"][replay]["shipped"], r["gate_variants"][replay]["gap"])
