@@ -71,6 +71,7 @@ def test_universe_config_from_rl_flags(batch, baskets, epochs, episode):
         ("--rebalance-rate", "0", "--rebalance-rate 0.0: must be in (0, 1]"),
         ("--turnover-penalty", "-1", "--turnover-penalty -1.0: must be >= 0"),
         ("--feature-noise", "-0.5", "--feature-noise -0.5: must be >= 0"),
+        ("--tilt-scales", "0,1.5", "--tilt-scales [0.0, 1.5]: every scale must be in [0, 1]"),
     ],
 )
 def test_bad_universe_flags_are_one_line_exit_2(flag, value, setting, tmp_path, cli_runner):
@@ -369,3 +370,62 @@ def test_losses_while_equal_weight_gains_counts_by_hand(ew_total, shift):
             assert out[name]["worst"] == pytest.approx(min(totals))
         else:
             assert out[name]["worst"] is None
+
+
+def test_stage_ships_the_tilt_scale_chosen_on_the_selection_rows(monkeypatch):
+    """With ``rl.tilt_scales``, the kept policy is the trained one at the scale with the best
+    validation score on the stacked selection rows, and the stage records every scale's score."""
+    import jax
+
+    import jaxport.pipeline.universe_stage as stage
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.basket_stage import PairData
+    from jaxport.rl.universe import (
+        UniverseConfig,
+        choose_tilt_scale,
+        init_params,
+        make_universe_policy,
+        stack_env_params,
+    )
+
+    rng = np.random.default_rng(7)
+    T, N = 400, 2
+    close = 100 * np.exp(np.cumsum(rng.normal(3e-4, 0.012, (T, N)), 0))
+    dates = np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-01-01") + T)
+    market = MarketData(("A", "B"), dates, close, close, close, close, np.ones((T, N)))
+    rl = RLConfig(seeds=1, epochs=10, tilt_scales=[1.0, 0.0, 0.5])
+    bounds = split_bounds(market, (0.6, 0.25, 0.15))
+    basket = PairData.build(market, rng.normal(size=(T, N, 2)), ["x", "y"], 0, bounds, rl)
+    cfg = UniverseConfig(hidden_sizes=(4,), head_size=4, anchor="volatility_timing")
+    params = init_params(cfg, basket.env, jax.random.PRNGKey(0))
+    keys = iter(jax.random.split(jax.random.PRNGKey(1), 16))
+    params = jax.tree_util.tree_map(lambda x: x + jax.random.normal(next(keys), x.shape), params)
+    trained = make_universe_policy(cfg, basket.env, params, rebalance_rate=1.0)
+
+    def fake_train(cfg, env, train, val, key, **kw):
+        return {
+            "policy": trained,
+            "members": [{"val_score": 0.1, "hyperparams": {"rebalance_rate": 1.0}, "seed": 0}],
+            "best_member": 0,
+            "metrics": {"objective": np.zeros((1, cfg.num_updates))},
+            "val_curve": {"objective": np.zeros((1, 2, 2)), "sharpe": np.zeros((1, 2, 2))},
+            "eval_updates": [0, cfg.num_updates],
+        }
+
+    monkeypatch.setattr(stage, "train_universe", fake_train)
+    monkeypatch.setattr(stage, "member_policies", lambda r, c, e: [trained])
+    out = stage.train_universe_stage(rl, [basket, basket], jax.random.PRNGKey(0))
+    want = choose_tilt_scale(trained, stack_env_params([basket.val, basket.val]), [0, 0.5, 1])
+    tilt = out.entry.tilt
+    assert tilt["scales"] == [0.0, 0.5, 1.0] and tilt["scale"] == want["scale"]
+    np.testing.assert_allclose(tilt["score"], want["score"], rtol=1e-6)
+    assert tilt["scale"] == [0.0, 0.5, 1.0][int(np.argmax(tilt["score"]))]
+    for a, b in zip(
+        jax.tree_util.tree_leaves(out.policy.tree), jax.tree_util.tree_leaves(want["policy"].tree)
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert out.members == [trained]  # the population's members stay as trained
+    default = stage.train_universe_stage(
+        RLConfig(seeds=1, epochs=10), [basket, basket], jax.random.PRNGKey(0)
+    )
+    assert default.entry.tilt is None and default.policy is trained

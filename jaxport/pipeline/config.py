@@ -437,6 +437,15 @@ class RLConfig:
         help="Gross exposure cap of the anchored policy (multiples of equity; < the leverage "
         "limit; 1 = never levered).",
     )
+    tilt_scales: list[float] = setting(
+        factory=lambda: [1.0],
+        flag="--tilt-scales",
+        parse="floats",
+        acts=universe_scope_only,
+        help="Scales s in [0, 1] of the learned tilt, comma-separated: after training, each is "
+        "scored by the validation objective on the selection rows and the best ships (0 = the "
+        "untrained start, i.e. the anchor rule; 1 = the trained policy; ties: the smaller).",
+    )
     gate_fraction: float = setting(
         0.5,
         flag="--gate-fraction",
@@ -626,6 +635,10 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
             or rl.anchor == "none"
             or rl.scope == "pair",
             f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
+        ),
+        (
+            bool(rl.tilt_scales) and all(0.0 <= float(x) <= 1.0 for x in rl.tilt_scales),
+            f"rl.tilt_scales {list(rl.tilt_scales)}: every scale must be in [0, 1]",
         ),
         (
             rl.gate_rule in GATE_RULES,

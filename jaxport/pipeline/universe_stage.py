@@ -138,6 +138,12 @@ def run_universe_stage(
     }
     save_policy_checkpoint(ckpt, outcome.policy, metadata, overwrite=True)
     outcome.save_population(population)
+    if outcome.entry.tilt is not None:
+        t = outcome.entry.tilt
+        io.say(
+            f"universe policy: tilt scale {t['scale']:g} of {', '.join(f'{x:g}' for x in t['scales'])} "
+            "chosen on the selection rows (0 = the anchor rule)"
+        )
     outcome.entry.checkpoint = io.rel(ckpt)
     io.log_series("portfolio/universe", outcome.metrics)
     return outcome, False
@@ -155,7 +161,9 @@ def train_universe_stage(
     ``rl.algo`` picks the trainer: ``gradient`` (:func:`jaxport.rl.universe.train_universe`),
     ``ppo`` (:func:`jaxport.rl.universe_ppo.train_universe_ppo`) or ``both`` (each trains its
     population; the one whose selected member has the better mean validation objective is kept,
-    and every member of both counts as a candidate). ``mesh`` (more than one device) shards either
+    and every member of both counts as a candidate). The kept policy's learned tilt is then scaled
+    by the ``rl.tilt_scales`` entry with the best validation score
+    (:func:`jaxport.rl.universe.choose_tilt_scale`; recorded as ``entry.tilt``). ``mesh`` (more than one device) shards either
     trainer's population (:mod:`jaxport.rl.population`). ``outcome.entry.checkpoint`` is left
     for the caller to fill.
     """
@@ -198,6 +206,12 @@ def train_universe_stage(
     chosen = max(runs, key=lambda t: runs[t]["score"])
     run = runs[chosen]
     result, best = run["result"], int(run["result"]["best_member"])
+    policy, tilt = result["policy"], None
+    if sorted(set(map(float, rl.tilt_scales))) != [1.0]:
+        from jaxport.rl.universe import choose_tilt_scale
+
+        tilt = choose_tilt_scale(policy, val, rl.tilt_scales)
+        policy = tilt.pop("policy")
     curve = result["val_curve"]
     entry = UniverseStage(
         status="completed",
@@ -214,6 +228,7 @@ def train_universe_stage(
             "members_objective": np.asarray(curve["objective"]).mean(axis=-1).tolist(),
         },
         training=run["training"],
+        tilt=tilt,
         trainers={
             t: {"val_score": r["score"], "members": r["result"]["members"], **r["training"]}
             for t, r in runs.items()
@@ -221,7 +236,7 @@ def train_universe_stage(
     )
     metrics = {k: np.asarray(v)[best] for k, v in result["metrics"].items()}
     policies = run["policies"] + [p for t, r in runs.items() if t != chosen for p in r["policies"]]
-    return UniverseOutcome(result["policy"], policies, metrics, entry)
+    return UniverseOutcome(policy, policies, metrics, entry)
 
 
 def _member_scores(pair: PairData, members: Sequence[Policy], rl: RLConfig):

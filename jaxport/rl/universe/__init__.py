@@ -21,7 +21,8 @@ Layout (Brax's ``training/agents``): :mod:`~jaxport.rl.universe.config`,
 :mod:`~jaxport.rl.universe.network`, :mod:`~jaxport.rl.universe.losses`,
 :mod:`~jaxport.rl.universe.baskets` (the env batch over baskets and the validation episode),
 :mod:`~jaxport.rl.universe.train` (the gradient trainer), :mod:`~jaxport.rl.universe.ppo` (PPO),
-:mod:`~jaxport.rl.universe.policy` (the codec); both trainers plug into
+:mod:`~jaxport.rl.universe.policy` (the codec), :mod:`~jaxport.rl.universe.shrink` (the tilt
+scale chosen on validation); both trainers plug into
 :mod:`jaxport.rl.population` (members, validation, keep-best, device sharding).
 
 Training (:func:`train_universe`): env params stacked over baskets (``[B, ...]``, all baskets with
@@ -63,6 +64,7 @@ from jaxport.rl.universe.network import (
     target_weights,
 )
 from jaxport.rl.universe.policy import UNIVERSE_POLICY, make_universe_policy, member_policies
+from jaxport.rl.universe.shrink import choose_tilt_scale, scale_tilt, with_tilt_scale
 from jaxport.rl.universe.train import METRIC_KEYS, population_inputs, train_universe
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "OBJECTIVES",
     "apply_policy",
     "basket",
+    "choose_tilt_scale",
     "chunk_objective",
     "feature_noise_mask",
     "init_params",
@@ -89,10 +92,12 @@ __all__ = [
     "population_result",
     "progress_hook",
     "rebalance",
+    "scale_tilt",
     "split_obs",
     "stack_env_params",
     "target_weights",
     "train_universe",
     "validation_stats",
     "validation_steps",
+    "with_tilt_scale",
 ]
