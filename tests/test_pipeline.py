@@ -414,6 +414,11 @@ def test_training_curves_plot_finite_points_and_equity_uses_dates():
         "cash",
     ]
     assert len(dd_ax.get_lines()) == len(labels)  # one drawdown per policy, the same ones
+    # under --gate-rule fallback the bar was one rule: that one is marked, not the best baseline
+    fallback_gate = {"gate": {"best_baseline": "buy_and_hold:1", "bar": ["minimum_variance"]}}
+    legend = equity_figure(curves, "A_B", fallback_gate).axes[0].get_legend().get_texts()
+    marked = [t.get_text() for t in legend if "(" in t.get_text() and "shipped" not in t.get_text()]
+    assert marked == ["minimum variance (the gate's bar)"]
     for ax in fig.axes:
         assert ax.get_ylabel()
         for line in ax.get_lines():
@@ -579,7 +584,8 @@ def test_report_eval_show_learned_and_every_standard_policy(synth_run, tmp_path,
     summary = json.loads((models / "pipeline_summary.json").read_text())
     text = (tmp_path / "report.md").read_text()
     for label in ("1/N", "inverse volatility", "minimum variance", "risk parity", "cash"):
-        assert f"| {label} |" in text or f"| {label} (best baseline) |" in text, label
+        marked = (f"| {label} (best baseline) |", f"| {label} (the gate's bar) |")
+        assert f"| {label} |" in text or any(m in text for m in marked), label
     assert "| buy & hold SYN000 |" in text or "buy & hold SYN000 (best" in text
     evaluation = json.loads((models / "evaluation.json").read_text())
     for name, entry in summary["stages"]["portfolio"].items():

@@ -3,7 +3,8 @@
 Per basket, ``equity_<PAIR>.png`` shows the test equity of EVERY policy the gate compared -- the
 shipped one, each learned candidate (labelled "not shipped" when the gate refused it) and every
 standard allocator (buy & hold of each asset, 1/N, inverse volatility, minimum variance, risk
-parity, cash), the best baseline on validation marked -- with their drawdowns below (percent below
+parity, cash), the baseline the gate compared against marked (the fallback rule under ``--gate-rule
+fallback``, else the best baseline on validation) -- with their drawdowns below (percent below
 the running peak, a positive number; dates on the x axis). ``report.md`` has the same policies in
 a table with units, and the gate's validation numbers that decided what shipped.
 ``forecast_volatility.png``: the generic forecaster's predicted daily volatility against realised
@@ -87,17 +88,27 @@ def _gate_name(name: str, symbols) -> str:
     return name
 
 
+def gate_marked_baseline(gate: dict) -> tuple[str | None, str]:
+    """The baseline the report marks, and how: the gate's bar when it was one rule (``--gate-rule
+    fallback``: the learned policy had to beat that rule alone), else the best baseline by the
+    validation objective."""
+    bar = list(gate.get("bar") or [])
+    if len(bar) == 1:
+        return bar[0], "the gate's bar"
+    return gate.get("best_baseline"), "best baseline on validation"
+
+
 def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any]]:
     """Every policy of one basket's test curves, in legend order: ``[{key, label, role, equity}]``.
 
     ``role``: ``shipped``, ``learned`` (a candidate the gate did not ship), ``best baseline`` (the
-    gate's best baseline on validation, when it did not ship) or ``baseline``. A shipped baseline
-    is listed once, as ``shipped``. ``entry`` (the summary's pair entry) names the best baseline.
+    baseline of :func:`gate_marked_baseline`, when it did not ship) or ``baseline``. A shipped
+    baseline is listed once, as ``shipped``. ``entry`` (the summary's pair entry) holds the gate.
     """
     symbols = list(curves.get("symbols") or [])
     shipped = str(curves.get("shipped") or curves.get("algo") or "?")
     shipped_key = shipped.removeprefix("baseline:")
-    best = ((entry or {}).get("gate") or {}).get("best_baseline")
+    best, mark = gate_marked_baseline((entry or {}).get("gate") or {})
     base = curves.get("baseline_curves", {})
     rows: list[dict[str, Any]] = []
     if not shipped.startswith("baseline:"):
@@ -122,7 +133,7 @@ def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any
             continue
         role = "best baseline" if gate_key == best else "baseline"
         if role == "best baseline":
-            label += " (best baseline on validation)"
+            label += f" ({mark})"
         rows.append(dict(key=key, label=label, role=role, equity=eq))
     return rows
 
@@ -515,7 +526,8 @@ def metrics_table(entry: dict, curves: dict) -> list[str]:
             trades,
             win,
         ]
-        label = row["label"].replace(" (shipped)", "").replace(" (best baseline on validation)", "")
+        label = row["label"].replace(" (shipped)", "").split(" (best baseline")[0]
+        label = label.split(" (the gate's bar")[0]
         role = "learned, not shipped" if row["role"] == "learned" else row["role"]
         rows.append(f"| {label} | {role} | " + " | ".join(cells) + " |")
     return rows
@@ -537,10 +549,11 @@ def gate_table(entry: dict, symbols) -> list[str]:
             f"| {label} | {v.get('objective', float('nan')):.2e} | {ratio(v.get('sharpe'))} | "
             f"{signed_pct(v.get('total_return'))} |"
         )
+    marked, mark = gate_marked_baseline(gate)
     for name, v in (gate.get("baselines") or {}).items():
         label = policy_label(name, symbols)
-        if name == gate.get("best_baseline"):
-            label += " (best baseline)"
+        if name == marked:
+            label += f" ({mark.removesuffix(' on validation')})"
         rows.append(
             f"| {label} | {v.get('objective', float('nan')):.2e} | {ratio(v.get('sharpe'))} | "
             f"{signed_pct(v.get('total_return'))} |"
