@@ -176,6 +176,8 @@ def run_facts(summary: dict) -> dict:
     if universe:
         facts["universe_env_steps_per_s"] = [u["training"]["env_steps_per_s"] for u in universe]
         facts["universe_wall_s"] = [u["training"]["wall_s"] for u in universe]
+        # the learned tilt's scale each fold kept (rl.tilt_scales; None: only the trained policy)
+        facts["tilt_scale"] = [(u.get("tilt") or {}).get("scale") for u in universe]
     ppo = [
         e["candidates"]["ppo"]["final_train_metrics"]
         for f in folds
@@ -276,6 +278,7 @@ RUN_CONFIG_KEYS = (
     "rebalance_rate",
     "feature_noise",
     "gate_fraction",
+    "tilt_scales",
 )
 
 

@@ -117,6 +117,8 @@ def used_by_scope(config: PipelineConfig) -> dict:
         "gate_rule": rl.gate_rule,  # gate_and_report
         "gate_fallback": rl.gate_fallback,
     }
+    if rl.scope == "universe":  # universe_stage.train_universe_stage: the tilt scale's choice
+        used["rl"]["tilt_scales"] = list(rl.tilt_scales)
     algos = ["gradient", "ppo"] if rl.algo == "both" else [rl.algo]
     for algo in algos:
         if rl.scope == "universe":

@@ -3,6 +3,7 @@ its bad values, and that a basket's test rows never reach the universe trainer."
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -281,6 +282,59 @@ def test_selection_rows_hold_no_gate_row_and_gate_rows_no_test_row():
     # gate_fraction 0: the gate reads the selection rows (the pre-#21 protocol)
     same = PairData.build(market(close), values, list("xyz"), 5, bounds, RLConfig(gate_fraction=0))
     assert same.gate is same.val
+    assert a.tilt is a.val  # no tilt scale to choose: no tilt rows
+
+
+def test_tilt_rows_sit_between_the_selection_and_the_gate_rows():
+    """With a tilt scale to choose, the last ``tilt_fraction`` of the selection rows becomes the
+    tilt block: marking every row from it on leaves the selection params bit-identical, and
+    marking the gate rows leaves the tilt params bit-identical."""
+    import jax
+
+    from jaxport.data import MarketData, split_bounds
+    from jaxport.pipeline.basket_stage import PairData, gate_block_start
+
+    rng = np.random.default_rng(5)
+    T, N, F = 500, 2, 3
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (T, N)), 0))
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + T)
+
+    def build(c, rl):
+        m = MarketData(("A", "B"), dates, c, c, c, c, np.ones((T, N)))
+        return PairData.build(m, values, list("xyz"), 5, bounds, rl)
+
+    values = rng.normal(size=(T, N, F))
+    bounds = split_bounds(
+        MarketData(("A", "B"), dates, close, close, close, close, np.ones((T, N))),
+        (0.6, 0.25, 0.15),
+    )
+    rl = RLConfig(tilt_scales=[0.0, 1.0], tilt_fraction=0.4)
+    gate_start = gate_block_start(bounds.val_start, bounds.val_end, rl.gate_fraction)
+    tilt_start = gate_block_start(bounds.val_start, gate_start, 0.4)
+    assert bounds.val_start + 2 <= tilt_start <= gate_start - 2
+    a = build(close, rl)
+    assert a.val.prices.shape[0] == tilt_start
+    assert int(a.tilt.eval_start) == tilt_start - 1 and a.tilt.prices.shape[0] == gate_start
+    assert (
+        a.dates["val_last"] < a.dates["tilt_first"] <= a.dates["tilt_last"] < a.dates["gate_first"]
+    )
+
+    def same(x, y):
+        return all(
+            np.array_equal(np.asarray(u), np.asarray(v))
+            for u, v in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y))
+        )
+
+    for start, unchanged, changed in ((tilt_start, "val", "tilt"), (gate_start, "tilt", "gate")):
+        marked = close.copy()
+        marked[start:] *= 1.5
+        b = build(marked, rl)
+        assert same(getattr(a, unchanged), getattr(b, unchanged)), unchanged
+        assert not same(getattr(a, changed), getattr(b, changed)), changed
+    # tilt_fraction 0: the scale is chosen on the selection rows themselves
+    assert (
+        build(close, dataclasses.replace(rl, tilt_fraction=0.0)).tilt.prices.shape[0] == gate_start
+    )
 
 
 @pytest.mark.parametrize(
@@ -393,7 +447,7 @@ def test_stage_ships_the_tilt_scale_chosen_on_the_selection_rows(monkeypatch):
     close = 100 * np.exp(np.cumsum(rng.normal(3e-4, 0.012, (T, N)), 0))
     dates = np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-01-01") + T)
     market = MarketData(("A", "B"), dates, close, close, close, close, np.ones((T, N)))
-    rl = RLConfig(seeds=1, epochs=10, tilt_scales=[1.0, 0.0, 0.5])
+    rl = RLConfig(seeds=1, epochs=10, tilt_scales=[1.0, 0.0, 0.5], tilt_fraction=0.5)
     bounds = split_bounds(market, (0.6, 0.25, 0.15))
     basket = PairData.build(market, rng.normal(size=(T, N, 2)), ["x", "y"], 0, bounds, rl)
     cfg = UniverseConfig(hidden_sizes=(4,), head_size=4, anchor="volatility_timing")
@@ -415,7 +469,8 @@ def test_stage_ships_the_tilt_scale_chosen_on_the_selection_rows(monkeypatch):
     monkeypatch.setattr(stage, "train_universe", fake_train)
     monkeypatch.setattr(stage, "member_policies", lambda r, c, e: [trained])
     out = stage.train_universe_stage(rl, [basket, basket], jax.random.PRNGKey(0))
-    want = choose_tilt_scale(trained, stack_env_params([basket.val, basket.val]), [0, 0.5, 1])
+    assert basket.tilt is not basket.val  # the scale is chosen on the held-out tilt rows
+    want = choose_tilt_scale(trained, stack_env_params([basket.tilt, basket.tilt]), [0, 0.5, 1])
     tilt = out.entry.tilt
     assert tilt["scales"] == [0.0, 0.5, 1.0] and tilt["scale"] == want["scale"]
     np.testing.assert_allclose(tilt["score"], want["score"], rtol=1e-6)
@@ -425,7 +480,8 @@ def test_stage_ships_the_tilt_scale_chosen_on_the_selection_rows(monkeypatch):
     ):
         np.testing.assert_array_equal(a, b)
     assert out.members == [trained]  # the population's members stay as trained
+    assert tilt["rows"] == {"first": basket.dates["tilt_first"], "last": basket.dates["tilt_last"]}
     default = stage.train_universe_stage(
-        RLConfig(seeds=1, epochs=10), [basket, basket], jax.random.PRNGKey(0)
+        RLConfig(seeds=1, epochs=10, tilt_scales=[1.0]), [basket, basket], jax.random.PRNGKey(0)
     )
     assert default.entry.tilt is None and default.policy is trained

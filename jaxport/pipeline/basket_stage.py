@@ -19,7 +19,13 @@ from jaxport.data import DataError, MarketData
 from jaxport.env import EnvParams, PortfolioEnv
 from jaxport.eval import evaluate_policy, portfolio_report
 from jaxport.features.risk import ANCHOR_FEATURE_NAMES, anchor_features
-from jaxport.pipeline.config import GATE_RULES, RLConfig, effective_objective, uses_anchor
+from jaxport.pipeline.config import (
+    GATE_RULES,
+    RLConfig,
+    chooses_tilt_scale,
+    effective_objective,
+    uses_anchor,
+)
 from jaxport.pipeline.tracking import per_update
 from jaxport.pipeline.trainer_configs import gradient_config, ppo_config
 from jaxport.rl.codec import Policy, env_metadata, gradient_kind, make_policy
@@ -104,8 +110,10 @@ def gate_block_start(val_start: int, val_end: int, gate_fraction: float) -> int:
 class PairData:
     """Env, and EnvParams for the train / validation / test parts of one basket.
 
-    ``val`` holds the selection rows (checkpoints, members, algorithms are chosen there) and
-    ``gate`` the later, untouched rows of the validation block on which the gate decides
+    ``val`` holds the selection rows (checkpoints, members, algorithms are chosen there),
+    ``tilt`` the later rows on which the universe stage chooses the learned tilt's scale (the last
+    ``rl.tilt_fraction`` of the selection block when it chooses one; else ``tilt is val``) and
+    ``gate`` the last, untouched rows of the validation block on which the gate decides
     (:func:`gate_block_start`; ``gate is val`` when ``rl.gate_fraction`` is 0).
     """
 
@@ -115,6 +123,7 @@ class PairData:
     val: EnvParams
     test: EnvParams
     gate: EnvParams
+    tilt: EnvParams
     feature_names: list[str]
     feature_mean: np.ndarray  # [F] train-rows mean of the raw features
     feature_std: np.ndarray  # [F]
@@ -161,6 +170,8 @@ class PairData:
         # validation and test params hold no row after their own block (arrays truncated); the
         # validation block is cut in two: selection rows, then the gate's held-out rows
         gate_start = gate_block_start(val_start, val_end, rl.gate_fraction)
+        tilt_fraction = rl.tilt_fraction if chooses_tilt_scale(rl) else 0.0
+        tilt_start = gate_block_start(val_start, gate_start, tilt_fraction)
 
         def rows_until(end: int, **extra) -> EnvParams:
             return EnvParams.from_arrays(
@@ -177,14 +188,17 @@ class PairData:
             return rows_until(end, eval_start=first - 1, episode_length=None)
 
         train = rows_until(train_end, episode_length=episode)
-        val = block(val_start, gate_start)
+        val = block(val_start, tilt_start)
+        tilt = val if tilt_start == gate_start else block(tilt_start, gate_start)
         gate = val if gate_start == val_end else block(gate_start, val_end)
         test = block(test_start, test_end)
         dates = {
             "train_first": str(market.dates[start_min]),
             "train_last": str(market.dates[train_end - 1]),
             "val_first": str(market.dates[val_start]),
-            "val_last": str(market.dates[gate_start - 1]),
+            "val_last": str(market.dates[tilt_start - 1]),
+            "tilt_first": str(market.dates[min(tilt_start, gate_start - 1)]),
+            "tilt_last": str(market.dates[gate_start - 1]),
             "gate_first": str(market.dates[min(gate_start, val_end - 1)]),
             "gate_last": str(market.dates[val_end - 1]),
             "test_first": str(market.dates[test_start]),
@@ -197,6 +211,7 @@ class PairData:
             val,
             test,
             gate,
+            tilt,
             list(names),
             mean,
             std,

@@ -86,6 +86,20 @@ def volatility_timing_anchor_only(config: Any) -> str | None:
     return universe_scope_only(config)
 
 
+def chooses_tilt_scale(rl: Any) -> bool:
+    """Whether the universe stage chooses the learned tilt's scale (``rl.tilt_scales`` other than
+    just 1)."""
+    return rl.scope == "universe" and sorted({float(s) for s in rl.tilt_scales}) != [1.0]
+
+
+def tilt_choice_only(config: Any) -> str | None:
+    """Acts when the universe stage chooses the tilt scale (``rl.tilt_scales`` other than 1)."""
+    reason = universe_scope_only(config)
+    if reason is None and not chooses_tilt_scale(config.rl):
+        reason = "acts only when --tilt-scales lists a scale other than 1"
+    return reason
+
+
 def gradient_trainer_only(config: Any) -> str | None:
     """Acts when a gradient trainer runs (``rl.algo`` gradient or both)."""
     if config.rl.algo == "ppo":
@@ -443,8 +457,16 @@ class RLConfig:
         parse="floats",
         acts=universe_scope_only,
         help="Scales s in [0, 1] of the learned tilt, comma-separated: after training, each is "
-        "scored by the validation objective on the selection rows and the best ships (0 = the "
-        "untrained start, i.e. the anchor rule; 1 = the trained policy; ties: the smaller).",
+        "scored by the validation objective on the tilt rows (--tilt-fraction) and the best ships "
+        "(0 = the untrained start, i.e. the anchor rule; 1 = the trained policy; ties: the "
+        "smaller).",
+    )
+    tilt_fraction: float = setting(
+        0.5,
+        flag="--tilt-fraction",
+        acts=tilt_choice_only,
+        help="Last fraction of the selection rows (before the gate's) kept for choosing the tilt "
+        "scale: checkpoints and members never see them; 0 = choose on the selection rows.",
     )
     gate_fraction: float = setting(
         0.5,
@@ -639,6 +661,10 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
         (
             bool(rl.tilt_scales) and all(0.0 <= float(x) <= 1.0 for x in rl.tilt_scales),
             f"rl.tilt_scales {list(rl.tilt_scales)}: every scale must be in [0, 1]",
+        ),
+        (
+            0.0 <= rl.tilt_fraction <= 0.9,
+            f"rl.tilt_fraction {rl.tilt_fraction}: must be in [0, 0.9]",
         ),
         (
             rl.gate_rule in GATE_RULES,

@@ -197,7 +197,7 @@ class UniverseStage(_Entry):
     validation_curve: dict | None = None  # selected member: {"updates", "objective", "sharpe"}
     training: dict | None = None  # wall_s (incl. compilation), members, env_steps, env_steps_per_s
     trainers: dict | None = None  # per trainer tried: val_score, members and the training numbers
-    tilt: dict | None = None  # rl.tilt_scales tried: scale (chosen), scales, score, sharpe [S]
+    tilt: dict | None = None  # rl.tilt_scales tried: scale (chosen), scales, score, sharpe, rows
     extra: dict = dataclasses.field(default_factory=dict)
 
 

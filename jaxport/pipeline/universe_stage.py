@@ -31,7 +31,7 @@ from jaxport.pipeline.basket_stage import (
     gate_and_report,
     run_objective,
 )
-from jaxport.pipeline.config import PipelineConfig, RLConfig, sharded_batch
+from jaxport.pipeline.config import PipelineConfig, RLConfig, chooses_tilt_scale, sharded_batch
 from jaxport.pipeline.provenance import stage_seed
 from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import UniverseStage
@@ -141,8 +141,9 @@ def run_universe_stage(
     if outcome.entry.tilt is not None:
         t = outcome.entry.tilt
         io.say(
-            f"universe policy: tilt scale {t['scale']:g} of {', '.join(f'{x:g}' for x in t['scales'])} "
-            "chosen on the selection rows (0 = the anchor rule)"
+            f"universe policy: tilt scale {t['scale']:g} of "
+            f"{', '.join(f'{x:g}' for x in t['scales'])} chosen on the tilt rows "
+            f"{t['rows']['first']}..{t['rows']['last']} (0 = the untrained start: the anchor rule)"
         )
     outcome.entry.checkpoint = io.rel(ckpt)
     io.log_series("portfolio/universe", outcome.metrics)
@@ -162,8 +163,9 @@ def train_universe_stage(
     ``ppo`` (:func:`jaxport.rl.universe_ppo.train_universe_ppo`) or ``both`` (each trains its
     population; the one whose selected member has the better mean validation objective is kept,
     and every member of both counts as a candidate). The kept policy's learned tilt is then scaled
-    by the ``rl.tilt_scales`` entry with the best validation score
-    (:func:`jaxport.rl.universe.choose_tilt_scale`; recorded as ``entry.tilt``). ``mesh`` (more than one device) shards either
+    by the ``rl.tilt_scales`` entry with the best validation score on every basket's tilt rows
+    (``PairData.tilt``, which training never sees; :func:`jaxport.rl.universe.choose_tilt_scale`;
+    recorded as ``entry.tilt``). ``mesh`` (more than one device) shards either
     trainer's population (:mod:`jaxport.rl.population`). ``outcome.entry.checkpoint`` is left
     for the caller to fill.
     """
@@ -207,11 +209,16 @@ def train_universe_stage(
     run = runs[chosen]
     result, best = run["result"], int(run["result"]["best_member"])
     policy, tilt = result["policy"], None
-    if sorted(set(map(float, rl.tilt_scales))) != [1.0]:
+    if chooses_tilt_scale(rl):
         from jaxport.rl.universe import choose_tilt_scale
 
-        tilt = choose_tilt_scale(policy, val, rl.tilt_scales)
+        rows = stack_env_params([b.tilt for b in baskets])
+        tilt = choose_tilt_scale(policy, rows, rl.tilt_scales)
         policy = tilt.pop("policy")
+        tilt["rows"] = {
+            "first": baskets[0].dates["tilt_first"],
+            "last": baskets[0].dates["tilt_last"],
+        }
     curve = result["val_curve"]
     entry = UniverseStage(
         status="completed",
