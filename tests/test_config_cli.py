@@ -20,7 +20,7 @@ import pytest
 from jaxport.cli.common import RunOptions
 from jaxport.cli.train import DEFAULT_MARK, _option_specs, refuse_inactive, resolve_flags
 from jaxport.pipeline.basket_stage import env_kwargs
-from jaxport.pipeline.config import PipelineConfig, RLConfig, build_config
+from jaxport.pipeline.config import PipelineConfig, RLConfig, build_config, chooses_tilt_scale
 from jaxport.pipeline.config_schema import format_default, get_dotted, setting_specs
 from jaxport.pipeline.trainer_configs import (
     gradient_config,
@@ -39,6 +39,7 @@ SCOPES = {
     "universe-gradient": ["--rl-scope", "universe", "--rl-algo", "gradient"],
     "universe-ppo": ["--rl-scope", "universe", "--rl-algo", "ppo"],
     "universe-volatility-timing": ["--rl-scope", "universe", "--anchor", "volatility_timing"],
+    "universe-tilt-choice": ["--rl-scope", "universe", "--tilt-scales", "0,0.5,1"],
     "pair-gradient": ["--rl-scope", "pair", "--rl-algo", "gradient"],
     "pair-ppo": ["--rl-scope", "pair", "--rl-algo", "ppo"],
     "pair-transformer": [
@@ -119,6 +120,8 @@ def used_by_scope(config: PipelineConfig) -> dict:
     }
     if rl.scope == "universe":  # universe_stage.train_universe_stage: the tilt scale's choice
         used["rl"]["tilt_scales"] = list(rl.tilt_scales)
+        if chooses_tilt_scale(rl):  # PairData.build: the tilt rows
+            used["rl"]["tilt_fraction"] = rl.tilt_fraction
     algos = ["gradient", "ppo"] if rl.algo == "both" else [rl.algo]
     for algo in algos:
         if rl.scope == "universe":
