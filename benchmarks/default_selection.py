@@ -43,6 +43,8 @@ POLICY_SETTINGS = (
     "rebalance_rate",
     "feature_noise",
     "universe_size",  # symbols whose every pair trains the universe policy (--universe-symbols)
+    "tilt_scales",  # the learned tilt's scales tried after training (--tilt-scales)
+    "tilt_fraction",  # the share of the selection rows that chooses the scale (--tilt-fraction)
 )
 
 

@@ -279,6 +279,7 @@ RUN_CONFIG_KEYS = (
     "feature_noise",
     "gate_fraction",
     "tilt_scales",
+    "tilt_fraction",
 )
 
 
