@@ -199,3 +199,32 @@ def test_stage_failure_is_recorded_in_summary(tmp_path, cli_runner):
     ]
     summary = json.loads((out / "pipeline_summary.json").read_text())
     assert summary["status"] == "failed" and "does not exist" in summary["error"]
+
+
+def test_results_table_says_how_much_of_the_tilt_shipped():
+    """With a tilt scale chosen, the final table's caption names it and what scale 0 is; without
+    one it says nothing about it."""
+    from rich.console import Console
+
+    from jaxport.cli.train import results_table
+
+    metrics = {"test": {"total_return": 0.1, "sharpe": 0.5, "max_drawdown": 0.2}, "baselines": {}}
+    pair = {"status": "completed", "algo": "universe", "shipped": "universe", "metrics": metrics}
+    summary = {
+        "config": {"rl": {"anchor": "vol_managed_equal_weight"}},
+        "stages": {
+            "portfolio": {"A_B": pair},
+            "universe": {"tilt": {"scale": 0.0, "scales": [0.0, 0.5, 1.0]}},
+        },
+    }
+
+    def caption(s):
+        console = Console(width=200, record=True)
+        console.print(results_table(s))
+        return " ".join(console.export_text().split())
+
+    text = caption(summary)
+    assert "its tilt x 0 (of 0, 0.5, 1, chosen on the tilt rows); x 0 is the anchor rule, " in text
+    assert "vol-managed 1/N" in text
+    del summary["stages"]["universe"]
+    assert "tilt" not in caption(summary)

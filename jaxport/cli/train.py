@@ -98,6 +98,14 @@ def results_table(summary: dict) -> Table:
         "return: total over the test split; max drawdown: % below the running peak; "
         "Sharpe: annualised; learned Sharpe: the trained policy's, shipped or not"
     ]
+    tilt = (summary.get("stages", {}).get("universe") or {}).get("tilt")
+    if tilt:
+        anchor = policy_label((summary.get("config", {}).get("rl") or {}).get("anchor"))
+        notes.append(
+            f"learned (universe): its tilt x {tilt['scale']:g} (of "
+            f"{', '.join(f'{x:g}' for x in tilt['scales'])}, chosen on the tilt rows); x 0 is "
+            f"the anchor rule, {anchor}"
+        )
     table.caption = "\n".join(notes + (["why shipped: " + "; ".join(reasons)] if reasons else []))
     return table
 
