@@ -402,6 +402,13 @@ class RLConfig:
         acts=universe_scope_only,
         help="Std of Gaussian noise on standardised features during universe training.",
     )
+    tilt_penalty: float = setting(
+        0.0,
+        flag="--tilt-penalty",
+        acts=universe_gradient_only,
+        help="Penalty x mean daily sum_i |target_i - anchor_i| (fraction of equity: how far the "
+        "target weights are from the anchor rule's) in the universe gradient objective.",
+    )
     weight_decay: float = setting(
         1e-4,
         acts=universe_gradient_only,
@@ -642,6 +649,7 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
         ),
         (rl.feature_noise >= 0, f"rl.feature_noise {rl.feature_noise}: must be >= 0"),
         (rl.weight_decay >= 0, f"rl.weight_decay {rl.weight_decay}: must be >= 0"),
+        (rl.tilt_penalty >= 0, f"rl.tilt_penalty {rl.tilt_penalty}: must be >= 0"),
         (
             rl.objective in RL_OBJECTIVES,
             f"rl.objective {rl.objective!r}: expected one of {', '.join(RL_OBJECTIVES)}",

@@ -132,7 +132,7 @@ def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> Univ
     ``rl.batch_size`` envs in total, split over the ``num_baskets`` baskets (at least 4 each);
     ``rl.epochs`` updates of ``rl.num_steps``-day BPTT chunks (at most the episode); width
     ``rl.hidden_size`` x ``rl.num_layers``; the objective (risk and turnover penalty),
-    regularisation (rebalance rate, feature noise, weight decay) and the population (``rl.seeds``
+    regularisation (rebalance rate, feature noise, weight decay, tilt penalty) and the population (``rl.seeds``
     seeds x the ``rl.grid`` combinations). Checkpoints and members are selected by the training
     objective on validation (risk and turnover penalty).
     """
@@ -142,6 +142,7 @@ def universe_config(rl: RLConfig, num_baskets: int, episode_length: int) -> Univ
         **_universe_fields(rl, num_baskets, episode_length),
         bptt_length=min(rl.num_steps or UNIVERSE_NUM_STEPS, episode_length),
         weight_decay=rl.weight_decay,
+        tilt_penalty=rl.tilt_penalty,
         **_learning_rate(rl, gradient=True),
     ).validate()
 

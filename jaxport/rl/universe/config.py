@@ -25,6 +25,7 @@ DYNAMIC_FIELDS = (
     "turnover_penalty",
     "feature_noise",
     "rebalance_rate",
+    "tilt_penalty",
 )
 
 
@@ -64,6 +65,9 @@ class UniverseConfig:
     # --- objective (traced); per step, not annualised
     risk_penalty: float = 0.0  # x per-step return variance (fraction^2)
     turnover_penalty: float = 0.0  # x mean per-step turnover sum|dw| (fraction of equity)
+    # x mean per-step sum_i |target_i - untrained target_i| (fraction of equity): the distance to
+    # the anchor rule; a regulariser of the gradient trainer (not part of what selection scores)
+    tilt_penalty: float = 0.0
     # --- regularisation (traced)
     feature_noise: float = 0.0  # std of Gaussian noise added to the feature part (train only)
     rebalance_rate: float = 1.0  # executed = w_old + rate * (target - w_old), in (0, 1]
@@ -123,7 +127,13 @@ class UniverseConfig:
             for name in ("lr", "max_grad_norm"):
                 if not hp[name] > 0:
                     raise DataError(f"UniverseConfig.{name} must be > 0, got {hp[name]}")
-            for name in ("weight_decay", "risk_penalty", "turnover_penalty", "feature_noise"):
+            for name in (
+                "weight_decay",
+                "risk_penalty",
+                "turnover_penalty",
+                "feature_noise",
+                "tilt_penalty",
+            ):
                 if not hp[name] >= 0:
                     raise DataError(f"UniverseConfig.{name} must be >= 0, got {hp[name]}")
             if not 0.0 < hp["rebalance_rate"] <= 1.0:

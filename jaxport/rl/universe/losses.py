@@ -51,7 +51,15 @@ def validation_stats(
 
 
 def chunk_objective(
-    objective: str, valid, log_growth, ret, turnover, risk_penalty, turnover_penalty
+    objective: str,
+    valid,
+    log_growth,
+    ret,
+    turnover,
+    risk_penalty,
+    turnover_penalty,
+    deviation=None,
+    tilt_penalty=0.0,
 ):
     """The training objective of one BPTT chunk from per-step arrays ``[L, B, E]`` (a scalar to
     ascend, averaged over baskets and envs; per step, not annualised):
@@ -61,21 +69,27 @@ def chunk_objective(
     - ``log-growth``: per env, mean log growth - turnover_penalty x mean turnover;
     - ``sharpe``: per basket, the Sharpe ``mean(ret) / std(ret)`` of every valid step of its envs
       pooled (a differentiable per-step Sharpe), minus turnover_penalty x mean turnover.
+
+    With ``deviation`` (per step ``sum_i |target_i - untrained target_i|``, the distance to the
+    anchor rule, zero where not valid), ``tilt_penalty`` x its mean is subtracted as well, averaged
+    like the turnover.
     """
+    axes = (0, 2) if objective == "sharpe" else 0  # per basket, or per env
+    n = jnp.sum(valid, axes)
+    n_safe = jnp.maximum(n, 1.0)
+    charge = turnover_penalty * jnp.sum(turnover, axes) / n_safe
+    if deviation is not None:
+        charge = charge + tilt_penalty * jnp.sum(deviation, axes) / n_safe
     if objective == "sharpe":
-        n = jnp.sum(valid, (0, 2))  # [B]
-        n_safe = jnp.maximum(n, 1.0)
-        mean = jnp.sum(ret, (0, 2)) / n_safe
-        var = jnp.sum(valid * (ret - mean[None, :, None]) ** 2, (0, 2)) / n_safe
-        per = mean / jnp.sqrt(var + 1e-10) - turnover_penalty * jnp.sum(turnover, (0, 2)) / n_safe
+        mean = jnp.sum(ret, axes) / n_safe
+        var = jnp.sum(valid * (ret - mean[None, :, None]) ** 2, axes) / n_safe
+        per = mean / jnp.sqrt(var + 1e-10) - charge
     else:
-        n = jnp.sum(valid, 0)  # [B, E]
-        n_safe = jnp.maximum(n, 1.0)
         mean_lg = jnp.sum(log_growth, 0) / n_safe
         mean_ret = jnp.sum(ret, 0) / n_safe
         var = jnp.sum(valid * (ret - mean_ret) ** 2, 0) / n_safe
         risk = risk_penalty * var if objective == "mean-variance" else 0.0
-        per = mean_lg - risk - turnover_penalty * jnp.sum(turnover, 0) / n_safe
+        per = mean_lg - risk - charge
     has = n > 0
     return jnp.sum(jnp.where(has, per, 0.0)) / jnp.maximum(jnp.sum(has), 1)
 

@@ -143,11 +143,29 @@ def make_network(config: UniverseConfig, env: PortfolioEnv, critic: bool = False
     return module_from_config(UniverseAllocator, config, **shapes, critic=critic)
 
 
+def policy_target(network: UniverseAllocator, params, obs, leverage_cap):
+    """Deterministic target exposures ``[..., N]`` (before partial rebalancing) for ``obs``."""
+    scores, g, _ = network.apply(params, obs)
+    return target_weights(scores, g, leverage_cap)
+
+
+def untrained_target(network: UniverseAllocator, obs):
+    """Target exposures ``[..., N]`` of the untrained policy (every tilt 0) for ``obs [...,
+    obs_dim]``: the anchor rule, or 1/N at ``init_gross`` without an anchor (no parameters)."""
+    x, _, _ = split_obs(obs, network.window, network.num_features)
+    zero = jnp.zeros(x.shape[:-1], x.dtype)
+    cap = network.leverage_cap
+    if network.anchor == "none":
+        g = jnp.full(zero.shape[:-1], _logit(network.init_gross / cap), x.dtype)
+        return target_weights(zero, g, cap)
+    scores, g = network.apply({}, x, zero, zero[..., 0], method=UniverseAllocator._anchored)
+    return target_weights(scores, g, cap)
+
+
 def apply_policy(network: UniverseAllocator, params, obs, rebalance_rate, leverage_cap):
     """Deterministic executed exposures ``[..., N]`` for ``obs [..., obs_dim]``."""
-    scores, g, _ = network.apply(params, obs)
     _, w_old, _ = split_obs(obs, network.window, network.num_features)
-    return rebalance(target_weights(scores, g, leverage_cap), w_old, rebalance_rate)
+    return rebalance(policy_target(network, params, obs, leverage_cap), w_old, rebalance_rate)
 
 
 def init_params(config: UniverseConfig, env: PortfolioEnv, key: jax.Array, critic: bool = False):

@@ -129,6 +129,11 @@ class UniversePPOConfig(UniverseConfig):
             dataclasses.replace(self.universe_config(), grid=base_grid).validate()
         except DataError as exc:
             raise DataError(str(exc).replace("UniverseConfig", "UniversePPOConfig")) from None
+        if any(hp["tilt_penalty"] for hp in self.members_hparams()):
+            raise DataError(
+                "UniversePPOConfig.tilt_penalty: the gradient trainer's regulariser; PPO's reward "
+                "does not use it (set 0)"
+            )
         for name in ("num_steps", "update_epochs", "num_minibatches"):
             if int(getattr(self, name)) < 1:
                 raise DataError(f"UniversePPOConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -18,6 +18,7 @@ the best (ties: the smaller scale). The gate then judges the result on its own l
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -72,22 +73,32 @@ def tilt_scale_scores(policy: Policy, val_params: EnvParams, scales: Sequence[fl
     deterministic validation episodes member selection scores): ``{stat: [S, B]}`` for
     ``objective`` (``policy.config.objective`` with its selection penalties), ``sharpe``
     (annualised), ``log_growth`` and ``turnover`` (per step)."""
-    config, env = policy.config, policy.env
-    check_stacked(env, val_params, "val_params")
-    network = make_network(config, env)
+    check_stacked(policy.env, val_params, "val_params")
+    out = _scale_scores(
+        policy.config,
+        policy.env,
+        validation_steps(val_params),
+        _variables(policy.tree),
+        untrained_variables(policy),
+        jnp.asarray(policy.tree["rebalance_rate"], jnp.float32),
+        val_params,
+        jnp.asarray(scales, jnp.float32),
+    )
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _scale_scores(config, env, num_steps, variables, start, rate, val_params, scales):
+    """One program per (config, env, validation length): the scales vmapped."""
     sel = {
         "risk_penalty": jnp.float32(config.select_risk_penalty),
         "turnover_penalty": jnp.float32(config.select_turnover_penalty),
     }
-    hp = {"rebalance_rate": jnp.asarray(policy.tree["rebalance_rate"], jnp.float32)}
+    network = make_network(config, env)
     validate = make_validator(
-        config, env, network, validation_steps(val_params), val_params, sel, hp
+        config, env, network, num_steps, val_params, sel, {"rebalance_rate": rate}
     )
-    start = untrained_variables(policy)
-    trained = _variables(policy.tree)
-    scored = jax.jit(jax.vmap(lambda s: validate(scale_tilt(trained, start, s))))
-    out = scored(jnp.asarray(scales, jnp.float32))
-    return {k: np.asarray(v) for k, v in out.items()}
+    return jax.vmap(lambda s: validate(scale_tilt(variables, start, s)))(scales)
 
 
 def choose_tilt_scale(policy: Policy, val_params: EnvParams, scales: Sequence[float]) -> dict:

@@ -4,7 +4,8 @@
 One update: every env of every basket steps ``bptt_length`` days (nested vmap, see
 :mod:`jaxport.rl.universe.baskets`) under the deterministic policy; the gradient of
 :func:`~jaxport.rl.universe.losses.chunk_objective` (per step: mean log growth - risk_penalty x
-return variance - turnover_penalty x turnover, averaged over every env of every basket) w.r.t. the
+return variance - turnover_penalty x turnover - tilt_penalty x the target's L1 distance to the
+untrained policy's (the anchor rule's), averaged over every env of every basket) w.r.t. the
 network parameters takes one AdamW step (truncated BPTT: the env state is carried into the next
 chunk with ``stop_gradient``; finished envs are re-drawn on a random start day first).
 """
@@ -40,7 +41,13 @@ from jaxport.rl.universe.baskets import (
 )
 from jaxport.rl.universe.config import DYNAMIC_FIELDS, UniverseConfig
 from jaxport.rl.universe.losses import chunk_objective, feature_noise_mask, validation_stats
-from jaxport.rl.universe.network import apply_policy, make_network
+from jaxport.rl.universe.network import (
+    make_network,
+    policy_target,
+    rebalance,
+    split_obs,
+    untrained_target,
+)
 from jaxport.rl.universe.policy import make_universe_policy
 
 METRIC_KEYS = (
@@ -48,6 +55,7 @@ METRIC_KEYS = (
     "mean_log_growth",  # per-step log growth net of costs
     "turnover",  # per-step turnover sum|dw| (fraction of equity)
     "mean_leverage",  # gross exposure (multiples of equity)
+    "tilt_deviation",  # per-step sum_i |target_i - untrained target_i| (fraction of equity)
     "grad_norm",  # global gradient norm before clipping
 )
 
@@ -159,7 +167,10 @@ def _bptt_objective(config, env, network, cap, params, noise_mask, hp, p, obs, s
     def body(carry, k):
         obs, state, done = carry
         noisy = obs + hp["feature_noise"] * noise_mask * jax.random.normal(k, obs.shape)
-        action = apply_policy(network, p, noisy, hp["rebalance_rate"], cap)
+        target = policy_target(network, p, noisy, cap)
+        _, w_old, _ = split_obs(noisy, env.window, env.num_features)
+        action = rebalance(target, w_old, hp["rebalance_rate"])
+        deviation = jnp.sum(jnp.abs(target - untrained_target(network, noisy)), -1)
         n_obs, n_state, reward, term, info = step(None, state, action, params)
         # per-trade bookkeeping never feeds the reward or the observation: keep it out of the
         # differentiated graph (same gradient, a smaller program to compile)
@@ -176,13 +187,23 @@ def _bptt_objective(config, env, network, cap, params, noise_mask, hp, p, obs, s
             jnp.where(valid, info["portfolio_return"], 0.0),
             jnp.where(valid, info["turnover"], 0.0),
             jnp.where(valid, info["leverage"], 0.0),
+            jnp.where(valid, deviation, 0.0),
         )
         return (obs, state, done), out
 
     keys = jax.random.split(key, config.bptt_length)
-    (obs, state, done), (valid, lg, ret, to, lev) = jax.lax.scan(body, (obs, state, done), keys)
+    (obs, state, done), traj = jax.lax.scan(body, (obs, state, done), keys)
+    valid, lg, ret, to, lev, dev = traj
     obj = chunk_objective(
-        config.objective, valid, lg, ret, to, hp["risk_penalty"], hp["turnover_penalty"]
+        config.objective,
+        valid,
+        lg,
+        ret,
+        to,
+        hp["risk_penalty"],
+        hp["turnover_penalty"],
+        deviation=dev,
+        tilt_penalty=hp["tilt_penalty"],
     )
     total = jnp.maximum(jnp.sum(valid), 1.0)
     metrics = dict(
@@ -190,6 +211,7 @@ def _bptt_objective(config, env, network, cap, params, noise_mask, hp, p, obs, s
         mean_log_growth=jnp.sum(lg) / total,
         turnover=jnp.sum(to) / total,
         mean_leverage=jnp.sum(lev) / total,
+        tilt_deviation=jnp.sum(dev) / total,
     )
     return obj, (obs, state, done, metrics)
 
