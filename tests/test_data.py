@@ -404,3 +404,71 @@ def test_covering_symbols_adds_only_files_that_keep_the_market_as_it_is(tmp_path
     assert core in covering_symbols(tmp_path, close_market, limit=10)
     assert late not in covering_symbols(tmp_path, close_market, limit=10)
     assert len(covering_symbols(tmp_path, close_market, limit=1)) == 1
+
+
+def _covering_folder(tmp_path, layout: str):
+    """``(folder, market)``: a folder with a late, a close-only (or, as a panel, a blank) and a
+    broken symbol besides covering ones, and a market of two of its symbols (one of them late, so
+    the market's own alignment dropped rows)."""
+    from jaxport.data import write_synthetic_csvs
+
+    if layout == "panel":
+        dates = pd.bdate_range("2021-01-04", periods=60)
+        rng = np.random.default_rng(0)
+        closes = np.exp(np.cumsum(rng.normal(0, 0.01, (60, 6)), axis=0)) * 50
+        panel = pd.DataFrame(closes, columns=list("ABCDEF"), index=dates).astype(object)
+        panel.index.name = "date"
+        panel.iloc[:5, 0] = np.nan  # A starts late
+        panel.iloc[7, 1] = "n/a"  # B does not load
+        panel.iloc[:3, 4] = np.nan  # E starts late too: it does not cover the market
+        panel.to_csv(tmp_path / "prices.csv")
+        return tmp_path, load_market(tmp_path, ["A", "C"])
+    paths = write_synthetic_csvs(tmp_path, num_symbols=7, num_days=120, seed=3)
+    names = sorted(p.stem for p in paths)
+    late, close_only, broken = names[1], names[2], names[3]
+    frame = pd.read_csv(tmp_path / f"{late}.csv")
+    frame.iloc[10:].to_csv(tmp_path / f"{late}.csv", index=False)
+    frame = pd.read_csv(tmp_path / f"{close_only}.csv")
+    frame[["Date", "Close"]].to_csv(tmp_path / f"{close_only}.csv", index=False)
+    (tmp_path / f"{broken}.csv").write_text("Date,Close\nnot-a-date,1\n")
+    own = [late, names[4]] if layout == "ohlcv" else [late, close_only]
+    return tmp_path, load_market(tmp_path, own)
+
+
+@pytest.mark.parametrize("layout", ["ohlcv", "close-only market", "panel"])
+@pytest.mark.parametrize("limit", [1, 10])
+def test_add_covering_symbols_loads_like_load_market_parsing_each_file_once(
+    tmp_path, monkeypatch, layout, limit
+):
+    """The default universe's widened market is ``load_market`` of the longer symbol list (same
+    arrays, dates, columns, rows dropped and sources), but each candidate file is parsed once (a
+    panel once in all) and the market's own files not again."""
+    from jaxport.data import add_covering_symbols, covering_symbols, loader
+
+    folder, market = _covering_folder(tmp_path, layout)
+    extra = covering_symbols(folder, market, limit=limit)
+    assert 1 <= len(extra) <= limit
+    expected = load_market(folder, [*market.symbols, *extra])
+    parsed = []
+    read_csv = loader._read_csv
+
+    def counting_read_csv(path, **kwargs):
+        if "nrows" not in kwargs:  # a whole file, not a header
+            parsed.append(path.name)
+        return read_csv(path, **kwargs)
+
+    monkeypatch.setattr(loader, "_read_csv", counting_read_csv)
+    wide = add_covering_symbols(folder, market, limit)
+    assert wide.symbols == expected.symbols and wide.columns == expected.columns
+    np.testing.assert_array_equal(wide.dates, expected.dates)
+    np.testing.assert_array_equal(wide.dates, market.dates)
+    for field in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(wide, field), getattr(expected, field))
+    assert wide.rows_dropped == expected.rows_dropped and wide.sources == expected.sources
+    assert sum(wide.rows_dropped.values()) > 0
+    assert len(parsed) == len(set(parsed)), parsed
+    if layout == "panel":
+        assert parsed == ["prices.csv"]
+    else:
+        assert not {f"{s}.csv" for s in market.symbols} & set(parsed)
+    assert add_covering_symbols(folder, market, 0) is market

@@ -485,3 +485,33 @@ def test_allocator_kinds_have_one_source_that_needs_no_jax():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(len(allocators.ALLOCATOR_KINDS)), "[]"]
+
+
+#: The arguments without defaults of each Torch twin, given as NumPy scalars (as an exporter
+#: reading array shapes might pass them).
+_REQUIRED_ARGS = {
+    "actor_critic": dict(obs_dim=np.int64(7), action_dim=np.int32(2)),
+    "mlp_allocator": dict(obs_dim=np.int64(7), num_assets=np.int64(2)),
+    "universe_allocator": dict(window=np.int64(2), num_features=np.int64(3)),
+    "allocator_policy": dict(allocator="risk_parity", num_assets=np.int64(3)),
+    "patch_transformer_forecaster": dict(context=np.int64(16), patch=np.int64(4)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_REQUIRED_ARGS))
+def test_model_config_is_its_constructor_arguments_as_plain_json(kind):
+    """``model.config`` names every constructor argument (signature order) as plain JSON values of
+    the annotated types, and ``build_model`` rebuilds a module with the same config from it."""
+    from torch_compat.models import MODELS
+
+    cls = MODELS[kind]
+    model = cls(**_REQUIRED_ARGS[kind])
+    names = list(inspect.signature(cls).parameters)
+    assert list(model.config) == names
+    assert json.loads(json.dumps(model.config)) == model.config
+    for name in _REQUIRED_ARGS[kind]:
+        if name != "allocator":
+            assert type(model.config[name]) is int, name
+    assert build_model({"kind": kind, "config": model.config}).config == model.config
+    if kind == "allocator_policy":
+        assert model.config["name"] == "risk_parity"  # the default name is the rule's

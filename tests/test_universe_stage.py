@@ -390,6 +390,31 @@ def test_universe_training_symbols_add_the_basket_symbols_once():
     assert universe_training_symbols(cfg, ["A", "B"], pairs) == ["X", "Y", "B", "C", "Z"]
 
 
+def test_broaden_universe_appends_the_covering_symbols_to_market_and_config(tmp_path):
+    """The default universe: the data folder's other covering symbols join the market (as
+    ``load_market`` of the longer list gives it) and ``data.universe_symbols`` (the base symbols
+    first); a late-starting file does not."""
+    import pandas as pd
+
+    from jaxport.data import load_market, write_synthetic_csvs
+    from jaxport.pipeline.config import build_config, min_rows_needed
+    from jaxport.pipeline.run import broaden_universe
+
+    paths = write_synthetic_csvs(tmp_path, num_symbols=5, num_days=400, seed=1)
+    names = sorted(p.stem for p in paths)
+    frame = pd.read_csv(tmp_path / f"{names[2]}.csv")
+    frame.iloc[5:].to_csv(tmp_path / f"{names[2]}.csv", index=False)  # starts 5 days late
+    cfg = build_config("quick")
+    market = load_market(tmp_path, names[:2], min_rows=min_rows_needed(cfg))
+    wide, wide_cfg = broaden_universe(cfg, tmp_path, market, [names[1]])
+    assert wide.symbols == (*names[:2], names[3], names[4])
+    expected = load_market(tmp_path, wide.symbols)
+    np.testing.assert_array_equal(wide.close, expected.close)
+    assert wide.sources == expected.sources and wide.rows_dropped == expected.rows_dropped
+    assert wide_cfg.data.universe_symbols == [names[1], names[3], names[4]]
+    assert cfg.data.universe_symbols is None  # the given config is left as it was
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     # totals off the 0 and -10 % boundaries by more than float rounding

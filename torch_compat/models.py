@@ -22,7 +22,10 @@ Modules (each mirrors the Flax definition named in its docstring; Flax ``Dense``
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
 import json
+import typing
 from pathlib import Path
 from typing import Sequence
 
@@ -56,6 +59,23 @@ def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str) -> nn.Seque
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def _constructor_config(module: type, arguments: dict) -> dict:
+    """A module's ``config``: the arguments of ``module.__init__`` taken from ``arguments`` (the
+    ``locals()`` of that call) in signature order, each cast to its annotation (``int``, ``float``,
+    ``bool``, ``str``; a ``Sequence[T]`` to a list of ``T``), so that it is plain JSON and
+    :func:`build_model` rebuilds the same module from it."""
+    hints = typing.get_type_hints(module.__init__)
+    config = {}
+    for name in list(inspect.signature(module.__init__).parameters)[1:]:  # after self
+        hint, value = hints[name], arguments[name]
+        if typing.get_origin(hint) is collections.abc.Sequence:
+            (item,) = typing.get_args(hint)
+            config[name] = [item(v) for v in value]
+        else:
+            config[name] = hint(value)
+    return config
 
 
 # ---------------------------------------------------------------------------------- policies
@@ -107,16 +127,7 @@ class ActorCritic(ReplayPolicy, nn.Module):
         init_log_std: float = 0.0,
     ):
         super().__init__()
-        self.config = dict(
-            obs_dim=int(obs_dim),
-            action_dim=int(action_dim),
-            hidden=[int(h) for h in hidden],
-            activation=activation,
-            leverage_cap=float(leverage_cap),
-            normalize_obs=bool(normalize_obs),
-            obs_clip=float(obs_clip),
-            init_log_std=float(init_log_std),
-        )
+        self.config = _constructor_config(ActorCritic, locals())
         self.actor = _mlp(obs_dim, hidden, action_dim, activation)
         self.critic = _mlp(obs_dim, hidden, 1, activation)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
@@ -175,13 +186,7 @@ class MLPAllocator(ReplayPolicy, nn.Module):
         observe_equity: bool = False,
     ):
         super().__init__()
-        self.config = dict(
-            obs_dim=int(obs_dim),
-            num_assets=int(num_assets),
-            hidden_sizes=[int(h) for h in hidden_sizes],
-            leverage_cap=float(leverage_cap),
-            observe_equity=bool(observe_equity),
-        )
+        self.config = _constructor_config(MLPAllocator, locals())
         in_dim = obs_dim if observe_equity else obs_dim - 1
         self.net = _mlp(in_dim, hidden_sizes, num_assets, "tanh")
 
@@ -224,20 +229,7 @@ class UniverseAllocator(ReplayPolicy, nn.Module):
         init_gross: float = 1.0,
     ):
         super().__init__()
-        self.config = dict(
-            window=int(window),
-            num_features=int(num_features),
-            hidden_sizes=[int(h) for h in hidden_sizes],
-            head_size=int(head_size),
-            leverage_cap=float(leverage_cap),
-            observe_equity=bool(observe_equity),
-            rebalance_rate=float(rebalance_rate),
-            anchor=str(anchor),
-            anchor_eta=float(anchor_eta),
-            anchor_vol_managed=bool(anchor_vol_managed),
-            max_gross=float(max_gross),
-            init_gross=float(init_gross),
-        )
+        self.config = _constructor_config(UniverseAllocator, locals())
         in_dim = window * num_features + 1
         layers, d = [], in_dim
         for h in hidden_sizes:
@@ -366,22 +358,8 @@ class AllocatorPolicy(ReplayPolicy, nn.Module):
         super().__init__()
         if allocator not in ALLOCATOR_KINDS:
             raise ValueError(f"allocator must be one of {ALLOCATOR_KINDS}, got {allocator!r}")
-        self.config = dict(
-            allocator=allocator,
-            num_assets=int(num_assets),
-            lookback=int(lookback),
-            rebalance_every=int(rebalance_every),
-            asset=int(asset),
-            shrinkage=float(shrinkage),
-            eta=float(eta),
-            long_lookback=int(long_lookback),
-            max_gross=float(max_gross),
-            mix=float(mix),
-            name=str(name or allocator),
-            exact_max_assets=int(exact_max_assets),
-            iterations=int(iterations),
-            sweeps=int(sweeps),
-        )
+        name = name or allocator  # the default name is the rule's
+        self.config = _constructor_config(AllocatorPolicy, locals())
         self.prices: torch.Tensor | None = None  # close prices [T, N] (reset(prices=...))
         self._episode: tuple[int, int] | None = None
 
@@ -644,22 +622,7 @@ class PatchTransformerForecaster(nn.Module):
             raise ValueError(
                 f"context={context} must be a multiple of patch={patch}; d_model % num_heads must be 0"
             )
-        self.config = dict(
-            context=context,
-            patch=patch,
-            d_model=d_model,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            horizon=horizon,
-            targets=list(targets),
-            min_dof=float(min_dof),
-            input_clip=float(input_clip),
-            scale_eps=float(scale_eps),
-            rope_base=float(rope_base),
-            num_channels=num_channels,
-            dropout=float(dropout),
-        )
+        self.config = _constructor_config(PatchTransformerForecaster, locals())
         self.patch_embed = nn.Linear(patch * num_channels, d_model)
         self.blocks = nn.ModuleList(
             Block(d_model, num_heads, mlp_ratio, rope_base) for _ in range(num_layers)

@@ -3,6 +3,7 @@
 from jaxport.data.loader import (
     DEFAULT_DATA_DIR,
     FALLBACK_DATA_DIR,
+    add_covering_symbols,
     align_frames,
     covering_symbols,
     find_symbol_file,
@@ -26,6 +27,7 @@ __all__ = [
     "MarketData",
     "OHLCV_FIELDS",
     "SplitBounds",
+    "add_covering_symbols",
     "align_frames",
     "covering_symbols",
     "describe_split",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -285,27 +285,52 @@ def load_panel_csv(
         raise DataError(
             f"{path}: symbol(s) {', '.join(missing)} not found; available: {', '.join(available)}"
         )
+    table = _panel_table(path, available)
+    return {sym: _panel_frame(path, table, sym, min_rows) for sym in wanted}
+
+
+def _panel_table(
+    path: Path, available: list[str]
+) -> tuple[list[str], pd.DataFrame, pd.DatetimeIndex]:
+    """``(symbol columns, raw table, dates)`` of a panel: the file parsed once, dates checked."""
     raw = _read_csv(path)
-    dates = _date_index(str(path), raw.iloc[:, 0])
-    frames = {}
-    for sym in wanted:
-        column = raw.iloc[:, 1 + available.index(sym)]
-        close = _numeric_column(f"{path} [{sym}]", column, "close", allow_blank=True)
-        keep = ~np.isnan(close)
-        frame = pd.DataFrame({"close": close[keep]}, index=dates[keep])
-        frames[sym] = _validated(f"{path} [{sym}]", frame, min_rows)
-    return frames
+    return available, raw, _date_index(str(path), raw.iloc[:, 0])
+
+
+def _panel_frame(path: Path, table: tuple, sym: str, min_rows: int) -> pd.DataFrame:
+    """The validated close-only frame of column ``sym`` of a parsed :func:`_panel_table`."""
+    available, raw, dates = table
+    column = raw.iloc[:, 1 + available.index(sym)]
+    close = _numeric_column(f"{path} [{sym}]", column, "close", allow_blank=True)
+    keep = ~np.isnan(close)
+    frame = pd.DataFrame({"close": close[keep]}, index=dates[keep])
+    return _validated(f"{path} [{sym}]", frame, min_rows)
+
+
+def _frame_reader(directory: Path, min_rows: int) -> Callable[[str], tuple[Path, pd.DataFrame]]:
+    """``read(symbol) -> (file, frame)`` over ``directory``, which is scanned once: a per-symbol
+    CSV is parsed when its symbol is read, a wide panel once, at its first symbol (the others reuse
+    the parsed table). Faults are one-line ``DataError``s naming the file."""
+    files = _require_csv_files(directory)
+    panel = _panel_file(directory, files)
+    tables: dict[Path, tuple] = {}
+
+    def read(symbol: str) -> tuple[Path, pd.DataFrame]:
+        path = _find_in(directory, files, panel, symbol)
+        if path != panel:
+            return path, load_ohlcv_csv(path, min_rows=min_rows)
+        if panel not in tables:
+            tables[panel] = _panel_table(panel, _panel_symbols(panel))
+        return panel, _panel_frame(panel, tables[panel], symbol.strip().upper(), min_rows)
+
+    return read
 
 
 def load_symbol_frame(
     directory: str | Path, symbol: str, *, min_rows: int = 2
 ) -> tuple[Path, pd.DataFrame]:
     """``(file, frame)`` of one symbol of ``directory``, from its per-symbol CSV or the panel."""
-    path = find_symbol_file(directory, symbol)
-    if _is_panel(path):
-        sym = symbol.strip().upper()
-        return path, load_panel_csv(path, [sym], min_rows=min_rows)[sym]
-    return path, load_ohlcv_csv(path, min_rows=min_rows)
+    return _frame_reader(Path(directory), min_rows)(symbol)
 
 
 def align_frames(frames: dict[str, pd.DataFrame]) -> MarketData:
@@ -345,24 +370,64 @@ def covering_symbols(
     ``market`` without changing it: each has a price on every one of ``market.dates`` and, when
     ``market`` has OHLC, OHLCV columns too (a close-only file would turn the market close-only).
     Files that do not load are passed over (logged): nobody asked for them."""
+    return list(_covering_frames(Path(directory), market, limit, min_rows))
+
+
+def add_covering_symbols(
+    directory: str | Path, market: MarketData, limit: int, *, min_rows: int = 2
+) -> MarketData:
+    """``market`` with the :func:`covering_symbols` of ``directory`` appended (same dates, rows
+    and columns; their files are parsed once, the market's own not again): what
+    :func:`load_market` of the longer symbol list gives."""
+    directory = Path(directory)
+    extra = _covering_frames(directory, market, limit, min_rows)
+    if not extra:
+        return market
+    frames = {**_market_frames(market), **{s: frame for s, (_, frame) in extra.items()}}
+    wide = align_frames(frames)
+    wide = dataclasses.replace(
+        wide,
+        rows_dropped={**wide.rows_dropped, **market.rows_dropped},
+        sources={**market.sources, **{s: str(path) for s, (path, _) in extra.items()}},
+    )
+    _log_alignment(directory, wide, frames)
+    return wide
+
+
+def _covering_frames(
+    directory: Path, market: MarketData, limit: int, min_rows: int
+) -> dict[str, tuple[Path, pd.DataFrame]]:
+    """``{symbol: (file, frame)}`` of :func:`covering_symbols`, each file parsed once."""
     if limit <= 0:
-        return []
+        return {}
+    read = _frame_reader(directory, min_rows)
     dates = np.asarray(market.dates)
-    out: list[str] = []
+    out: dict[str, tuple[Path, pd.DataFrame]] = {}
     for sym in list_symbols(directory):
         if sym in market.symbols:
             continue
         try:
-            other = load_market(directory, [sym], min_rows=min_rows)
+            path, frame = read(sym)
         except DataError as err:
             log.info("%s: not added to the universe (%s)", sym, err)
             continue
-        if other.has_ohlc < market.has_ohlc or not np.isin(dates, other.dates).all():
+        has_ohlc = all(f in frame.columns for f in OHLCV_FIELDS)
+        days = frame.index.to_numpy().astype("datetime64[D]")
+        if has_ohlc < market.has_ohlc or not np.isin(dates, days).all():
             continue
-        out.append(sym)
+        out[sym] = (path, frame)
         if len(out) == limit:
             break
     return out
+
+
+def _market_frames(market: MarketData) -> dict[str, pd.DataFrame]:
+    """``market`` back as per-symbol frames of its present columns (:func:`align_frames` input)."""
+    index = pd.DatetimeIndex(market.dates.astype("datetime64[ns]"), name="date")
+    return {
+        sym: pd.DataFrame({f: getattr(market, f)[:, i] for f in market.columns}, index=index)
+        for i, sym in enumerate(market.symbols)
+    }
 
 
 def load_market(
@@ -397,14 +462,20 @@ def load_market(
             f"{directory}: only {market.num_days} dates common to {', '.join(market.symbols)}; "
             f"need at least {min_rows}"
         )
+    _log_alignment(directory, market, frames)
+    return dataclasses.replace(market, sources={s: str(p) for s, p in paths.items()})
+
+
+def _log_alignment(directory: Path, market: MarketData, frames: dict[str, pd.DataFrame]) -> None:
+    """Log the rows that aligning ``frames`` into ``market`` dropped, and OHLCV files cut to their
+    close because another file is close-only."""
     total_dropped = sum(market.rows_dropped.values())
     if total_dropped:
         log.info("alignment dropped %d rows: %s", total_dropped, market.rows_dropped)
-    full = [s for s in wanted if len(frames[s].columns) > 1]
+    full = [s for s in market.symbols if len(frames[s].columns) > 1]
     if not market.has_ohlc and full:
         log.warning(
             "%s: %s mixes OHLCV and close-only files; using close only",
             directory,
             ", ".join(full),
         )
-    return dataclasses.replace(market, sources={s: str(p) for s, p in paths.items()})

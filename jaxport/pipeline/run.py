@@ -23,7 +23,7 @@ from typing import Any, Callable
 from jaxport.checkpoint import atomic_write_json, to_jsonable
 from jaxport.data import (
     MarketData,
-    covering_symbols,
+    add_covering_symbols,
     describe_split,
     list_symbols,
     load_market,
@@ -180,13 +180,13 @@ def broaden_universe(config: PipelineConfig, data_dir: Path, market, base: list[
     symbols', raised the learned candidate's pooled Sharpe gap to 1/N on inner walk-forward folds
     (README, "Choosing defaults without test rows")."""
     room = DEFAULT_UNIVERSE_MAX_SYMBOLS - len(market.symbols)
-    extra = covering_symbols(data_dir, market, room, min_rows=min_rows_needed(config))
+    wide = add_covering_symbols(data_dir, market, room, min_rows=min_rows_needed(config))
+    extra = list(wide.symbols[len(market.symbols) :])
     if extra:
-        market = load_market(data_dir, [*market.symbols, *extra], min_rows=min_rows_needed(config))
         log.info("universe policy: also trains on %s (the data folder's symbols)", ", ".join(extra))
     symbols = list(dict.fromkeys([*base, *extra]))
     data = dataclasses.replace(config.data, universe_symbols=symbols)
-    return market, dataclasses.replace(config, data=data)
+    return wide, dataclasses.replace(config, data=data)
 
 
 # ---------------------------------------------------------------------------- the run
