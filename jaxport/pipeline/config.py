@@ -621,7 +621,7 @@ def build_config(
 
 def validate_config(config: PipelineConfig) -> None:
     """One-line ``ConfigError`` naming the setting (e.g. ``rl.leverage_limit``) out of range."""
-    checks = _rl_checks(config.rl) + _data_checks(config)
+    checks = _rl_checks(config.rl) + _selection_checks(config.rl) + _data_checks(config)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -632,6 +632,34 @@ def validate_config(config: PipelineConfig) -> None:
 
 def _positive_or_none(value: float | None) -> bool:
     return value is None or value > 0
+
+
+def _selection_checks(rl: RLConfig) -> list[tuple[bool, str]]:
+    """``(ok, message)`` of the range checks of what selects and gates: the tilt scale's choice
+    and the gate."""
+    return [
+        (
+            bool(rl.tilt_scales) and all(0.0 <= float(x) <= 1.0 for x in rl.tilt_scales),
+            f"rl.tilt_scales {list(rl.tilt_scales)}: every scale must be in [0, 1]",
+        ),
+        (
+            0.0 <= rl.tilt_fraction <= 0.9,
+            f"rl.tilt_fraction {rl.tilt_fraction}: must be in [0, 0.9]",
+        ),
+        (
+            rl.gate_rule in GATE_RULES,
+            f"rl.gate_rule {rl.gate_rule!r}: expected one of {', '.join(GATE_RULES)}",
+        ),
+        (
+            rl.gate_fallback in GATE_FALLBACKS,
+            f"rl.gate_fallback {rl.gate_fallback!r}: expected one of {', '.join(GATE_FALLBACKS)}",
+        ),
+        (
+            0.0 <= rl.gate_fraction <= 0.9,
+            f"rl.gate_fraction {rl.gate_fraction}: must be in [0, 0.9] (0: gate on the "
+            "selection rows)",
+        ),
+    ]
 
 
 def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
@@ -665,27 +693,6 @@ def _rl_checks(rl: RLConfig) -> list[tuple[bool, str]]:
             or rl.anchor == "none"
             or rl.scope == "pair",
             f"rl.max_gross {rl.max_gross}: must be in (0, rl.leverage_limit={rl.leverage_limit})",
-        ),
-        (
-            bool(rl.tilt_scales) and all(0.0 <= float(x) <= 1.0 for x in rl.tilt_scales),
-            f"rl.tilt_scales {list(rl.tilt_scales)}: every scale must be in [0, 1]",
-        ),
-        (
-            0.0 <= rl.tilt_fraction <= 0.9,
-            f"rl.tilt_fraction {rl.tilt_fraction}: must be in [0, 0.9]",
-        ),
-        (
-            rl.gate_rule in GATE_RULES,
-            f"rl.gate_rule {rl.gate_rule!r}: expected one of {', '.join(GATE_RULES)}",
-        ),
-        (
-            rl.gate_fallback in GATE_FALLBACKS,
-            f"rl.gate_fallback {rl.gate_fallback!r}: expected one of {', '.join(GATE_FALLBACKS)}",
-        ),
-        (
-            0.0 <= rl.gate_fraction <= 0.9,
-            f"rl.gate_fraction {rl.gate_fraction}: must be in [0, 0.9] (0: gate on the "
-            "selection rows)",
         ),
         (
             isinstance(rl.grid, dict) and set(rl.grid) <= set(UNIVERSE_GRID_FIELDS),
