@@ -54,7 +54,10 @@ def universe_policy(env, seed=1):
 
 
 # ------------------------------------------------------------------------------ generator
-@settings(max_examples=8, deadline=None)
+# The generator tests are statistical (a bound of several standard errors): derandomized, so a
+# run cannot draw the rare seed past the bound (n=6, block=1, seed=35 gave chi2 29.2 on 5 dof,
+# p ~ 2e-5, once in 3000 columns); the examples are the same in every run.
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     block=st.sampled_from([1.0, 2.0, 5.0, 12.0]), n=st.integers(20, 200), seed=st.integers(0, 99)
 )
@@ -73,7 +76,7 @@ def test_mean_block_length_matches_definition(block, n, seed):
     assert abs(p_new_observed - p_new) < 5 * se + 1e-9
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(n=st.integers(5, 40), block=st.sampled_from([1.0, 4.0, 30.0]), seed=st.integers(0, 99))
 def test_positions_are_uniform(n, block, seed):
     """Block starts (and by stationarity every day) are uniform over the source rows."""
