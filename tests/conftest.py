@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 # Programs compiled by one test (e.g. a pipeline run) are reused by the next one compiling the same
-# computation (the resumed run): a per-session persistent compilation cache keeps CI fast.
-_CACHE_DIR = Path(__import__("tempfile").mkdtemp(prefix="jaxport-jit-cache-"))
+# computation (the resumed run, the next module's small programs after ``jax.clear_caches()``): a
+# per-process persistent compilation cache, every program in it (no minimum compile time: the
+# small ones repeat across modules too; measured ~4 % less CPU on five modules), removed at exit.
+_CACHE_DIR = Path(tempfile.mkdtemp(prefix="jaxport-jit-cache-"))
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 from helpers import EXPENSIVE_SCOPES, xdist_scope
 from jaxport.data import load_market

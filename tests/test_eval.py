@@ -10,7 +10,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxport.data import DataError
@@ -104,8 +104,13 @@ def test_metrics_degenerate_curves_are_finite():
             lambda r, n: [r] * n, st.floats(-0.5, 0.5), st.integers(2, 40)
         ),  # constant returns
     ),
-    st.floats(0.1, 10.0),
+    # powers of two: the scaled curve is exact, so its returns are the same bits and the metrics
+    # must match to rounding; another scale re-rounds each return by ~1e-16 absolute, which a
+    # tiny downside return turns into a large relative change (sortino 56699066.22 vs .12 for
+    # returns [0.301, -5.96e-8] at scale 7)
+    st.sampled_from([0.125, 0.25, 0.5, 2.0, 4.0, 8.0]),
 )
+@example([0.3010723158783668, -5.960464477539063e-08], 8.0)
 def test_metrics_scale_invariant_and_bounded(returns, scale):
     curve = np.cumprod(np.concatenate([[1.0], 1.0 + np.asarray(returns)]))
     a = metrics_from_equity(curve, 252)

@@ -1,6 +1,7 @@
 """``jaxport stress``: the stationary-bootstrap index generator, policies rolled over index paths
 (reproducing the deterministic episode, 1/N's expected growth, cash, trade-PnL conservation with
-ruin, seeds), the Politis-White block length against ``arch``, and the command end to end."""
+ruin, seeds), the Politis-White block length against ``arch``, and the command end to end (on a
+walk-forward run: tests/test_walk_forward.py, which shares that module's run)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ def universe_policy(env, seed=1):
 
 
 # ------------------------------------------------------------------------------ generator
-@settings(max_examples=8, deadline=None)
+# The generator tests are statistical (a bound of several standard errors): derandomized, so a
+# run cannot draw the rare seed past the bound (n=6, block=1, seed=35 gave chi2 29.2 on 5 dof,
+# p ~ 2e-5, once in 3000 columns); the examples are the same in every run.
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     block=st.sampled_from([1.0, 2.0, 5.0, 12.0]), n=st.integers(20, 200), seed=st.integers(0, 99)
 )
@@ -72,7 +76,7 @@ def test_mean_block_length_matches_definition(block, n, seed):
     assert abs(p_new_observed - p_new) < 5 * se + 1e-9
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(n=st.integers(5, 40), block=st.sampled_from([1.0, 4.0, 30.0]), seed=st.integers(0, 99))
 def test_positions_are_uniform(n, block, seed):
     """Block starts (and by stationarity every day) are uniform over the source rows."""
@@ -429,20 +433,3 @@ def test_devices_shard_paths_same_numbers():
     assert res["n"] == 2 and res["chunk2"] % 2 == 0
     for name, one in res["1"].items():
         np.testing.assert_allclose(res["2"][name], one, rtol=1e-5, atol=1e-6, err_msg=name)
-
-
-def test_walk_forward_run_per_fold_and_pooled(tmp_path):
-    """A walk-forward run: each fold stressed on its own test rows with its own policies; the
-    top-level baskets pool the folds' paths (K x paths)."""
-    from jaxport.pipeline.stress_run import StressSettings, stress_run
-
-    run = _tiny_run(tmp_path, "--walk-forward", "2", "--pair", "SYN000,SYN001")
-    res = stress_run(run, StressSettings(paths=24, horizon=20, chunk=24, seed=2))
-    assert [f["fold"] for f in res["folds"]] == [0, 1]
-    pooled = res["_per_path"]["SYN000_SYN001"]
-    assert pooled["equal_weight"]["total_return"].shape == (48,)
-    ew = [f["baskets"]["SYN000_SYN001"]["equal_weight"] for f in res["folds"]]
-    mean = res["baskets"]["SYN000_SYN001"]["equal_weight"]["total_return"]["mean"]
-    assert mean == pytest.approx(np.mean([e["total_return"]["mean"] for e in ew]), rel=1e-6)
-    dates = [f["source_dates"]["SYN000_SYN001"] for f in res["folds"]]
-    assert dates[0][1] < dates[1][0]  # fold 0's test rows end before fold 1's begin

@@ -1,5 +1,6 @@
 """Walk-forward backtests (#12): fold bounds, no look-ahead into a fold's test rows, bad values,
-``jaxport eval`` reproducing every fold from its checkpoints."""
+``jaxport eval`` reproducing every fold from its checkpoints, ``jaxport stress`` and ``jaxport
+report`` of a walk-forward run. One walk-forward run (``wf_run``) serves every test of the run."""
 
 from __future__ import annotations
 
@@ -276,6 +277,26 @@ def test_eval_reproduces_every_fold(wf_run):
         got = fold["pairs"]["SYN000_SYN001"]
         assert got["shipped"] == want["shipped"]
         assert got["test"]["total_return"] == pytest.approx(want["test"]["total_return"], abs=1e-6)
+
+
+def test_stress_per_fold_and_pooled(wf_run):
+    """``jaxport stress`` of the 2-fold run: each fold stressed on its own test rows with its own
+    policies; the top-level baskets pool the folds' paths (K x paths)."""
+    from jaxport.pipeline.stress_run import StressSettings, stress_run
+
+    root, _, summary = wf_run
+    res = stress_run(root / "a" / "models", StressSettings(paths=24, horizon=20, chunk=24, seed=2))
+    assert [f["fold"] for f in res["folds"]] == [0, 1]
+    folds = summary["walk_forward"]["folds"]
+    shipped = [f["pairs"]["SYN000_SYN001"]["shipped"] for f in folds]
+    assert [f["shipped_as"]["SYN000_SYN001"] for f in res["folds"]] == shipped
+    pooled = res["_per_path"]["SYN000_SYN001"]
+    assert pooled["equal_weight"]["total_return"].shape == (48,)
+    ew = [f["baskets"]["SYN000_SYN001"]["equal_weight"] for f in res["folds"]]
+    mean = res["baskets"]["SYN000_SYN001"]["equal_weight"]["total_return"]["mean"]
+    assert mean == pytest.approx(np.mean([e["total_return"]["mean"] for e in ew]), rel=1e-6)
+    dates = [f["source_dates"]["SYN000_SYN001"] for f in res["folds"]]
+    assert dates[0][1] < dates[1][0]  # fold 0's test rows end before fold 1's begin
 
 
 @pytest.mark.parametrize("k", ["0", "40"])
