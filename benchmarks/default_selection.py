@@ -45,6 +45,7 @@ POLICY_SETTINGS = (
     "universe_size",  # symbols whose every pair trains the universe policy (--universe-symbols)
     "tilt_scales",  # the learned tilt's scales tried after training (--tilt-scales)
     "tilt_fraction",  # the share of the selection rows that chooses the scale (--tilt-fraction)
+    "tilt_penalty",  # the training charge on the distance to the anchor rule (--tilt-penalty)
 )
 
 
@@ -64,9 +65,22 @@ def inner_dates(run_dir: Path) -> dict:
     }
 
 
+#: the value a setting had in runs recorded before the setting existed
+BEFORE_IT_EXISTED = {"tilt_scales": [1.0], "tilt_penalty": 0.0}
+
+
 def changed(cfg: dict, base: dict) -> dict:
-    """The policy settings where ``cfg`` differs from ``base``."""
-    return {k: cfg.get(k) for k in POLICY_SETTINGS if cfg.get(k) != base.get(k)}
+    """The policy settings where ``cfg`` differs from ``base`` (a setting a run did not record
+    had its :data:`BEFORE_IT_EXISTED` value; the tilt fraction counts only with a scale to
+    choose)."""
+
+    def value(c: dict, k: str):
+        return BEFORE_IT_EXISTED.get(k) if c.get(k) is None else c.get(k)
+
+    out = {k: value(cfg, k) for k in POLICY_SETTINGS if value(cfg, k) != value(base, k)}
+    if "tilt_scales" not in out:
+        out.pop("tilt_fraction", None)
+    return out
 
 
 def select(runs: list[dict], baseline: str) -> dict:

@@ -280,6 +280,7 @@ RUN_CONFIG_KEYS = (
     "gate_fraction",
     "tilt_scales",
     "tilt_fraction",
+    "tilt_penalty",
 )
 
 
