@@ -502,7 +502,7 @@ def block_walk_forward(results: Path) -> str:
             "`benchmarks/walk_forward_gap.py RUN_DIR`._"
         )
     lines = [
-        "| run | rl (scope, algo, seeds; objective, anchor) | policy | pair-folds | median gap "
+        "| run | rl (scope, algo, seeds; objective, anchor[; tilt]) | policy | pair-folds | median gap "
         "| mean gap | share ≥ 0 | learned shipped (share; test mean gap, win rate) "
         "| pooled gap [95 % CI] | pooled gap to its anchor rule [95 % CI] "
         "| lost > 10 % while 1/N gained (pair-folds; worst test return then) | PBO | DSR (median) "
@@ -529,6 +529,11 @@ def block_walk_forward(results: Path) -> str:
         proto = pooled.get("protocol") or {}
         rl = f"{cfg.get('scope') or 'pair'}, {cfg.get('algo')}, {cfg.get('seeds') or 1}"
         rl += f"; {proto.get('objective') or 'mean-variance'}, {proto.get('anchor') or 'none'}"
+        scales = [float(x) for x in cfg.get("tilt_scales") or [1.0]]
+        if scales != [1.0]:  # the tilt's scale was chosen on held-out rows
+            rl += f"; tilt scales {', '.join(f'{x:g}' for x in scales)}"
+        if cfg.get("tilt_penalty"):
+            rl += f"; tilt penalty {cfg['tilt_penalty']:g}"
         wall = run["facts"].get("total_s")
         minutes = f"{wall / 60:.0f} min" if wall else ""
 
