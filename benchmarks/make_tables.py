@@ -481,11 +481,16 @@ def block_readme_gpu(results: Path) -> str:
 WALK_FORWARD_GLOB = "walk_forward_gap-*.json"
 
 
-def default_gate_variant() -> str:
-    """Today's default gate as ``walk_forward_gap`` names its replays (``<rule>/<fallback>``), read
-    from the config so the table follows the default (the config module imports no JAX)."""
+def _import_jaxport() -> None:
+    """Make this checkout's ``jaxport`` importable (its config and labels modules import no JAX)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+
+
+def default_gate_variant() -> str:
+    """Today's default gate as ``walk_forward_gap`` names its replays (``<rule>/<fallback>``), read
+    from the config so the table follows the default."""
+    _import_jaxport()
     from jaxport.pipeline.config import RLConfig
 
     rl = RLConfig()
@@ -495,6 +500,9 @@ def default_gate_variant() -> str:
 def block_walk_forward(results: Path) -> str:
     """Shipped-data walk-forward runs (``benchmarks/walk_forward_gap.py``): the test Sharpe gap
     to 1/N of each learned candidate and of the shipped policy, over pair x fold."""
+    _import_jaxport()
+    from jaxport.pipeline.labels import scales_text
+
     runs = [json.loads(p.read_text()) for p in sorted(results.glob(WALK_FORWARD_GLOB))]
     if not runs:
         return (
@@ -531,7 +539,7 @@ def block_walk_forward(results: Path) -> str:
         rl += f"; {proto.get('objective') or 'mean-variance'}, {proto.get('anchor') or 'none'}"
         scales = [float(x) for x in cfg.get("tilt_scales") or [1.0]]
         if scales != [1.0]:  # the tilt's scale was chosen on held-out rows
-            rl += f"; tilt scales {', '.join(f'{x:g}' for x in scales)}"
+            rl += f"; tilt scales {scales_text(scales)}"
         if cfg.get("tilt_penalty"):
             rl += f"; tilt penalty {cfg['tilt_penalty']:g}"
         wall = run["facts"].get("total_s")

@@ -53,7 +53,13 @@ def results_table(summary: dict) -> Table:
     :mod:`jaxport.pipeline.labels`). Fits 80 columns; ``jaxport report`` has every policy."""
     from rich.table import Table
 
-    from jaxport.pipeline.labels import drawdown_pct, policy_label, ratio, signed_pct
+    from jaxport.pipeline.labels import (
+        drawdown_pct,
+        policy_label,
+        ratio,
+        scales_text,
+        signed_pct,
+    )
 
     table = Table(title="test split: shipped policy, learned candidate, best baseline")
     for col in (
@@ -102,9 +108,8 @@ def results_table(summary: dict) -> Table:
     if tilt:
         anchor = policy_label((summary.get("config", {}).get("rl") or {}).get("anchor"))
         notes.append(
-            f"learned (universe): its tilt x {tilt['scale']:g} (of "
-            f"{', '.join(f'{x:g}' for x in tilt['scales'])}, chosen on the tilt rows); x 0 is "
-            f"the anchor rule, {anchor}"
+            f"learned (universe): its tilt x {tilt['scale']:g} (of {scales_text(tilt['scales'])}, "
+            f"chosen on the tilt rows); x 0 is the anchor rule, {anchor}"
         )
     table.caption = "\n".join(notes + (["why shipped: " + "; ".join(reasons)] if reasons else []))
     return table

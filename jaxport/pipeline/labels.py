@@ -63,6 +63,11 @@ def learned_label(algo: str, shipped: bool) -> str:
     return base if shipped else base[:-1] + f", {NOT_SHIPPED})"
 
 
+def scales_text(scales: Sequence[float]) -> str:
+    """Tilt scales as the user reads them: ``0, 0.5, 1``."""
+    return ", ".join(f"{float(x):g}" for x in scales)
+
+
 def _num(value: Any) -> float | None:
     try:
         v = float(value)
@@ -105,6 +110,7 @@ def trade_cells(metrics: dict) -> tuple[str, str]:
 
 
 __all__ = [
+    "scales_text",
     "NOT_SHIPPED",
     "POLICY_LABELS",
     "STANDARD_ALLOCATORS",

@@ -99,7 +99,8 @@ def gate_marked_baseline(gate: dict) -> tuple[str | None, str]:
 
 
 def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any]]:
-    """Every policy of one basket's test curves, in legend order: ``[{key, label, role, equity}]``.
+    """Every policy of one basket's test curves, in legend order: ``[{key, name, label, role,
+    equity}]`` (``name``: the policy's label; ``label``: the legend text, ``name`` with its mark).
 
     ``role``: ``shipped``, ``learned`` (a candidate the gate did not ship), ``best baseline`` (the
     baseline of :func:`gate_marked_baseline`, when it did not ship) or ``baseline``. A shipped
@@ -110,31 +111,34 @@ def policy_series(curves: dict, entry: dict | None = None) -> list[dict[str, Any
     shipped_key = shipped.removeprefix("baseline:")
     best, mark = gate_marked_baseline((entry or {}).get("gate") or {})
     base = curves.get("baseline_curves", {})
+
+    def series(key, name, role, equity, mark=""):
+        label = f"{name} ({mark})" if mark else name
+        return dict(key=key, name=name, label=label, role=role, equity=equity)
+
     rows: list[dict[str, Any]] = []
     if not shipped.startswith("baseline:"):
-        label = (
+        name = (
             learned_label(shipped, True) if shipped in ("universe", "gradient", "ppo") else shipped
         )
-        rows.append(dict(key=shipped, label=f"{label} (shipped)", role="shipped"))
-        rows[-1]["equity"] = curves["equity_curve"]
+        rows.append(series(shipped, name, "shipped", curves["equity_curve"], "shipped"))
     learned = dict(curves.get("learned_curves") or {})
     for algo in (entry or {}).get("candidates") or {}:
         learned.setdefault(algo, None)  # a run without stored curves: table row, no line
     for algo, eq in learned.items():
         if algo != shipped:
-            rows.append(dict(key=algo, label=learned_label(algo, False), role="learned", equity=eq))
+            rows.append(series(algo, learned_label(algo, False), "learned", eq))
     named = [(f"buy_and_hold {s}", c) for s, c in base.get("buy_and_hold", {}).items()]
     named += [(k, base[k]) for k in STANDARD_ALLOCATORS if k in base]
     for key, eq in named:
-        label = policy_label(key, symbols)
+        name = policy_label(key, symbols)
         gate_key = _gate_name(key, symbols)
         if gate_key == shipped_key or key == shipped_key:
-            rows.insert(0, dict(key=key, label=f"{label} (shipped)", role="shipped", equity=eq))
-            continue
-        role = "best baseline" if gate_key == best else "baseline"
-        if role == "best baseline":
-            label += f" ({mark})"
-        rows.append(dict(key=key, label=label, role=role, equity=eq))
+            rows.insert(0, series(key, name, "shipped", eq, "shipped"))
+        elif gate_key == best:
+            rows.append(series(key, name, "best baseline", eq, mark))
+        else:
+            rows.append(series(key, name, "baseline", eq))
     return rows
 
 
@@ -526,10 +530,8 @@ def metrics_table(entry: dict, curves: dict) -> list[str]:
             trades,
             win,
         ]
-        label = row["label"].replace(" (shipped)", "").split(" (best baseline")[0]
-        label = label.split(" (the gate's bar")[0]
         role = "learned, not shipped" if row["role"] == "learned" else row["role"]
-        rows.append(f"| {label} | {role} | " + " | ".join(cells) + " |")
+        rows.append(f"| {row['name']} | {role} | " + " | ".join(cells) + " |")
     return rows
 
 

@@ -32,6 +32,7 @@ from jaxport.pipeline.basket_stage import (
     run_objective,
 )
 from jaxport.pipeline.config import PipelineConfig, RLConfig, chooses_tilt_scale, sharded_batch
+from jaxport.pipeline.labels import scales_text
 from jaxport.pipeline.provenance import stage_seed
 from jaxport.pipeline.stage_io import StageIO
 from jaxport.pipeline.summary import UniverseStage
@@ -141,8 +142,8 @@ def run_universe_stage(
     if outcome.entry.tilt is not None:
         t = outcome.entry.tilt
         io.say(
-            f"universe policy: tilt scale {t['scale']:g} of "
-            f"{', '.join(f'{x:g}' for x in t['scales'])} chosen on the tilt rows "
+            f"universe policy: tilt scale {t['scale']:g} of {scales_text(t['scales'])} chosen "
+            "on the tilt rows "
             f"{t['rows']['first']}..{t['rows']['last']} (0 = the untrained start: the anchor rule)"
         )
     outcome.entry.checkpoint = io.rel(ckpt)

@@ -18,6 +18,7 @@ the best (ties: the smaller scale). The gate then judges the result on its own l
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Sequence
 
@@ -30,7 +31,7 @@ from jaxport.env import EnvParams
 from jaxport.rl.codec import Policy
 from jaxport.rl.universe.baskets import check_stacked, validation_steps
 from jaxport.rl.universe.network import init_params, make_network
-from jaxport.rl.universe.train import make_validator
+from jaxport.rl.universe.train import make_validator, selection_penalties
 
 TILT_HEADS = ("head_out", "gross_out")  # the output heads that carry the learned tilt
 
@@ -63,9 +64,8 @@ def with_tilt_scale(policy: Policy, scale: float) -> Policy:
     policy whose checkpoint stores the scaled weights."""
     start = untrained_variables(policy)
     scaled = scale_tilt(_variables(policy.tree), start, jnp.float32(scale))
-    tree = {**policy.tree, "params": scaled}
-    tree = jax.tree_util.tree_map(np.asarray, tree)
-    return Policy(policy.kind, policy.config, tree, policy.env)
+    tree = jax.tree_util.tree_map(np.asarray, {**policy.tree, "params": scaled})
+    return dataclasses.replace(policy, tree=tree)
 
 
 def tilt_scale_scores(policy: Policy, val_params: EnvParams, scales: Sequence[float]) -> dict:
@@ -90,11 +90,8 @@ def tilt_scale_scores(policy: Policy, val_params: EnvParams, scales: Sequence[fl
 @partial(jax.jit, static_argnums=(0, 1, 2))
 def _scale_scores(config, env, num_steps, variables, start, rate, val_params, scales):
     """One program per (config, env, validation length): the scales vmapped."""
-    sel = {
-        "risk_penalty": jnp.float32(config.select_risk_penalty),
-        "turnover_penalty": jnp.float32(config.select_turnover_penalty),
-    }
     network = make_network(config, env)
+    sel = selection_penalties(config)
     validate = make_validator(
         config, env, network, num_steps, val_params, sel, {"rebalance_rate": rate}
     )

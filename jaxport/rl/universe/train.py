@@ -88,11 +88,16 @@ def population_inputs(config, env, train_params, val_params, key, fields: Sequen
     check_stacked(env, train_params, "train_params")
     check_stacked(env, val_params, "val_params")
     members, hp, keys = member_inputs(config.members_hparams(), config.num_seeds, key, fields)
-    sel = {
+    return validation_steps(val_params), members, hp, keys, selection_penalties(config)
+
+
+def selection_penalties(config) -> dict:
+    """``{risk_penalty, turnover_penalty}`` of the validation objective that selection scores
+    (``config.select_*``, the same for every member)."""
+    return {
         "risk_penalty": jnp.float32(config.select_risk_penalty),
         "turnover_penalty": jnp.float32(config.select_turnover_penalty),
     }
-    return validation_steps(val_params), members, hp, keys, sel
 
 
 def run_population(make_algorithm, config, env, train_params, val_params, key, fields, mesh):
@@ -257,5 +262,6 @@ __all__ = [
     "make_validator",
     "population_inputs",
     "run_population",
+    "selection_penalties",
     "train_universe",
 ]
